@@ -78,7 +78,7 @@ export class CmError extends Error {
 export function asCmError(err: unknown, fallbackCode = 'internal.unexpected'): CmError {
   if (err instanceof CmError) return err;
   const e = err as NodeJS.ErrnoException & { details?: string; metadata?: grpc.Metadata };
-  if (e && typeof e === 'object' && e.metadata instanceof grpc.Metadata) return fromServiceError(e as grpc.ServiceError);
+  if (e && typeof e === 'object' && e.metadata instanceof grpc.Metadata) return fromServiceError(e as unknown as grpc.ServiceError);
   const message = e && typeof e.message === 'string' ? e.message : String(err);
   return new CmError(fallbackCode, message, { cause: err });
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/**
+ * cmmigrate-agent: the daemon that runs as root on the old and the new relay host.
+ * `serve` runs in the foreground, logs JSON lines to stderr, and stops on SIGTERM/SIGINT.
+ */
+import { Command, CommanderError } from 'commander';
+import { asCmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR } from '../proto';
+import { createLogger } from './log';
+import { startAgent } from './server';
+import { VERSION } from './service';
+
+/**
+ * grpc-js sends the dialled IP address as TLS ServerName, which Node flags (DEP0123) on
+ * every connection. It is harmless here (certificates carry IP SANs): keep it off the
+ * user's terminal and print other warnings as usual.
+ */
+function quietIpServernameWarning(): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    if (w.code === 'DEP0123') return;
+    process.stderr.write(`${w.name}: ${w.message}\n`);
+  });
+}
+
+function main(argv: string[]): void {
+  quietIpServernameWarning();
+  const program = new Command('cmmigrate-agent')
+    .description('The cmmigrate agent: serves a chatmail relay\'s state to the other agent and to the cmmigrate controller, over gRPC with mutual TLS.')
+    .version(VERSION)
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('serve in the foreground until SIGTERM or SIGINT')
+    .requiredOption('--listen <host:port>', `address to listen on (the plan's agent address; default port ${DEFAULT_AGENT_PORT})`)
+    .option('--root <dir>', 'the host root the relay\'s paths are resolved under', '/')
+    .requiredOption('--tls-dir <dir>', 'this agent\'s TLS material from `cmmigrate init` (ca.crt, agent.crt, agent.key)')
+    .option('--mailboxes-dir <dir>', 'the relay\'s mailboxes_dir (chatmail.ini)', DEFAULT_MAILBOXES_DIR)
+    .option('--log-level <level>', 'pino log level: trace, debug, info, warn, error', 'info')
+    .addHelpText(
+      'after',
+      `
+It reads and writes only the relay's state under --root: the mailboxes dir, /etc/dkimkeys,
+/var/lib/acme, /var/spool/postfix, and when present /etc/chatmail-nocreate,
+/etc/ssl/certs/mailserver.pem, /etc/ssl/private/mailserver.key, /home/vmail/passdb.sqlite.
+User and group names come from <root>/etc/passwd and <root>/etc/group.
+
+Example:
+  cmmigrate-agent serve --listen 127.0.0.2:${DEFAULT_AGENT_PORT} --root / --tls-dir /opt/cmmigrate/tls`,
+    )
+    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; logLevel: string }) => {
+      const log = createLogger(o.logLevel);
+      const agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, log });
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'stopping');
+        void agent.stop().then(() => {
+          log.info('stopped');
+          process.exit(0);
+        });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+
+  program.parseAsync(argv).catch((err: unknown) => {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+    const e = asCmError(err);
+    process.stderr.write(`cmmigrate-agent: error: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`);
+    process.exit(e.exitCode);
+  });
+}
+
+main(process.argv);

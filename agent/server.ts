@@ -1,0 +1,70 @@
+/**
+ * Start and stop an agent: bind the gRPC server with mutual TLS on the given address and
+ * register the service. Used by the CLI and, in-process, by tests.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { CmError, DEFAULT_MAILBOXES_DIR, formatHostPort, parseHostPort, SERVER_OPTIONS } from '../proto';
+import { createLogger, type Logger } from './log';
+import { checkMailboxesDir } from './paths';
+import { AgentService } from './service';
+import { loadAgentTls, serverCredentials } from './tls';
+
+export interface AgentServerOptions {
+  listen: string;
+  root: string;
+  tlsDir: string;
+  mailboxesDir?: string;
+  log?: Logger;
+}
+
+export interface RunningAgent {
+  /** The bound port (useful with :0). */
+  port: number;
+  address: string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent> {
+  const log = opts.log ?? createLogger();
+  const root = path.resolve(opts.root);
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
+    throw new CmError('usage.bad_option', `--root ${opts.root}: not a directory`, { hint: 'pass / on a relay host, or the directory that holds the relay\'s tree' });
+  }
+  const mailboxesDir = checkMailboxesDir(opts.mailboxesDir ?? DEFAULT_MAILBOXES_DIR);
+  const tls = loadAgentTls(opts.tlsDir);
+  const hp = parseHostPort(opts.listen, undefined, '--listen');
+  const server = new grpc.Server(SERVER_OPTIONS);
+  new AgentService({ roots: { root, mailboxesDir }, tls, log }).addToServer(server);
+  const address = formatHostPort(hp);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, serverCredentials(tls), (err, p) => {
+      if (err) {
+        const inUse = /EADDRINUSE|address already in use/i.test(err.message);
+        reject(
+          new CmError(inUse ? 'agent.port_in_use' : 'agent.bind_failed', `cannot listen on ${address}: ${err.message}`, {
+            hint: inUse ? `another process holds ${address}; stop it or choose another port with --listen` : 'check that the address belongs to this host',
+            cause: err,
+          }),
+        );
+      } else resolve(p);
+    });
+  });
+  log.info({ listen: formatHostPort({ host: hp.host, port }), root, mailboxes_dir: mailboxesDir, role: tls.label }, 'agent listening');
+  return {
+    port,
+    address: formatHostPort({ host: hp.host, port }),
+    stop: (graceMs = 5000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * The digest `cmmigrate verify` compares: one record per entry of a root, in walk order,
+ * over its path, type, size, mode, owner names (after the plan's owner rules), mtime to
+ * the microsecond, content SHA-256, symlink target and hard-link group. Sockets are
+ * counted and left out, as the transfer leaves them out.
+ */
+import * as crypto from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { RootName, VerifyEntry } from '../proto';
+import * as fs from 'node:fs/promises';
+import { nameOr, type Identity } from './identity';
+import type { ResolvedRoot } from './paths';
+import { walkRoot, type WalkEntry } from './walk';
+
+export interface DigestOptions {
+  identity: Identity;
+  owners: Partial<Record<RootName, { user: string; group: string }>>;
+}
+
+export interface RootResult {
+  root: string;
+  present: boolean;
+  entries: number;
+  sha256: string;
+  socketsSkipped: number;
+}
+
+const HASH_AHEAD = 8;
+
+async function hashFile(abs: string): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(data as Buffer);
+  return h.digest('hex');
+}
+
+/** The record of one entry, as text; the root digest hashes these, one per line. */
+export function recordLine(e: VerifyEntry): string {
+  return JSON.stringify([e.path, e.type, String(e.size), e.mode, e.user, e.group, e.mtime_us, e.sha256, e.link, e.hardlink]);
+}
+
+/**
+ * Yield the records of a root in walk order, hashing up to a few files ahead, then the
+ * root's digest.
+ */
+export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<VerifyEntry | RootResult> {
+  const rule = opts.owners[root.name];
+  const rootHash = crypto.createHash('sha256');
+  const groups = new Map<string, { path: string; sha: Promise<string> }>();
+  let present = false;
+  let entries = 0;
+  let sockets = 0;
+  const queue: Promise<VerifyEntry>[] = [];
+
+  const record = async (e: WalkEntry, sha: Promise<string> | null, hardlink: string): Promise<VerifyEntry> => {
+    const uid = Number(e.st.uid);
+    const gid = Number(e.st.gid);
+    return {
+      path: e.rel,
+      type: e.type,
+      size: e.type === 'file' ? String(e.st.size) : '0',
+      mode: e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
+      user: rule?.user ?? nameOr(uid, opts.identity.userName(uid)),
+      group: rule?.group ?? nameOr(gid, opts.identity.groupName(gid)),
+      mtime_us: String(e.st.mtimeNs / 1000n),
+      sha256: sha ? await sha : '',
+      link: e.type === 'symlink' ? await fs.readlink(e.abs) : '',
+      hardlink,
+    };
+  };
+
+  for await (const e of walkRoot(root)) {
+    present = true;
+    if (e.type === 'socket') {
+      sockets++;
+      continue;
+    }
+    let sha: Promise<string> | null = null;
+    let hardlink = '';
+    if (e.type === 'file') {
+      const key = `${e.st.dev}:${e.st.ino}`;
+      const g = e.st.nlink > 1n ? groups.get(key) : undefined;
+      if (g) {
+        hardlink = g.path;
+        sha = g.sha;
+      } else {
+        sha = hashFile(e.abs);
+        sha.catch(() => undefined);
+        if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha });
+      }
+    }
+    const p = record(e, sha, hardlink);
+    p.catch(() => undefined);
+    queue.push(p);
+    if (queue.length >= HASH_AHEAD) {
+      const rec = await queue.shift()!;
+      rootHash.update(recordLine(rec) + '\n');
+      entries++;
+      yield rec;
+    }
+  }
+  while (queue.length) {
+    const rec = await queue.shift()!;
+    rootHash.update(recordLine(rec) + '\n');
+    entries++;
+    yield rec;
+  }
+  yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets };
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+/**
+ * cmmigrate: the controller that moves a chatmail relay to a new host. Each command lives
+ * in controller/commands/; this is the one place that turns errors into text and exit codes.
+ */
+import { Command, CommanderError } from 'commander';
+import { asCmError, ExitCode } from '../proto';
+import { initCommand } from './commands/init';
+import { syncCommand } from './commands/sync';
+import { verifyCommand } from './commands/verify';
+import { createOutput, reportError } from './output';
+
+const VERSION: string = (() => {
+  try {
+    return require('../../package.json').version as string;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+const EXIT_CODES = `
+Exit status:
+  ${ExitCode.ok}    done
+  ${ExitCode.failed}    failed (the message says what and where, and what to run next)
+  ${ExitCode.usage}    bad usage: an option or the plan file is wrong
+  ${ExitCode.precondition}    a precondition is not met (for example users missing on the new host)
+  ${ExitCode.interrupted}  interrupted (Ctrl-C); run the same command again to continue`;
+
+export function buildProgram(): Command {
+  const program = new Command('cmmigrate')
+    .description('Move a chatmail relay to a new host: two agents copy its state host to host over gRPC with mutual TLS, checked end to end.')
+    .version(VERSION)
+    .showHelpAfterError()
+    .addHelpText(
+      'after',
+      `
+Typical use:
+  cmmigrate init --plan plan.toml --domain mail.example.org --old OLD_IP --new NEW_IP
+  (start cmmigrate-agent on both hosts with the material in .cmmigrate/tls/old and /new)
+  cmmigrate sync --plan plan.toml --phase initial
+  cmmigrate sync --plan plan.toml --phase final
+  cmmigrate verify --plan plan.toml
+${EXIT_CODES}`,
+    );
+  for (const cmd of [initCommand(), syncCommand(), verifyCommand()]) {
+    cmd.exitOverride();
+    program.addCommand(cmd);
+  }
+  program.exitOverride();
+  return program;
+}
+
+/**
+ * grpc-js sends the dialled IP address as TLS ServerName, which Node flags (DEP0123) on
+ * every connection. It is harmless here (certificates carry IP SANs): keep it off the
+ * user's terminal and print other warnings as usual.
+ */
+function quietIpServernameWarning(): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (w: Error & { code?: string }) => {
+    if (w.code === 'DEP0123') return;
+    process.stderr.write(`${w.name}: ${w.message}\n`);
+  });
+}
+
+async function main(argv: string[]): Promise<void> {
+  quietIpServernameWarning();
+  const program = buildProgram();
+  process.on('SIGINT', () => {
+    process.stderr.write('\ninterrupted; run the same command again to continue\n');
+    process.exit(ExitCode.interrupted);
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : ExitCode.usage;
+      return;
+    }
+    const sub = argv[2] ?? '';
+    const json = argv.includes('--json');
+    process.exitCode = reportError(asCmError(err), createOutput(json), sub);
+  }
+}
+
+void main(process.argv);

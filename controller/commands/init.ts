@@ -1,0 +1,204 @@
+/**
+ * `cmmigrate init`: writes the plan file and this migration's TLS material (CA, controller
+ * and agent certificates) beside it. A rerun with the same arguments changes nothing; a
+ * plan that the operator edited is kept; `--force` replaces the plan and makes a new CA.
+ */
+import { promises as fsp } from 'node:fs';
+import * as crypto from 'node:crypto';
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { CmError } from '../../proto/errors';
+import {
+  DEFAULT_AGENT_PORT,
+  formatHostPort,
+  hostProblem,
+  loadPlan,
+  parseHostPort,
+  renderPlan,
+  type Plan,
+  type PlanInput,
+} from '../plan';
+import { ensurePki, leafDir } from '../pki';
+
+export interface InitOptions {
+  plan: string;
+  domain: string;
+  old: string;
+  new: string;
+  oldAgent?: string;
+  newAgent?: string;
+  force?: boolean;
+}
+
+export interface InitResult {
+  /** Absolute path of the plan file. */
+  planFile: string;
+  tlsDir: string;
+  caCreated: boolean;
+  /** False when an existing plan was kept as it was. */
+  planWritten: boolean;
+  /** What init did, one line each, for printing. */
+  lines: string[];
+}
+
+function badOption(flag: string, value: string, why: string): CmError {
+  return new CmError('usage.bad_option', `${flag} ${JSON.stringify(value)} is unusable: ${why}`, {
+    hint: 'example: cmmigrate init --plan plan.toml --domain mail.example.org --old 203.0.113.5 --new 198.51.100.7',
+  });
+}
+
+/** A host flag: an IP address (IPv6 with or without brackets) or a DNS name. */
+function hostOption(flag: string, value: string): string {
+  const host = value.replace(/^\[(.*)\]$/, '$1');
+  const why = hostProblem(host);
+  if (why) throw badOption(flag, value, why);
+  return host;
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await fsp.writeFile(tmp, text, { flag: 'wx', mode: 0o644 });
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Which keys of an existing plan name another migration than these options. */
+function conflicts(cur: Plan, want: PlanInput, opts: InitOptions): string[] {
+  const out: string[] = [];
+  const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+  const diff = (key: string, have: string, wanted: string): void => {
+    if (!same(have, wanted)) out.push(`${key} is ${JSON.stringify(have)}, not ${JSON.stringify(wanted)}`);
+  };
+  diff('mail_domain', cur.mailDomain, want.mailDomain);
+  diff('old.host', cur.old.host, want.old.host);
+  diff('new.host', cur.new.host, want.new.host);
+  // An agent address the operator edited is no conflict unless the flag asks for another.
+  if (opts.oldAgent !== undefined) diff('old.agent', cur.old.agent, want.old.agent ?? '');
+  if (opts.newAgent !== undefined) diff('new.agent', cur.new.agent, want.new.agent ?? '');
+  return out;
+}
+
+/** Writes (or keeps) the plan, then makes sure the TLS material beside it is current. */
+export async function runInit(opts: InitOptions): Promise<InitResult> {
+  const planFile = path.resolve(opts.plan);
+  const domain = opts.domain;
+  const domainProblem = hostProblem(domain);
+  if (domainProblem) throw badOption('--domain', domain, domainProblem);
+  const oldHost = hostOption('--old', opts.old);
+  const newHost = hostOption('--new', opts.new);
+  const oldAgent = parseHostPort(opts.oldAgent ?? oldHost, DEFAULT_AGENT_PORT, opts.oldAgent ? '--old-agent' : '--old');
+  const newAgent = parseHostPort(opts.newAgent ?? newHost, DEFAULT_AGENT_PORT, opts.newAgent ? '--new-agent' : '--new');
+  if (oldAgent.host === newAgent.host && oldAgent.port === newAgent.port) {
+    throw new CmError('usage.bad_option', `the old and the new agent would both listen on ${formatHostPort(oldAgent.host, oldAgent.port)}`, {
+      hint: 'give two different hosts with --old and --new, or different ports with --old-agent and --new-agent',
+    });
+  }
+
+  const want: PlanInput = {
+    mailDomain: domain,
+    old: { host: oldHost, agent: formatHostPort(oldAgent.host, oldAgent.port), ssh: `root@${oldHost}` },
+    new: { host: newHost, agent: formatHostPort(newAgent.host, newAgent.port), ssh: `root@${newHost}` },
+  };
+  const text = renderPlan(want);
+  const lines: string[] = [];
+
+  let existing: string | undefined;
+  try {
+    existing = await fsp.readFile(planFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new CmError('plan.unreadable', `cannot read plan file ${planFile}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  let planWritten = false;
+  if (existing === undefined || (existing !== text && opts.force)) {
+    await fsp.mkdir(path.dirname(planFile), { recursive: true });
+    await writeAtomic(planFile, text);
+    planWritten = true;
+    lines.push(existing === undefined ? `wrote plan ${planFile}` : `replaced plan ${planFile} (--force)`);
+  } else if (existing === text) {
+    lines.push(`plan ${planFile} is up to date`);
+  } else {
+    let cur: Plan;
+    try {
+      cur = await loadPlan(planFile);
+    } catch (err) {
+      if (!(err instanceof CmError)) throw err;
+      throw new CmError(err.code, err.message, {
+        hint: `${err.hint ?? `fix ${planFile}`}, or run the same init command with --force to replace the file`,
+        details: err.details,
+        cause: err,
+      });
+    }
+    const diffs = conflicts(cur, want, opts);
+    if (diffs.length > 0) {
+      throw new CmError('plan.exists', `plan ${planFile} already exists with other settings: ${diffs.join('; ')}`, {
+        hint: `run the same init command with --force to replace it (and make a new CA), or edit ${planFile}`,
+        details: { file: planFile },
+      });
+    }
+    lines.push(`kept plan ${planFile} (it has changes of yours; --force rewrites it)`);
+  }
+
+  const plan = await loadPlan(planFile);
+  const pki = await ensurePki(
+    plan.tlsDir,
+    plan.mailDomain,
+    { old: [plan.old.host, plan.old.agentHost], new: [plan.new.host, plan.new.agentHost] },
+    { force: opts.force },
+  );
+  lines.push(
+    pki.created
+      ? `created CA ${pki.caId} in ${path.join(pki.tlsDir, 'ca')}`
+      : `kept existing CA ${pki.caId} in ${path.join(pki.tlsDir, 'ca')} (use --force for a new one)`,
+  );
+  const ctlState = pki.issued.includes('controller') ? (pki.created ? '' : ' (reissued)') : ' (unchanged)';
+  lines.push(`controller material: ${leafDir(pki.tlsDir, 'controller')}${ctlState}`);
+  for (const side of ['old', 'new'] as const) {
+    const dir = leafDir(pki.tlsDir, side);
+    const changed = pki.issued.includes(side);
+    const state = !changed ? 'unchanged, ' : pki.created ? '' : 'reissued, ';
+    lines.push(
+      `agent material for ${side}: ${dir} (${state}for ${pki.sans[side].join(', ')}; copy to the ${side} host, ` +
+        `then: cmmigrate-agent serve --listen ${plan[side].agent} --root / --tls-dir DIR)`,
+    );
+  }
+  lines.push(`next: cmmigrate run --plan ${planFile}`);
+  return { planFile, tlsDir: pki.tlsDir, caCreated: pki.created, planWritten, lines };
+}
+
+/** The `init` command: parses options and calls runInit. Errors propagate as CmError. */
+export function initCommand(): Command {
+  return new Command('init')
+    .summary('write a plan file and the TLS material of a migration')
+    .description(
+      'Write a plan file for moving a chatmail relay from an old host to a new one, and make ' +
+        "this migration's TLS material beside it (in .cmmigrate/tls): a CA, the controller's " +
+        'certificate, and one directory per agent. Running it again with the same options ' +
+        'changes nothing; a plan you edited is kept.',
+    )
+    .requiredOption('--plan <file>', 'plan file to write; .cmmigrate/ is made in its directory')
+    .requiredOption('--domain <domain>', "the relay's mail_domain, as in its chatmail.ini")
+    .requiredOption('--old <host>', 'the host the relay runs on now (IP address or name)')
+    .requiredOption('--new <host>', 'the host the relay moves to (IP address or name)')
+    .option('--old-agent <host:port>', `where the old host's agent listens (default: OLD:${DEFAULT_AGENT_PORT})`)
+    .option('--new-agent <host:port>', `where the new host's agent listens (default: NEW:${DEFAULT_AGENT_PORT})`)
+    .option('--force', 'replace an existing plan and make a new CA (both agents then need their new material)')
+    .addHelpText(
+      'after',
+      '\nExample:\n' +
+        '  $ cmmigrate init --plan move/plan.toml --domain mail.example.org \\\n' +
+        '      --old 203.0.113.5 --new 198.51.100.7\n' +
+        '  $ cmmigrate init --plan move/plan.toml --domain mail.example.org \\\n' +
+        '      --old 203.0.113.5 --new 2001:db8::7 --new-agent [2001:db8::7]:7900\n',
+    )
+    .action(async (opts: InitOptions) => {
+      const result = await runInit(opts);
+      for (const line of result.lines) process.stdout.write(`${line}\n`);
+    });
+}

@@ -1,0 +1,463 @@
+/**
+ * The plan file: one TOML file per migration that a person reads and edits. It names the
+ * mail domain, both hosts with their agents' addresses, and the owners forced on each
+ * copied tree. `loadPlan` accepts only what `renderPlan` can write: an unknown key, a
+ * wrong type or an unusable value is a CmError that names the key and the file.
+ */
+import { promises as fsp } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { z } from 'zod';
+import { CmError } from '../proto/errors';
+
+/** The port an agent listens on when an address names none. */
+export const DEFAULT_AGENT_PORT = 7826;
+
+/** Every root the `[owners]` table may name. */
+export const OWNER_ROOTS = ['mailboxes', 'dkimkeys', 'acme', 'spool', 'nocreate', 'ssl-cert', 'ssl-key', 'passdb'] as const;
+export type OwnerRoot = (typeof OWNER_ROOTS)[number];
+export interface Owner {
+  user: string;
+  group: string;
+}
+export type Owners = Partial<Record<OwnerRoot, Owner>>;
+
+/** The owners the relay project's manual procedure forces with its chown lines. */
+export const DEFAULT_OWNERS: Owners = {
+  mailboxes: { user: 'vmail', group: 'vmail' },
+  dkimkeys: { user: 'opendkim', group: 'opendkim' },
+  acme: { user: 'root', group: 'root' },
+};
+export const DEFAULT_MAILBOXES_DIR = '/home/vmail/mail';
+export const DEFAULT_STATE_DIR = '.cmmigrate';
+
+export interface HostPlan {
+  /** The relay host: an IP address (IPv6 without brackets) or a name. */
+  host: string;
+  agentHost: string;
+  agentPort: number;
+  /** `host:port` of the agent, IPv6 as `[::1]:7826`. */
+  agent: string;
+  /** ssh destination, `root@host` unless the plan says otherwise. */
+  ssh: string;
+}
+
+export interface Plan {
+  /** Absolute path of the plan file. */
+  file: string;
+  /** Its directory. */
+  dir: string;
+  mailDomain: string;
+  /** Absolute; `state_dir` of the file resolved against `dir`. */
+  stateDir: string;
+  /** `<stateDir>/tls`. */
+  tlsDir: string;
+  old: HostPlan;
+  new: HostPlan;
+  mailboxesDir: string;
+  /** Forced owner per root. Without an `[owners]` table: DEFAULT_OWNERS. */
+  owners: Owners;
+}
+
+/** What `renderPlan` needs; a loaded Plan fits too. Omitted fields get the defaults. */
+export interface PlanInput {
+  mailDomain: string;
+  /** Written as given; relative paths are taken from the plan file's directory. */
+  stateDir?: string;
+  old: { host: string; agent?: string; ssh?: string };
+  new: { host: string; agent?: string; ssh?: string };
+  mailboxesDir?: string;
+  owners?: Owners;
+}
+
+// ---------------------------------------------------------------------------------------
+// Addresses
+
+const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
+const HOSTNAME_RE = new RegExp(`^${LABEL}(?:\\.${LABEL})*\\.?$`);
+
+/** Why `s` is no usable host (IP address without brackets, or DNS name), or undefined. */
+export function hostProblem(s: string): string | undefined {
+  if (s === '') return 'it is empty';
+  if (net.isIP(s)) return undefined;
+  if (s.startsWith('[') || s.includes(':')) return 'it is neither an IP address nor a host name (write IPv6 without brackets)';
+  if (/^[0-9.]+$/.test(s)) return 'it is not a valid IPv4 address';
+  if (s.length > 253 || !HOSTNAME_RE.test(s)) return 'it is neither an IP address nor a host name';
+  return undefined;
+}
+
+/** `host:port`, with brackets around an IPv6 host. */
+export function formatHostPort(host: string, port: number): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Splits `127.0.0.2:7826`, `[::1]:7826`, `::1`, `host` (the last two take `defaultPort`).
+ * `label` names the flag or key in the error, e.g. `--old-agent`.
+ */
+export function parseHostPort(s: string, defaultPort?: number, label = 'address'): { host: string; port: number } {
+  const bad = (why: string): CmError =>
+    new CmError('usage.bad_option', `${label} ${JSON.stringify(s)} is not a usable host:port: ${why}`, {
+      hint: `write it as HOST:PORT, e.g. 127.0.0.2:${DEFAULT_AGENT_PORT} or [2001:db8::2]:${DEFAULT_AGENT_PORT}`,
+      details: { value: s },
+    });
+  let host: string;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(s);
+  if (bracketed) {
+    host = bracketed[1];
+    portText = bracketed[2];
+    if (!net.isIPv6(host)) throw bad('only an IPv6 address goes in brackets');
+  } else if (net.isIPv6(s)) {
+    host = s;
+  } else {
+    const colon = s.lastIndexOf(':');
+    if (colon >= 0) {
+      host = s.slice(0, colon);
+      portText = s.slice(colon + 1);
+    } else {
+      host = s;
+    }
+    if (host.includes(':')) throw bad('put an IPv6 address in brackets, as [2001:db8::2]:7826');
+  }
+  const problem = hostProblem(host);
+  if (problem) throw bad(`the host part ${problem}`);
+  let port: number;
+  if (portText === undefined) {
+    if (defaultPort === undefined) throw bad('the port is missing');
+    port = defaultPort;
+  } else {
+    if (!/^[0-9]{1,5}$/.test(portText)) throw bad(`the port ${JSON.stringify(portText)} is not a number`);
+    port = Number(portText);
+    if (port < 1 || port > 65535) throw bad(`the port ${port} is outside 1..65535`);
+  }
+  return { host, port };
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema
+
+const NAME = '[A-Za-z_][A-Za-z0-9_.-]{0,30}\\$?';
+const OWNER_RE = new RegExp(`^(${NAME}):(${NAME})$`);
+
+/** A zod string that must pass `check` (which returns why not, or undefined). */
+function checked(check: (s: string) => string | undefined) {
+  return z.string().superRefine((s, ctx) => {
+    const why = check(s);
+    if (why) ctx.addIssue({ code: 'custom', message: why });
+  });
+}
+
+const hostValue = checked((s) => {
+  const why = hostProblem(s);
+  return why && `must be an IP address or host name, but ${why} (got ${JSON.stringify(s)})`;
+});
+const agentValue = checked((s) => {
+  try {
+    parseHostPort(s, DEFAULT_AGENT_PORT);
+    return undefined;
+  } catch (err) {
+    return `must be "host:port" with a port from 1 to 65535 (got ${JSON.stringify(s)}): ${(err as Error).message.replace(/^.*?: /, '')}`;
+  }
+});
+const sshValue = checked((s) =>
+  s === '' || /[\s\x00-\x1f\x7f]/.test(s) || s.startsWith('-')
+    ? `must be an ssh destination such as "root@127.0.0.2" (got ${JSON.stringify(s)})`
+    : undefined,
+);
+const dirValue = checked((s) =>
+  !s.startsWith('/') || path.posix.normalize(s) !== s || s === '/' || s.endsWith('/')
+    ? `must be an absolute, normalized directory other than "/", such as "${DEFAULT_MAILBOXES_DIR}" (got ${JSON.stringify(s)})`
+    : undefined,
+);
+const ownerValue = checked((s) =>
+  OWNER_RE.test(s) ? undefined : `must be "user:group", such as "vmail:vmail" (got ${JSON.stringify(s)})`,
+);
+const domainValue = checked((s) => {
+  const why = hostProblem(s);
+  return why && `must be the relay's mail domain, such as "mail.example.org", but ${why} (got ${JSON.stringify(s)})`;
+});
+const stateDirValue = checked((s) =>
+  s === '' || s.includes('\0') ? `must be a directory path (got ${JSON.stringify(s)})` : undefined,
+);
+
+const hostTable = z.strictObject({
+  host: hostValue,
+  agent: agentValue.optional(),
+  ssh: sshValue.optional(),
+});
+
+const planSchema = z
+  .strictObject({
+    mail_domain: domainValue,
+    state_dir: stateDirValue.optional(),
+    old: hostTable,
+    new: hostTable,
+    relay: z.strictObject({ mailboxes_dir: dirValue.optional() }).optional(),
+    owners: z
+      .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
+      .optional(),
+  })
+  .superRefine((p, ctx) => {
+    let a: { host: string; port: number };
+    let b: { host: string; port: number };
+    try {
+      a = parseHostPort(p.old.agent ?? p.old.host, DEFAULT_AGENT_PORT);
+      b = parseHostPort(p.new.agent ?? p.new.host, DEFAULT_AGENT_PORT);
+    } catch {
+      return; // already reported on the key itself
+    }
+    if (a.host === b.host && a.port === b.port) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['new', 'agent'],
+        message: `is ${formatHostPort(b.host, b.port)}, the same address as old.agent: the two agents must differ`,
+      });
+    }
+  });
+
+/** What a key must hold, for type errors. */
+const SHAPES: Record<string, string> = {
+  mail_domain: 'a string such as "mail.example.org"',
+  state_dir: 'a string such as ".cmmigrate"',
+  old: 'a table [old] with host, agent and ssh',
+  new: 'a table [new] with host, agent and ssh',
+  'old.host': 'a string such as "127.0.0.2"',
+  'new.host': 'a string such as "127.0.0.3"',
+  'old.agent': `a string "host:port" such as "127.0.0.2:${DEFAULT_AGENT_PORT}"`,
+  'new.agent': `a string "host:port" such as "127.0.0.3:${DEFAULT_AGENT_PORT}"`,
+  'old.ssh': 'a string such as "root@127.0.0.2"',
+  'new.ssh': 'a string such as "root@127.0.0.3"',
+  relay: 'a table [relay]',
+  'relay.mailboxes_dir': `a string such as "${DEFAULT_MAILBOXES_DIR}"`,
+  owners: 'a table [owners]',
+};
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'an array';
+  if (v === null || typeof v !== 'object') return `${typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'float') : typeof v} ${JSON.stringify(v)}`;
+  if (v instanceof Date) return 'a date';
+  return 'a table';
+}
+
+function valueAt(root: unknown, keys: readonly PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const k of keys) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
+}
+
+/** Keys of a table in the schema, for "did you mean" hints. */
+function knownKeys(table: string): string[] {
+  if (table === '') return ['mail_domain', 'state_dir', 'old', 'new', 'relay', 'owners'];
+  if (table === 'old' || table === 'new') return ['host', 'agent', 'ssh'];
+  if (table === 'relay') return ['mailboxes_dir'];
+  if (table === 'owners') return [...OWNER_ROOTS];
+  return [];
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length];
+}
+
+interface Problem {
+  key: string;
+  text: string;
+  unknown: boolean;
+  suggestion?: string;
+}
+
+function problemsOf(issues: readonly z.core.$ZodIssue[], raw: unknown): Problem[] {
+  const out: Problem[] = [];
+  for (const issue of issues) {
+    const at = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) {
+        const key = at ? `${at}.${k}` : k;
+        const near = knownKeys(at)
+          .map((c) => ({ c, d: editDistance(k, c) }))
+          .filter((x) => x.d <= 2)
+          .sort((x, y) => x.d - y.d)[0];
+        out.push({
+          key,
+          unknown: true,
+          text: `unknown key ${key}${near ? ` (did you mean ${at ? `${at}.` : ''}${near.c}?)` : ''}`,
+          suggestion: near?.c,
+        });
+      }
+    } else if (issue.code === 'invalid_type') {
+      const got = valueAt(raw, issue.path);
+      const want = SHAPES[at] ?? (at.startsWith('owners.') ? 'a string "user:group" such as "vmail:vmail"' : `a ${issue.expected}`);
+      out.push({
+        key: at,
+        unknown: false,
+        text: got === undefined ? `${at} is missing: it must be ${want}` : `${at} must be ${want}, not ${describeValue(got)}`,
+      });
+    } else {
+      out.push({ key: at, unknown: false, text: `${at} ${issue.message}` });
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading
+
+/** Reads, parses and validates a plan file. */
+export async function loadPlan(file: string): Promise<Plan> {
+  const abs = path.resolve(file);
+  let text: string;
+  try {
+    text = await fsp.readFile(abs, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') {
+      throw new CmError('plan.not_found', `plan file ${abs} does not exist`, {
+        hint: `make one with: cmmigrate init --plan ${file} --domain MAIL_DOMAIN --old OLD_HOST --new NEW_HOST`,
+        cause: err,
+      });
+    }
+    throw new CmError('plan.unreadable', `cannot read plan file ${abs}: ${e.message}`, {
+      hint: 'check the path given with --plan and its permissions',
+      cause: err,
+    });
+  }
+
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const first = err.message.split('\n')[0].replace(/^Invalid TOML document: /, '');
+      throw new CmError('plan.syntax', `plan file ${abs}, line ${err.line}, column ${err.column}: ${first}`, {
+        hint: `fix the TOML syntax on line ${err.line} of ${abs}`,
+        details: { file: abs, line: err.line, column: err.column },
+        cause: err,
+      });
+    }
+    throw err;
+  }
+
+  const parsed = planSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = problemsOf(parsed.error.issues, raw);
+    const unknown = problems.filter((p) => p.unknown);
+    const code = unknown.length > 0 ? 'plan.unknown_key' : 'plan.invalid';
+    throw new CmError(code, `plan file ${abs}: ${problems.map((p) => p.text).join('; ')}`, {
+      hint:
+        unknown.length > 0
+          ? `remove or rename ${unknown.map((p) => p.key).join(', ')} in ${abs}`
+          : `correct ${problems.map((p) => p.key).join(', ')} in ${abs}`,
+      details: { file: abs, keys: problems.map((p) => p.key) },
+    });
+  }
+
+  const p = parsed.data;
+  const dir = path.dirname(abs);
+  const stateDir = path.resolve(dir, p.state_dir ?? DEFAULT_STATE_DIR);
+  const owners: Owners = {};
+  if (p.owners) {
+    for (const root of OWNER_ROOTS) {
+      const v = p.owners[root];
+      const m = v === undefined ? null : OWNER_RE.exec(v);
+      if (m) owners[root] = { user: m[1], group: m[2] };
+    }
+  }
+  return {
+    file: abs,
+    dir,
+    mailDomain: p.mail_domain,
+    stateDir,
+    tlsDir: path.join(stateDir, 'tls'),
+    old: hostPlan(p.old),
+    new: hostPlan(p.new),
+    mailboxesDir: p.relay?.mailboxes_dir ?? DEFAULT_MAILBOXES_DIR,
+    owners: p.owners ? owners : { ...DEFAULT_OWNERS },
+  };
+}
+
+function hostPlan(t: { host: string; agent?: string; ssh?: string }): HostPlan {
+  const a = parseHostPort(t.agent ?? t.host, DEFAULT_AGENT_PORT);
+  return {
+    host: t.host,
+    agentHost: a.host,
+    agentPort: a.port,
+    agent: formatHostPort(a.host, a.port),
+    ssh: t.ssh ?? `root@${t.host}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering
+
+/** A TOML basic string. */
+function str(s: string): string {
+  // JSON escapes are valid TOML escapes; TOML also forbids a raw DEL.
+  return JSON.stringify(s).replace(/\x7f/g, '\\u007F');
+}
+
+/** Text made safe for a comment line. */
+function inComment(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f]/g, '?');
+}
+
+/** The plan as TOML, with comments that explain each section to the person editing it. */
+export function renderPlan(p: PlanInput): string {
+  const side = (name: 'old' | 'new', h: PlanInput['old'], example: string): string[] => [
+    `[${name}]`,
+    `# The relay host: an IP address (IPv6 without brackets) or a host name.`,
+    `host = ${str(h.host)}`,
+    `# Where its cmmigrate-agent listens, as host:port (IPv6 as "[2001:db8::2]:${DEFAULT_AGENT_PORT}").`,
+    `# The agent's TLS certificate names this host and the one above.`,
+    `agent = ${str(h.agent ?? formatHostPort(h.host, DEFAULT_AGENT_PORT))}`,
+    `# How the controller reaches it over ssh, as root (e.g. "${example}").`,
+    `ssh = ${str(h.ssh ?? `root@${h.host}`)}`,
+  ];
+  const owners = p.owners ?? DEFAULT_OWNERS;
+  const lines = [
+    `# cmmigrate plan: move the chatmail relay for ${inComment(p.mailDomain)}`,
+    `# from ${inComment(p.old.host)} (old) to ${inComment(p.new.host)} (new).`,
+    `#`,
+    `# Written by \`cmmigrate init\`; edit it as you need. Every cmmigrate command reads this`,
+    `# file and refuses keys it does not know. Next: cmmigrate run --plan THIS_FILE`,
+    ``,
+    `# The relay's mail_domain, as in its chatmail.ini.`,
+    `mail_domain = ${str(p.mailDomain)}`,
+    `# Where cmmigrate keeps this migration's TLS material and journal.`,
+    `# A relative path is taken from this file's directory.`,
+    `state_dir = ${str(p.stateDir ?? DEFAULT_STATE_DIR)}`,
+    ``,
+    `# The host the relay runs on now. Its state is copied from here; at the end its mail`,
+    `# service is off.`,
+    ...side('old', p.old, 'root@127.0.0.2'),
+    ``,
+    `# The host the relay moves to. It stays inactive until the last step.`,
+    ...side('new', p.new, 'root@127.0.0.3'),
+    ``,
+    `[relay]`,
+    `# Where the mailboxes live: the mailboxes_dir of chatmail.ini.`,
+    `mailboxes_dir = ${str(p.mailboxesDir ?? DEFAULT_MAILBOXES_DIR)}`,
+    ``,
+    `# The owner ("user:group", by name) forced on each copied tree on the new host, as the`,
+    `# manual procedure's chown lines do. Roots: ${OWNER_ROOTS.slice(0, 5).join(', ')},`,
+    `# ${OWNER_ROOTS.slice(5).join(', ')}. A root not listed keeps the owners its files have on`,
+    `# the old host; without this table the procedure's defaults apply.`,
+    `[owners]`,
+    ...OWNER_ROOTS.flatMap((r) => {
+      const o = owners[r];
+      return o ? [`${r} = ${str(`${o.user}:${o.group}`)}`] : [];
+    }),
+  ];
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,48 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { AgentClient as _cmmigrate_v1_AgentClient, AgentDefinition as _cmmigrate_v1_AgentDefinition } from './cmmigrate/v1/Agent';
+import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from './cmmigrate/v1/Chunk';
+import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from './cmmigrate/v1/InfoReply';
+import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from './cmmigrate/v1/InfoRequest';
+import type { OwnerRule as _cmmigrate_v1_OwnerRule, OwnerRule__Output as _cmmigrate_v1_OwnerRule__Output } from './cmmigrate/v1/OwnerRule';
+import type { Progress as _cmmigrate_v1_Progress, Progress__Output as _cmmigrate_v1_Progress__Output } from './cmmigrate/v1/Progress';
+import type { PullEvent as _cmmigrate_v1_PullEvent, PullEvent__Output as _cmmigrate_v1_PullEvent__Output } from './cmmigrate/v1/PullEvent';
+import type { PullRequest as _cmmigrate_v1_PullRequest, PullRequest__Output as _cmmigrate_v1_PullRequest__Output } from './cmmigrate/v1/PullRequest';
+import type { RootDigest as _cmmigrate_v1_RootDigest, RootDigest__Output as _cmmigrate_v1_RootDigest__Output } from './cmmigrate/v1/RootDigest';
+import type { RootInfo as _cmmigrate_v1_RootInfo, RootInfo__Output as _cmmigrate_v1_RootInfo__Output } from './cmmigrate/v1/RootInfo';
+import type { Scope as _cmmigrate_v1_Scope, Scope__Output as _cmmigrate_v1_Scope__Output } from './cmmigrate/v1/Scope';
+import type { SendRequest as _cmmigrate_v1_SendRequest, SendRequest__Output as _cmmigrate_v1_SendRequest__Output } from './cmmigrate/v1/SendRequest';
+import type { Summary as _cmmigrate_v1_Summary, Summary__Output as _cmmigrate_v1_Summary__Output } from './cmmigrate/v1/Summary';
+import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from './cmmigrate/v1/VerifyBatch';
+import type { VerifyEntry as _cmmigrate_v1_VerifyEntry, VerifyEntry__Output as _cmmigrate_v1_VerifyEntry__Output } from './cmmigrate/v1/VerifyEntry';
+import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from './cmmigrate/v1/VerifyRequest';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  cmmigrate: {
+    v1: {
+      Agent: SubtypeConstructor<typeof grpc.Client, _cmmigrate_v1_AgentClient> & { service: _cmmigrate_v1_AgentDefinition }
+      Chunk: MessageTypeDefinition<_cmmigrate_v1_Chunk, _cmmigrate_v1_Chunk__Output>
+      InfoReply: MessageTypeDefinition<_cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoReply__Output>
+      InfoRequest: MessageTypeDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoRequest__Output>
+      OwnerRule: MessageTypeDefinition<_cmmigrate_v1_OwnerRule, _cmmigrate_v1_OwnerRule__Output>
+      Phase: EnumTypeDefinition
+      Progress: MessageTypeDefinition<_cmmigrate_v1_Progress, _cmmigrate_v1_Progress__Output>
+      PullEvent: MessageTypeDefinition<_cmmigrate_v1_PullEvent, _cmmigrate_v1_PullEvent__Output>
+      PullRequest: MessageTypeDefinition<_cmmigrate_v1_PullRequest, _cmmigrate_v1_PullRequest__Output>
+      RootDigest: MessageTypeDefinition<_cmmigrate_v1_RootDigest, _cmmigrate_v1_RootDigest__Output>
+      RootInfo: MessageTypeDefinition<_cmmigrate_v1_RootInfo, _cmmigrate_v1_RootInfo__Output>
+      Scope: MessageTypeDefinition<_cmmigrate_v1_Scope, _cmmigrate_v1_Scope__Output>
+      SendRequest: MessageTypeDefinition<_cmmigrate_v1_SendRequest, _cmmigrate_v1_SendRequest__Output>
+      Summary: MessageTypeDefinition<_cmmigrate_v1_Summary, _cmmigrate_v1_Summary__Output>
+      VerifyBatch: MessageTypeDefinition<_cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyBatch__Output>
+      VerifyEntry: MessageTypeDefinition<_cmmigrate_v1_VerifyEntry, _cmmigrate_v1_VerifyEntry__Output>
+      VerifyRequest: MessageTypeDefinition<_cmmigrate_v1_VerifyRequest, _cmmigrate_v1_VerifyRequest__Output>
+    }
+  }
+}
+

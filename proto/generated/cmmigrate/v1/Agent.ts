@@ -1,0 +1,57 @@
+// Original file: proto/cmmigrate.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from '../../cmmigrate/v1/Chunk';
+import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from '../../cmmigrate/v1/InfoReply';
+import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from '../../cmmigrate/v1/InfoRequest';
+import type { PullEvent as _cmmigrate_v1_PullEvent, PullEvent__Output as _cmmigrate_v1_PullEvent__Output } from '../../cmmigrate/v1/PullEvent';
+import type { PullRequest as _cmmigrate_v1_PullRequest, PullRequest__Output as _cmmigrate_v1_PullRequest__Output } from '../../cmmigrate/v1/PullRequest';
+import type { SendRequest as _cmmigrate_v1_SendRequest, SendRequest__Output as _cmmigrate_v1_SendRequest__Output } from '../../cmmigrate/v1/SendRequest';
+import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from '../../cmmigrate/v1/VerifyBatch';
+import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from '../../cmmigrate/v1/VerifyRequest';
+
+export interface AgentClient extends grpc.Client {
+  Info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  Info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  Info(argument: _cmmigrate_v1_InfoRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  Info(argument: _cmmigrate_v1_InfoRequest, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  info(argument: _cmmigrate_v1_InfoRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  info(argument: _cmmigrate_v1_InfoRequest, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  
+  Pull(argument: _cmmigrate_v1_PullRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
+  Pull(argument: _cmmigrate_v1_PullRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
+  pull(argument: _cmmigrate_v1_PullRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
+  pull(argument: _cmmigrate_v1_PullRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
+  
+  Send(argument: _cmmigrate_v1_SendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
+  Send(argument: _cmmigrate_v1_SendRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
+  send(argument: _cmmigrate_v1_SendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
+  send(argument: _cmmigrate_v1_SendRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
+  
+  Verify(argument: _cmmigrate_v1_VerifyRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
+  Verify(argument: _cmmigrate_v1_VerifyRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
+  verify(argument: _cmmigrate_v1_VerifyRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
+  verify(argument: _cmmigrate_v1_VerifyRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
+  
+}
+
+export interface AgentHandlers extends grpc.UntypedServiceImplementation {
+  Info: grpc.handleUnaryCall<_cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply>;
+  
+  Pull: grpc.handleServerStreamingCall<_cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent>;
+  
+  Send: grpc.handleServerStreamingCall<_cmmigrate_v1_SendRequest__Output, _cmmigrate_v1_Chunk>;
+  
+  Verify: grpc.handleServerStreamingCall<_cmmigrate_v1_VerifyRequest__Output, _cmmigrate_v1_VerifyBatch>;
+  
+}
+
+export interface AgentDefinition extends grpc.ServiceDefinition {
+  Info: MethodDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply__Output>
+  Pull: MethodDefinition<_cmmigrate_v1_PullRequest, _cmmigrate_v1_PullEvent, _cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent__Output>
+  Send: MethodDefinition<_cmmigrate_v1_SendRequest, _cmmigrate_v1_Chunk, _cmmigrate_v1_SendRequest__Output, _cmmigrate_v1_Chunk__Output>
+  Verify: MethodDefinition<_cmmigrate_v1_VerifyRequest, _cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyRequest__Output, _cmmigrate_v1_VerifyBatch__Output>
+}

@@ -1,0 +1,19 @@
+// Original file: proto/cmmigrate.proto
+
+import type { Phase as _cmmigrate_v1_Phase, Phase__Output as _cmmigrate_v1_Phase__Output } from '../../cmmigrate/v1/Phase';
+import type { Scope as _cmmigrate_v1_Scope, Scope__Output as _cmmigrate_v1_Scope__Output } from '../../cmmigrate/v1/Scope';
+import type { OwnerRule as _cmmigrate_v1_OwnerRule, OwnerRule__Output as _cmmigrate_v1_OwnerRule__Output } from '../../cmmigrate/v1/OwnerRule';
+
+export interface PullRequest {
+  'source'?: (string);
+  'phase'?: (_cmmigrate_v1_Phase);
+  'scope'?: (_cmmigrate_v1_Scope | null);
+  'owners'?: (_cmmigrate_v1_OwnerRule)[];
+}
+
+export interface PullRequest__Output {
+  'source': (string);
+  'phase': (_cmmigrate_v1_Phase__Output);
+  'scope': (_cmmigrate_v1_Scope__Output | null);
+  'owners': (_cmmigrate_v1_OwnerRule__Output)[];
+}

@@ -1,0 +1,19 @@
+// Original file: proto/cmmigrate.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface RootDigest {
+  'root'?: (string);
+  'present'?: (boolean);
+  'entries'?: (number | string | Long);
+  'sha256'?: (string);
+  'sockets_skipped'?: (number | string | Long);
+}
+
+export interface RootDigest__Output {
+  'root': (string);
+  'present': (boolean);
+  'entries': (string);
+  'sha256': (string);
+  'sockets_skipped': (string);
+}

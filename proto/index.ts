@@ -1,0 +1,115 @@
+/**
+ * The wire contract, loaded once with one set of proto-loader options. Both the agent and
+ * the controller import this module and nothing else of each other.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType } from './generated/cmmigrate';
+import type { AgentClient, AgentDefinition } from './generated/cmmigrate/v1/Agent';
+
+export type { AgentClient, AgentHandlers } from './generated/cmmigrate/v1/Agent';
+export type { PullEvent__Output, PullEvent } from './generated/cmmigrate/v1/PullEvent';
+export type { Summary__Output, Summary } from './generated/cmmigrate/v1/Summary';
+export type { Progress } from './generated/cmmigrate/v1/Progress';
+export type { VerifyEntry, VerifyEntry__Output } from './generated/cmmigrate/v1/VerifyEntry';
+export type { VerifyBatch, VerifyBatch__Output } from './generated/cmmigrate/v1/VerifyBatch';
+export type { RootDigest, RootDigest__Output } from './generated/cmmigrate/v1/RootDigest';
+export type { InfoReply, InfoReply__Output } from './generated/cmmigrate/v1/InfoReply';
+export type { Scope__Output } from './generated/cmmigrate/v1/Scope';
+export type { OwnerRule, OwnerRule__Output } from './generated/cmmigrate/v1/OwnerRule';
+export type { PullRequest, PullRequest__Output } from './generated/cmmigrate/v1/PullRequest';
+export type { SendRequest, SendRequest__Output } from './generated/cmmigrate/v1/SendRequest';
+export type { Chunk, Chunk__Output } from './generated/cmmigrate/v1/Chunk';
+export type { Phase__Output as PhaseName } from './generated/cmmigrate/v1/Phase';
+
+export * from './errors';
+export * from './roots';
+export * from './order';
+export * from './address';
+
+/** The version of the wire protocol; agents of different protocol versions refuse each other. */
+export const PROTOCOL_VERSION = '1';
+
+/** The one set of loader options, as grpc-node recommends. */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** Largest message either side accepts: chunks are at most 1 MiB of tar plus framing. */
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
+/** Tar bytes per Send message: at least this much unless the stream ends. */
+export const CHUNK_MIN_BYTES = 256 * 1024;
+/** Tar bytes per Send message, at most. */
+export const CHUNK_MAX_BYTES = 1024 * 1024;
+/**
+ * The HTTP/2 receive window of a pulling client. grpc-js pins a server's window at 64 KiB,
+ * which is why the receiver pulls and raises its own window: a bulk stream over a WAN
+ * needs a window of about rate × round trip.
+ */
+export const CLIENT_FLOW_CONTROL_WINDOW = 64 * 1024 * 1024;
+
+/** The certificate OU that names a peer's role. */
+export const ROLE_CONTROLLER = 'controller';
+export const ROLE_AGENT = 'agent';
+
+/** Channel options every client of an agent uses. */
+export function clientChannelOptions(bulk = false): grpc.ChannelOptions {
+  return {
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    // A stalled or vanished peer must fail the call rather than hang it.
+    'grpc.keepalive_time_ms': 20_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    ...(bulk ? { 'grpc-node.flow_control_window': CLIENT_FLOW_CONTROL_WINDOW } : {}),
+  };
+}
+
+/** Server options every agent uses. */
+export const SERVER_OPTIONS: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  'grpc.keepalive_time_ms': 20_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+};
+
+function protoFile(): string {
+  // dist/proto/index.js in the package, or proto/index.ts under vitest, or a bundle that
+  // ships the .proto beside it.
+  const candidates = [
+    path.join(__dirname, 'cmmigrate.proto'),
+    path.join(__dirname, '..', '..', 'proto', 'cmmigrate.proto'),
+  ];
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  throw new Error(`cmmigrate.proto not found next to ${__dirname}`);
+}
+
+let loaded: ProtoGrpcType | undefined;
+
+/** The loaded package definition (cached). */
+export function wire(): ProtoGrpcType {
+  if (!loaded) {
+    const def = protoLoader.loadSync(protoFile(), LOADER_OPTIONS);
+    loaded = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
+  }
+  return loaded;
+}
+
+/** The Agent service definition, for `server.addService`. */
+export function agentService(): AgentDefinition {
+  return wire().cmmigrate.v1.Agent.service;
+}
+
+/** A typed client of an agent. */
+export function agentClient(address: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions): AgentClient {
+  const Ctor = wire().cmmigrate.v1.Agent;
+  return new Ctor(address, creds, options) as AgentClient;
+}
