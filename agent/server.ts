@@ -37,7 +37,7 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
   const hp = parseHostPort(opts.listen, undefined, '--listen');
   const server = new grpc.Server(SERVER_OPTIONS);
   new AgentService({ roots: { root, mailboxesDir }, tls, log }).addToServer(server);
-  const address = formatHostPort(hp);
+  const address = formatHostPort(hp.host, hp.port);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, serverCredentials(tls), (err, p) => {
       if (err) {
@@ -51,10 +51,10 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
       } else resolve(p);
     });
   });
-  log.info({ listen: formatHostPort({ host: hp.host, port }), root, mailboxes_dir: mailboxesDir, role: tls.label }, 'agent listening');
+  log.info({ listen: formatHostPort(hp.host, port), root, mailboxes_dir: mailboxesDir, role: tls.label }, 'agent listening');
   return {
     port,
-    address: formatHostPort({ host: hp.host, port }),
+    address: formatHostPort(hp.host, port),
     stop: (graceMs = 5000) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

@@ -72,37 +72,10 @@ export function leafDir(tlsDir: string, leaf: PkiLeaf): string {
 type X509Lib = typeof X509;
 let lib: Promise<X509Lib> | undefined;
 
-/**
- * @peculiar/x509 v2 resolves its algorithms through tsyringe, which demands the Reflect
- * metadata API at load time. It only stores and reads metadata on classes, so a small map
- * suffices where no polyfill (reflect-metadata) is loaded.
- */
-function ensureReflectMetadata(): void {
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata === 'function') return;
-  const store = new WeakMap<object, Map<string, unknown>>();
-  const slot = (key: unknown, prop: unknown): string => `${String(prop ?? '')}\0${String(key)}`;
-  R.defineMetadata = (key: unknown, value: unknown, target: object, prop?: unknown): void => {
-    let m = store.get(target);
-    if (!m) store.set(target, (m = new Map()));
-    m.set(slot(key, prop), value);
-  };
-  R.getOwnMetadata = (key: unknown, target: object, prop?: unknown): unknown => store.get(target)?.get(slot(key, prop));
-  R.hasOwnMetadata = (key: unknown, target: object, prop?: unknown): boolean => store.get(target)?.has(slot(key, prop)) ?? false;
-  R.getMetadata = (key: unknown, target: object, prop?: unknown): unknown => {
-    for (let o: object | null = target; o; o = Object.getPrototypeOf(o) as object | null) {
-      const m = store.get(o);
-      if (m?.has(slot(key, prop))) return m.get(slot(key, prop));
-    }
-    return undefined;
-  };
-  R.hasMetadata = (key: unknown, target: object, prop?: unknown): boolean =>
-    (R.getMetadata as (k: unknown, t: object, p?: unknown) => unknown)(key, target, prop) !== undefined;
-}
-
+/** @peculiar/x509 v2 resolves its algorithms through tsyringe, which needs the Reflect metadata API. */
 function x509(): Promise<X509Lib> {
   lib ??= (async () => {
-    ensureReflectMetadata();
+    await import('reflect-metadata');
     const m = await import('@peculiar/x509');
     m.cryptoProvider.set(crypto.webcrypto as unknown as Parameters<typeof m.cryptoProvider.set>[0]);
     return m;

@@ -5,18 +5,14 @@
  * wrong type or an unusable value is a CmError that names the key and the file.
  */
 import { promises as fsp } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
-import { CmError } from '../proto/errors';
+import { CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, DEFAULT_OWNER_RULES, formatHostPort, hostProblem, parseHostPort, ROOT_NAMES, type RootName } from '../proto';
 
-/** The port an agent listens on when an address names none. */
-export const DEFAULT_AGENT_PORT = 7826;
-
-/** Every root the `[owners]` table may name. */
-export const OWNER_ROOTS = ['mailboxes', 'dkimkeys', 'acme', 'spool', 'nocreate', 'ssl-cert', 'ssl-key', 'passdb'] as const;
-export type OwnerRoot = (typeof OWNER_ROOTS)[number];
+/** Every root the `[owners]` table may name: the agents' allowlist. */
+export const OWNER_ROOTS = ROOT_NAMES;
+export type OwnerRoot = RootName;
 export interface Owner {
   user: string;
   group: string;
@@ -24,12 +20,8 @@ export interface Owner {
 export type Owners = Partial<Record<OwnerRoot, Owner>>;
 
 /** The owners the relay project's manual procedure forces with its chown lines. */
-export const DEFAULT_OWNERS: Owners = {
-  mailboxes: { user: 'vmail', group: 'vmail' },
-  dkimkeys: { user: 'opendkim', group: 'opendkim' },
-  acme: { user: 'root', group: 'root' },
-};
-export const DEFAULT_MAILBOXES_DIR = '/home/vmail/mail';
+export const DEFAULT_OWNERS: Owners = DEFAULT_OWNER_RULES;
+export { DEFAULT_MAILBOXES_DIR };
 export const DEFAULT_STATE_DIR = '.cmmigrate';
 
 export interface HostPlan {
@@ -74,66 +66,7 @@ export interface PlanInput {
 // ---------------------------------------------------------------------------------------
 // Addresses
 
-const LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
-const HOSTNAME_RE = new RegExp(`^${LABEL}(?:\\.${LABEL})*\\.?$`);
-
-/** Why `s` is no usable host (IP address without brackets, or DNS name), or undefined. */
-export function hostProblem(s: string): string | undefined {
-  if (s === '') return 'it is empty';
-  if (net.isIP(s)) return undefined;
-  if (s.startsWith('[') || s.includes(':')) return 'it is neither an IP address nor a host name (write IPv6 without brackets)';
-  if (/^[0-9.]+$/.test(s)) return 'it is not a valid IPv4 address';
-  if (s.length > 253 || !HOSTNAME_RE.test(s)) return 'it is neither an IP address nor a host name';
-  return undefined;
-}
-
-/** `host:port`, with brackets around an IPv6 host. */
-export function formatHostPort(host: string, port: number): string {
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/**
- * Splits `127.0.0.2:7826`, `[::1]:7826`, `::1`, `host` (the last two take `defaultPort`).
- * `label` names the flag or key in the error, e.g. `--old-agent`.
- */
-export function parseHostPort(s: string, defaultPort?: number, label = 'address'): { host: string; port: number } {
-  const bad = (why: string): CmError =>
-    new CmError('usage.bad_option', `${label} ${JSON.stringify(s)} is not a usable host:port: ${why}`, {
-      hint: `write it as HOST:PORT, e.g. 127.0.0.2:${DEFAULT_AGENT_PORT} or [2001:db8::2]:${DEFAULT_AGENT_PORT}`,
-      details: { value: s },
-    });
-  let host: string;
-  let portText: string | undefined;
-  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(s);
-  if (bracketed) {
-    host = bracketed[1];
-    portText = bracketed[2];
-    if (!net.isIPv6(host)) throw bad('only an IPv6 address goes in brackets');
-  } else if (net.isIPv6(s)) {
-    host = s;
-  } else {
-    const colon = s.lastIndexOf(':');
-    if (colon >= 0) {
-      host = s.slice(0, colon);
-      portText = s.slice(colon + 1);
-    } else {
-      host = s;
-    }
-    if (host.includes(':')) throw bad('put an IPv6 address in brackets, as [2001:db8::2]:7826');
-  }
-  const problem = hostProblem(host);
-  if (problem) throw bad(`the host part ${problem}`);
-  let port: number;
-  if (portText === undefined) {
-    if (defaultPort === undefined) throw bad('the port is missing');
-    port = defaultPort;
-  } else {
-    if (!/^[0-9]{1,5}$/.test(portText)) throw bad(`the port ${JSON.stringify(portText)} is not a number`);
-    port = Number(portText);
-    if (port < 1 || port > 65535) throw bad(`the port ${port} is outside 1..65535`);
-  }
-  return { host, port };
-}
+export { hostProblem, formatHostPort, parseHostPort, DEFAULT_AGENT_PORT } from '../proto';
 
 // ---------------------------------------------------------------------------------------
 // Schema

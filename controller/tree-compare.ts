@@ -39,7 +39,7 @@ async function* items(batches: AsyncIterable<VerifyBatch__Output>): AsyncGenerat
 const FIELDS: (keyof VerifyEntry__Output)[] = ['type', 'size', 'mode', 'user', 'group', 'mtime_us', 'sha256', 'link', 'hardlink'];
 
 function show(field: keyof VerifyEntry__Output, v: unknown): string {
-  if (field === 'mode') return '0' + Number(v).toString(8).padStart(4, '0');
+  if (field === 'mode') return Number(v).toString(8).padStart(4, '0');
   if (field === 'sha256') return String(v).slice(0, 12);
   if (field === 'mtime_us') {
     const us = BigInt(String(v));
