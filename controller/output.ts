@@ -21,7 +21,7 @@ export interface Output {
 export function createOutput(json: boolean, stderr: NodeJS.WriteStream = process.stderr, stdout: NodeJS.WriteStream = process.stdout): Output {
   const tty = !!stderr.isTTY && !json;
   let live = false;
-  let lastPlain = 0;
+  let lastPlain = Date.now();
   const clear = (): void => {
     if (live) {
       stderr.write('\r\x1b[2K');

@@ -4,13 +4,19 @@
  * with separate roots, and a way to run the controller CLI.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { generateRelayTree, writeIdentity, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
 
-export const REPO = path.resolve(__dirname, '..', '..');
+/** The repository root, from test/support (vitest) or dist/test/support (the demo). */
+export const REPO = ((): string => {
+  let d = __dirname;
+  while (!existsSync(path.join(d, 'package.json')) && path.dirname(d) !== d) d = path.dirname(d);
+  return d;
+})();
 export const AGENT_CLI = path.join(REPO, 'dist', 'agent', 'cli.js');
 export const CONTROLLER_CLI = path.join(REPO, 'dist', 'controller', 'cli.js');
 
