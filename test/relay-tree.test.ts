@@ -51,6 +51,10 @@ describe('generateRelayTree', () => {
     expect(diffSnapshots(snapA, snapB)).toEqual([]);
   });
 
+  it('refuses a root that is not empty', async () => {
+    await expect(generateRelayTree({ root: a })).rejects.toThrow(/is not empty/);
+  });
+
   it('gives the relay users other ids with another uidBase, and the same names', async () => {
     expect(statsC).toEqual(statsA);
     const mailbox = path.join(MAIL, DOMAIN);

@@ -8,7 +8,7 @@
  * modes, owner names and mtimes (to the microsecond). `uidBase` changes only the numeric ids
  * in etc/passwd and etc/group and the ids the files are owned by, never names or contents, so
  * two roots generated with different `uidBase` snapshot as equal (see tree-snapshot.ts).
- * The root should be empty or absent. Needs root privileges (chown), `mkfifo` and `python3`.
+ * The root must be empty or absent. Needs root privileges (chown), `mkfifo` and `python3`.
  */
 import { execFile } from 'node:child_process';
 import { createCipheriv, createHash, type Cipher } from 'node:crypto';
@@ -138,6 +138,10 @@ export async function generateRelayTree(opts: RelayTreeOptions): Promise<RelayTr
   };
   checkOptions(o);
   await fsp.mkdir(o.root, { recursive: true });
+  const existing = await fsp.readdir(o.root);
+  if (existing.length > 0) {
+    throw new Error(`${o.root} is not empty (has ${existing.slice(0, 3).join(', ')}): generateRelayTree writes a fresh tree`);
+  }
   await writeIdentity(o.root, o.uidBase);
   const ids = await readIdentity(o.root);
   const gen = new Generator(o, invert(ids.users), invert(ids.groups));
