@@ -36,6 +36,7 @@ function main(argv: string[]): void {
     .option('--root <dir>', 'the host root the relay\'s paths are resolved under', '/')
     .requiredOption('--tls-dir <dir>', 'this agent\'s TLS material from `cmmigrate init` (ca.crt, agent.crt, agent.key)')
     .option('--mailboxes-dir <dir>', 'the relay\'s mailboxes_dir (chatmail.ini)', DEFAULT_MAILBOXES_DIR)
+    .option('--state-dir <dir>', 'where this agent keeps its record of what it wrote (default <root>/var/lib/cmmigrate)')
     .option('--log-level <level>', 'pino log level: trace, debug, info, warn, error', 'info')
     .addHelpText(
       'after',
@@ -48,9 +49,9 @@ User and group names come from <root>/etc/passwd and <root>/etc/group.
 Example:
   cmmigrate-agent serve --listen 127.0.0.2:${DEFAULT_AGENT_PORT} --root / --tls-dir /opt/cmmigrate/tls`,
     )
-    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; logLevel: string }) => {
+    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; stateDir?: string; logLevel: string }) => {
       const log = createLogger(o.logLevel);
-      const agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, log });
+      const agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, log });
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) return;

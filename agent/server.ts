@@ -16,6 +16,8 @@ export interface AgentServerOptions {
   root: string;
   tlsDir: string;
   mailboxesDir?: string;
+  /** Where the agent keeps its manifests; default <root>/var/lib/cmmigrate. */
+  stateDir?: string;
   log?: Logger;
 }
 
@@ -36,7 +38,8 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
   const tls = loadAgentTls(opts.tlsDir);
   const hp = parseHostPort(opts.listen, undefined, '--listen');
   const server = new grpc.Server(SERVER_OPTIONS);
-  new AgentService({ roots: { root, mailboxesDir }, tls, log }).addToServer(server);
+  const stateDir = path.resolve(opts.stateDir ?? path.join(root, 'var/lib/cmmigrate'));
+  new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir }).addToServer(server);
   const address = formatHostPort(hp.host, hp.port);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, serverCredentials(tls), (err, p) => {

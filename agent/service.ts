@@ -23,6 +23,9 @@ import {
   rootsForPhase,
   type AgentHandlers,
   type Chunk,
+  type Chunk__Output,
+  type ListBatch,
+  type ListBatch__Output,
   type InfoReply,
   type Phase,
   type PullEvent,
@@ -34,7 +37,8 @@ import type { Logger } from './log';
 import { loadIdentity } from './identity';
 import { resolveRoots, type AgentRoots } from './paths';
 import { sendTar } from './tar-send';
-import { receiveTar, type OwnerNames } from './tar-receive';
+import { pull, type FetchChannel, type OwnerNames } from './pull';
+import { announceRoots, checkRequiredRoots, fetchTar, listRoots, type FetchWant } from './source';
 import { peerCredentials, roleOf, type AgentTls } from './tls';
 import { digestRoot } from './tree-digest';
 
@@ -59,9 +63,20 @@ const PullSchema = z.object({
   phase: PhaseSchema,
   scope: ScopeSchema,
   owners: z.array(OwnerSchema).max(16),
+  dry_run: z.boolean(),
+  max_delete: z.string().regex(/^-?\d{1,18}$/),
 });
 const SendSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
 const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema).max(16) });
+const ListSchema = SendSchema;
+const MTIME_NS = z.string().regex(/^\d{1,21}$/);
+const FetchFirstSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema, items: z.array(z.unknown()).max(0) });
+const FetchItemsSchema = z.object({
+  items: z
+    .array(z.object({ path: z.string().min(1).max(4096), size: z.string().regex(/^\d{1,20}$/), mtime_ns: MTIME_NS }))
+    .min(1)
+    .max(4096),
+});
 
 function parse<T>(schema: z.ZodType<T>, req: unknown, what: string): T {
   const r = schema.safeParse(req);
@@ -96,6 +111,8 @@ export interface AgentServiceOptions {
   roots: AgentRoots;
   tls: AgentTls;
   log: Logger;
+  /** Where the receiving agent keeps its manifests (outside the roots). */
+  stateDir: string;
 }
 
 /** The Agent service; `addToServer(server)` registers it. */
@@ -112,6 +129,8 @@ export class AgentService {
       Pull: (call) => this.stream(call, ROLE_CONTROLLER, 'Pull', (signal) => this.pull(call, signal)),
       Send: (call) => this.stream(call, ROLE_AGENT, 'Send', (signal) => this.send(call, signal)),
       Verify: (call) => this.stream(call, ROLE_CONTROLLER, 'Verify', () => this.verify(call)),
+      List: (call) => this.stream(call, ROLE_AGENT, 'List', (signal) => this.list(call, signal)),
+      Fetch: (call) => this.stream(call, ROLE_AGENT, 'Fetch', (signal) => this.fetchFiles(call, signal)),
     };
     server.addService(agentService(), handlers);
   }
@@ -139,7 +158,7 @@ export class AgentService {
   }
 
   /** Run a server-streaming handler; grpc-js does not catch async errors, so we do. */
-  private stream(call: grpc.ServerWritableStream<unknown, unknown>, role: string, method: string, fn: (signal: AbortSignal) => Promise<void>): void {
+  private stream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, role: string, method: string, fn: (signal: AbortSignal) => Promise<void>): void {
     const abort = new AbortController();
     call.on('cancelled', () => abort.abort());
     (async () => {
@@ -155,6 +174,60 @@ export class AgentService {
       this.opts.log.error({ err: e, code: e.code, method }, 'call failed');
       call.destroy(e.toServiceError() as unknown as Error);
     });
+  }
+
+  private async list(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+    const req = parse(ListSchema, call.request, 'List');
+    const phase = phaseOf(req.phase);
+    const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, phase), req.scope.mailboxes_dir);
+    const identity = await loadIdentity(this.opts.roots.root);
+    const log = this.opts.log.child({ method: 'List', phase, peer: call.getPeer() });
+    const announced = await announceRoots(roots, identity);
+    checkRequiredRoots(phase, roots, announced);
+    log.info({ roots: announced.map((a) => ({ name: a.name, present: a.present, files: a.files, bytes: a.bytes })) }, 'listing');
+    const first: ListBatch = { protocol: PROTOCOL_VERSION, roots: announced };
+    if (!call.write(first)) await waitDrain(call, signal);
+    let batch: ListBatch['entries'] = [];
+    for await (const item of listRoots(roots, phase, identity, (msg, f) => log.warn(f, msg))) {
+      if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
+      if ('path' in item) {
+        batch.push(item);
+        if (batch.length >= 512) {
+          if (!call.write({ entries: batch } as ListBatch)) await waitDrain(call, signal);
+          batch = [];
+        }
+      } else {
+        if (!call.write({ entries: batch, root_end: item } as ListBatch)) await waitDrain(call, signal);
+        batch = [];
+      }
+    }
+  }
+
+  private async fetchFiles(call: grpc.ServerDuplexStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+    // Iterating a Readable destroys it at its end; the answer still has to go out.
+    const it = (call as unknown as { iterator(o: { destroyOnReturn: boolean }): AsyncIterator<unknown> }).iterator({ destroyOnReturn: false });
+    const head = await it.next();
+    if (head.done) return;
+    const req = parse(FetchFirstSchema, head.value, 'Fetch');
+    const phase = phaseOf(req.phase);
+    const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, phase), req.scope.mailboxes_dir);
+    const identity = await loadIdentity(this.opts.roots.root);
+    const log = this.opts.log.child({ method: 'Fetch', phase, peer: call.getPeer() });
+    const wants = (async function* (): AsyncGenerator<FetchWant> {
+      for (;;) {
+        const n = await it.next();
+        if (n.done) return;
+        const m = parse(FetchItemsSchema, n.value, 'Fetch');
+        for (const i of m.items) yield { path: i.path, size: Number(i.size), mtimeNs: BigInt(i.mtime_ns) };
+      }
+    })();
+    let sent = 0;
+    for await (const data of fetchTar({ roots, phase, identity, wants, signal, onWarning: (msg, f) => log.warn(f, msg) })) {
+      sent += data.length;
+      if (!call.write({ data } as Chunk)) await waitDrain(call, signal);
+      if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
+    }
+    log.info({ wire_bytes: sent }, 'files sent');
   }
 
   private async info(): Promise<InfoReply> {
@@ -215,41 +288,61 @@ export class AgentService {
     const roots = resolveRoots(this.opts.roots, names, req.scope.mailboxes_dir);
     const owners = ownersMap(req.owners);
     const source = parseHostPort(req.source, undefined, 'source agent');
+    const peer = `old agent ${source.host}:${source.port}`;
     const identity = await loadIdentity(this.opts.roots.root);
-    const log = this.opts.log.child({ method: 'Pull', phase, source: req.source });
+    const log = this.opts.log.child({ method: 'Pull', phase, source: req.source, dry_run: req.dry_run });
     const started = process.hrtime.bigint();
     log.info({ roots: names }, 'pulling');
 
     const client = agentClient(req.source, peerCredentials(this.opts.tls), clientChannelOptions(true));
-    const stream = client.Send({ phase: req.phase, scope: { mailboxes_dir: req.scope.mailboxes_dir, roots: names } });
-    const onAbort = (): void => stream.cancel();
+    const scope = { mailboxes_dir: req.scope.mailboxes_dir, roots: names };
+    const calls: { cancel(): void }[] = [];
+    const onAbort = (): void => calls.forEach((c) => c.cancel());
     signal.addEventListener('abort', onAbort);
-    let lastProgress = 0;
+    const translate = async function* <T>(s: AsyncIterable<T>): AsyncGenerator<T> {
+      try {
+        for await (const m of s) yield m;
+      } catch (err) {
+        const e = err as grpc.ServiceError;
+        if (typeof e.code === 'number') throw fromServiceError(e, peer);
+        throw err;
+      }
+    };
     try {
-      const source$ = (async function* () {
-        try {
-          for await (const msg of stream as AsyncIterable<Chunk & { data: Buffer }>) yield msg.data;
-        } catch (err) {
-          const e = err as grpc.ServiceError;
-          if (typeof e.code === 'number') throw fromServiceError(e, `${source.host}:${source.port}`);
-          throw err;
-        }
-      })();
-      const summary = await receiveTar(source$, {
+      const listCall = client.List({ phase: req.phase, scope });
+      calls.push(listCall);
+      const openFetch = (): FetchChannel => {
+        const f = client.Fetch();
+        calls.push(f);
+        f.write({ phase: req.phase, scope, items: [] });
+        return {
+          send: (wants) => {
+            f.write({ items: wants.map((w) => ({ path: w.path, size: w.size, mtime_ns: String(w.mtimeNs) })) });
+          },
+          end: () => f.end(),
+          data: (async function* () {
+            for await (const m of translate(f as AsyncIterable<Chunk__Output>)) yield m.data as Buffer;
+          })(),
+        };
+      };
+      const summary = await pull({
         cfg: this.opts.roots,
         roots,
         phase,
         owners,
         identity,
+        stateDir: this.opts.stateDir,
+        list: translate(listCall as AsyncIterable<ListBatch__Output>),
+        openFetch,
+        dryRun: req.dry_run,
+        maxDelete: Number(req.max_delete),
         onProgress: (p) => {
-          const now = Date.now();
-          if (now - lastProgress < 250) return;
-          lastProgress = now;
           const ev: PullEvent = {
-            progress: { root: p.root, files: p.files, bytes: p.bytes, total_files: p.totalFiles, total_bytes: p.totalBytes },
+            progress: { root: p.root, files: p.files, bytes: p.bytes, total_files: p.totalFiles, total_bytes: p.totalBytes, sent_bytes: p.sentBytes },
           };
           call.write(ev);
         },
+        onItem: req.dry_run ? (i) => call.write({ item: { op: i.op, path: i.path, from: i.from ?? '', what: i.what ?? '' } } as PullEvent) : undefined,
       });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const ev: PullEvent = {
@@ -265,9 +358,17 @@ export class AgentService {
           wire_bytes: summary.wireBytes,
           absent_roots: summary.absentRoots,
           owners_defaulted: summary.ownersDefaulted,
+          renamed: summary.renamed,
+          deleted: summary.deleted,
+          unchanged: summary.unchanged,
+          kept_extraneous: summary.keptExtraneous,
+          vanished: summary.vanished,
+          deletes_skipped: summary.deletesSkipped,
+          kept_paths: summary.keptPaths,
+          vanished_paths: summary.vanishedPaths,
         },
       };
-      log.info({ files: summary.files, bytes: summary.bytes, seconds, vanished: summary.vanishedCount, changed: summary.changedCount }, 'pulled');
+      log.info({ files: summary.files, bytes: summary.bytes, renamed: summary.renamed, deleted: summary.deleted, unchanged: summary.unchanged, seconds }, 'pulled');
       call.write(ev);
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -303,7 +404,7 @@ export class AgentService {
   }
 }
 
-function waitDrain(call: grpc.ServerWritableStream<unknown, unknown>, signal?: AbortSignal): Promise<void> {
+function waitDrain(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       call.off('drain', done);

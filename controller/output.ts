@@ -10,6 +10,8 @@ export interface Output {
   info(line: string): void;
   /** A warning for people, on stderr in every mode. */
   warn(line: string): void;
+  /** A line of a listing (dry run): stdout for people, a JSON object in --json mode. */
+  item(line: string): void;
   /** One JSON object on stdout (only in --json mode). */
   event(obj: Record<string, unknown>): void;
   /** A live progress line: rewritten in place on a TTY, every few seconds otherwise. */
@@ -39,6 +41,11 @@ export function createOutput(json: boolean, stderr: NodeJS.WriteStream = process
       // Warnings are for people: stderr, also in --json mode, whose stdout stays parseable.
       clear();
       stderr.write((tty ? '\x1b[33mwarning:\x1b[0m ' : 'warning: ') + line + '\n');
+    },
+    item(line) {
+      if (json) return;
+      clear();
+      stdout.write(line + '\n');
     },
     event(obj) {
       if (json) stdout.write(JSON.stringify(obj) + '\n');

@@ -23,6 +23,13 @@ export type { PullRequest, PullRequest__Output } from './generated/cmmigrate/v1/
 export type { SendRequest, SendRequest__Output } from './generated/cmmigrate/v1/SendRequest';
 export type { Chunk, Chunk__Output } from './generated/cmmigrate/v1/Chunk';
 export type { Phase__Output as PhaseName } from './generated/cmmigrate/v1/Phase';
+export type { ListBatch, ListBatch__Output } from './generated/cmmigrate/v1/ListBatch';
+export type { ListEntry, ListEntry__Output } from './generated/cmmigrate/v1/ListEntry';
+export type { ListRoot__Output } from './generated/cmmigrate/v1/ListRoot';
+export type { ListEnd__Output } from './generated/cmmigrate/v1/ListEnd';
+export type { FetchRequest, FetchRequest__Output } from './generated/cmmigrate/v1/FetchRequest';
+export type { FetchItem } from './generated/cmmigrate/v1/FetchItem';
+export type { Item, Item__Output } from './generated/cmmigrate/v1/Item';
 
 export * from './errors';
 export * from './roots';

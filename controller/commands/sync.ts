@@ -3,7 +3,7 @@
  * agent to agent; the controller only sees progress and the summary.
  */
 import { Command, Option } from 'commander';
-import { CmError, type OwnerRule, type PullEvent__Output, type Summary__Output } from '../../proto';
+import { CmError, type Item__Output, type OwnerRule, type PullEvent__Output, type Summary__Output } from '../../proto';
 import { connectAgent, streamOf } from '../agent-client';
 import { createOutput, formatBytes, formatDuration, type Output } from '../output';
 import { loadPlan, type Plan } from '../plan';
@@ -14,6 +14,9 @@ export interface SyncOptions {
   plan: string;
   phase: SyncPhase;
   json?: boolean;
+  dryRun?: boolean;
+  /** At most this many deletes; negative: no limit. */
+  maxDelete?: number;
 }
 
 export interface SyncSummary {
@@ -29,13 +32,22 @@ export interface SyncSummary {
   wire_bytes: number;
   absent_roots: string[];
   owners_defaulted: string[];
+  renamed: number;
+  deleted: number;
+  unchanged: number;
+  kept_extraneous: number;
+  vanished: number;
+  deletes_skipped: boolean;
+  kept_paths: string[];
+  vanished_paths: string[];
+  dry_run: boolean;
 }
 
 export function ownerRules(plan: Plan): OwnerRule[] {
   return Object.entries(plan.owners).map(([root, o]) => ({ root, user: o!.user, group: o!.group }));
 }
 
-function toSummary(phase: SyncPhase, s: Summary__Output): SyncSummary {
+function toSummary(phase: SyncPhase, s: Summary__Output, dryRun: boolean): SyncSummary {
   return {
     phase,
     files: Number(s.files),
@@ -49,6 +61,15 @@ function toSummary(phase: SyncPhase, s: Summary__Output): SyncSummary {
     wire_bytes: Number(s.wire_bytes),
     absent_roots: s.absent_roots,
     owners_defaulted: s.owners_defaulted,
+    renamed: Number(s.renamed),
+    deleted: Number(s.deleted),
+    unchanged: Number(s.unchanged),
+    kept_extraneous: Number(s.kept_extraneous),
+    vanished: Number(s.vanished),
+    deletes_skipped: s.deletes_skipped,
+    kept_paths: s.kept_paths,
+    vanished_paths: s.vanished_paths,
+    dry_run: dryRun,
   };
 }
 
@@ -64,6 +85,8 @@ export async function runSync(opts: SyncOptions, out: Output): Promise<SyncSumma
       phase: opts.phase === 'initial' ? 'INITIAL' : 'FINAL',
       scope: { mailboxes_dir: plan.mailboxesDir, roots: [] },
       owners: ownerRules(plan),
+      dry_run: !!opts.dryRun,
+      max_delete: String(opts.maxDelete ?? -1),
     });
     let summary: SyncSummary | undefined;
     const totals = new Map<string, { files: number; bytes: number; totalFiles: number; totalBytes: number }>();
@@ -71,17 +94,28 @@ export async function runSync(opts: SyncOptions, out: Output): Promise<SyncSumma
       if (ev.progress) {
         const p = ev.progress;
         totals.set(p.root, { files: Number(p.files), bytes: Number(p.bytes), totalFiles: Number(p.total_files), totalBytes: Number(p.total_bytes) });
-        out.progress(progressLine(totals, started));
+        out.progress(progressLine(p.root, totals.get(p.root)!, Number(p.sent_bytes), started));
       } else if (ev.summary) {
-        summary = toSummary(opts.phase, ev.summary);
+        summary = toSummary(opts.phase, ev.summary, !!opts.dryRun);
+      } else if (ev.item) {
+        out.endProgress();
+        out.item(itemLine(ev.item));
       }
     }
     out.endProgress();
     if (!summary) throw new CmError('connect.incomplete', `the new agent at ${plan.new.agent} ended the pass without a summary`, { hint: 'run the same command again' });
+    const verb = opts.dryRun ? 'dry run, nothing changed; would send' : 'done:';
     out.info(
-      `done: ${summary.files} files, ${formatBytes(summary.bytes)} in ${formatDuration(summary.seconds)}` +
-        ` (${summary.dirs} dirs, ${summary.symlinks} symlinks, ${summary.hardlinks} hard links, ${summary.fifos} FIFOs; ${summary.sockets_skipped} socket(s) skipped)`,
+      `${verb} ${summary.files} files, ${formatBytes(summary.bytes)} in ${formatDuration(summary.seconds)}` +
+        ` (${summary.renamed} renamed, ${summary.deleted} deleted, ${summary.unchanged} unchanged; ${summary.dirs} new dirs, ${summary.symlinks} symlinks, ${summary.hardlinks} hard links, ${summary.fifos} FIFOs; ${summary.sockets_skipped} socket(s) skipped)`,
     );
+    if (summary.kept_extraneous) {
+      out.warn(`kept ${summary.kept_extraneous} entries that are only on the new host and were not put there by cmmigrate: ${summary.kept_paths.slice(0, 5).join(', ')}${summary.kept_extraneous > 5 ? ', ...' : ''}`);
+    }
+    if (summary.vanished) {
+      out.warn(`${summary.vanished} source entries vanished or changed while read; the final pass carries them: ${summary.vanished_paths.slice(0, 5).join(', ')}${summary.vanished > 5 ? ', ...' : ''}`);
+    }
+    if (summary.deletes_skipped) out.warn('deletes were held back because the old host reported read errors; run the pass again');
     if (summary.owners_defaulted.length) {
       out.warn(`the new host has no ${summary.owners_defaulted.join(', ')} yet: those entries are owned by root until the final pass`);
     }
@@ -94,21 +128,29 @@ export async function runSync(opts: SyncOptions, out: Output): Promise<SyncSumma
   }
 }
 
-function progressLine(totals: Map<string, { files: number; bytes: number; totalFiles: number; totalBytes: number }>, started: number): string {
-  let files = 0;
-  let bytes = 0;
-  let tf = 0;
-  let tb = 0;
-  for (const t of totals.values()) {
-    files += t.files;
-    bytes += t.bytes;
-    tf += t.totalFiles;
-    tb += t.totalBytes;
-  }
+function progressLine(root: string, t: { files: number; bytes: number; totalFiles: number; totalBytes: number }, sent: number, started: number): string {
   const secs = (Date.now() - started) / 1000;
-  const rate = secs > 0 ? bytes / secs : 0;
-  const eta = rate > 0 && tb > bytes ? (tb - bytes) / rate : 0;
-  return `${files}/${tf} files, ${formatBytes(bytes)}/${formatBytes(tb)}, ${formatBytes(rate)}/s, ETA ${formatDuration(eta)}`;
+  const rate = secs > 0 ? t.bytes / secs : 0;
+  const eta = rate > 0 && t.totalBytes > t.bytes ? (t.totalBytes - t.bytes) / rate : 0;
+  return `${root}: ${t.files}/${t.totalFiles} files, ${formatBytes(t.bytes)}/${formatBytes(t.totalBytes)} checked, ${formatBytes(sent)} sent, ${formatBytes(sent / Math.max(secs, 0.001))}/s, ETA ${formatDuration(eta)}`;
+}
+
+/** One itemized line, as `rsync -n -i` prints them. */
+function itemLine(i: Item__Output): string {
+  switch (i.op) {
+    case 'new':
+      return `>f+++++++ ${i.path}${i.what ? ` (${i.what})` : ''}`;
+    case 'changed':
+      return `>f.${i.what.padEnd(6)} ${i.path}`;
+    case 'renamed':
+      return `renamed   ${i.from} -> ${i.path}`;
+    case 'deleted':
+      return `*deleting ${i.path}`;
+    case 'kept':
+      return `kept      ${i.path} (only on the new host, not put there by cmmigrate)`;
+    default:
+      return `${i.op} ${i.path}`;
+  }
 }
 
 export function syncCommand(): Command {
@@ -117,6 +159,12 @@ export function syncCommand(): Command {
     .requiredOption('--plan <file>', 'the plan file written by `cmmigrate init`')
     .addOption(new Option('--phase <phase>', 'initial: the mailboxes, while the old relay still runs; final: every root, with mail stopped').choices(['initial', 'final']).makeOptionMandatory())
     .option('--json', 'print one JSON summary object on stdout instead of text')
+    .option('--dry-run', 'list what the pass would do (new, changed, renamed, deleted, kept) and change nothing')
+    .option('--max-delete <n>', 'fail rather than delete more than N entries on the new host', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new CmError('usage.bad_option', `--max-delete ${v}: expected a whole number`);
+      return n;
+    })
     .addHelpText(
       'after',
       `
@@ -127,9 +175,9 @@ Example:
   cmmigrate sync --plan plan.toml --phase initial
   cmmigrate sync --plan plan.toml --phase final --json`,
     )
-    .action(async (o: { plan: string; phase: SyncPhase; json?: boolean }) => {
+    .action(async (o: { plan: string; phase: SyncPhase; json?: boolean; dryRun?: boolean; maxDelete?: number }) => {
       const out = createOutput(!!o.json);
-      const summary = await runSync({ plan: o.plan, phase: o.phase, json: o.json }, out);
+      const summary = await runSync({ plan: o.plan, phase: o.phase, json: o.json, dryRun: o.dryRun, maxDelete: o.maxDelete }, out);
       out.event({ ...summary });
     });
 }

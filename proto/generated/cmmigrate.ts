@@ -3,8 +3,16 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { AgentClient as _cmmigrate_v1_AgentClient, AgentDefinition as _cmmigrate_v1_AgentDefinition } from './cmmigrate/v1/Agent';
 import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from './cmmigrate/v1/Chunk';
+import type { FetchItem as _cmmigrate_v1_FetchItem, FetchItem__Output as _cmmigrate_v1_FetchItem__Output } from './cmmigrate/v1/FetchItem';
+import type { FetchRequest as _cmmigrate_v1_FetchRequest, FetchRequest__Output as _cmmigrate_v1_FetchRequest__Output } from './cmmigrate/v1/FetchRequest';
 import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from './cmmigrate/v1/InfoReply';
 import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from './cmmigrate/v1/InfoRequest';
+import type { Item as _cmmigrate_v1_Item, Item__Output as _cmmigrate_v1_Item__Output } from './cmmigrate/v1/Item';
+import type { ListBatch as _cmmigrate_v1_ListBatch, ListBatch__Output as _cmmigrate_v1_ListBatch__Output } from './cmmigrate/v1/ListBatch';
+import type { ListEnd as _cmmigrate_v1_ListEnd, ListEnd__Output as _cmmigrate_v1_ListEnd__Output } from './cmmigrate/v1/ListEnd';
+import type { ListEntry as _cmmigrate_v1_ListEntry, ListEntry__Output as _cmmigrate_v1_ListEntry__Output } from './cmmigrate/v1/ListEntry';
+import type { ListRequest as _cmmigrate_v1_ListRequest, ListRequest__Output as _cmmigrate_v1_ListRequest__Output } from './cmmigrate/v1/ListRequest';
+import type { ListRoot as _cmmigrate_v1_ListRoot, ListRoot__Output as _cmmigrate_v1_ListRoot__Output } from './cmmigrate/v1/ListRoot';
 import type { OwnerRule as _cmmigrate_v1_OwnerRule, OwnerRule__Output as _cmmigrate_v1_OwnerRule__Output } from './cmmigrate/v1/OwnerRule';
 import type { Progress as _cmmigrate_v1_Progress, Progress__Output as _cmmigrate_v1_Progress__Output } from './cmmigrate/v1/Progress';
 import type { PullEvent as _cmmigrate_v1_PullEvent, PullEvent__Output as _cmmigrate_v1_PullEvent__Output } from './cmmigrate/v1/PullEvent';
@@ -27,8 +35,16 @@ export interface ProtoGrpcType {
     v1: {
       Agent: SubtypeConstructor<typeof grpc.Client, _cmmigrate_v1_AgentClient> & { service: _cmmigrate_v1_AgentDefinition }
       Chunk: MessageTypeDefinition<_cmmigrate_v1_Chunk, _cmmigrate_v1_Chunk__Output>
+      FetchItem: MessageTypeDefinition<_cmmigrate_v1_FetchItem, _cmmigrate_v1_FetchItem__Output>
+      FetchRequest: MessageTypeDefinition<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_FetchRequest__Output>
       InfoReply: MessageTypeDefinition<_cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoReply__Output>
       InfoRequest: MessageTypeDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoRequest__Output>
+      Item: MessageTypeDefinition<_cmmigrate_v1_Item, _cmmigrate_v1_Item__Output>
+      ListBatch: MessageTypeDefinition<_cmmigrate_v1_ListBatch, _cmmigrate_v1_ListBatch__Output>
+      ListEnd: MessageTypeDefinition<_cmmigrate_v1_ListEnd, _cmmigrate_v1_ListEnd__Output>
+      ListEntry: MessageTypeDefinition<_cmmigrate_v1_ListEntry, _cmmigrate_v1_ListEntry__Output>
+      ListRequest: MessageTypeDefinition<_cmmigrate_v1_ListRequest, _cmmigrate_v1_ListRequest__Output>
+      ListRoot: MessageTypeDefinition<_cmmigrate_v1_ListRoot, _cmmigrate_v1_ListRoot__Output>
       OwnerRule: MessageTypeDefinition<_cmmigrate_v1_OwnerRule, _cmmigrate_v1_OwnerRule__Output>
       Phase: EnumTypeDefinition
       Progress: MessageTypeDefinition<_cmmigrate_v1_Progress, _cmmigrate_v1_Progress__Output>

@@ -3,8 +3,11 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from '../../cmmigrate/v1/Chunk';
+import type { FetchRequest as _cmmigrate_v1_FetchRequest, FetchRequest__Output as _cmmigrate_v1_FetchRequest__Output } from '../../cmmigrate/v1/FetchRequest';
 import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from '../../cmmigrate/v1/InfoReply';
 import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from '../../cmmigrate/v1/InfoRequest';
+import type { ListBatch as _cmmigrate_v1_ListBatch, ListBatch__Output as _cmmigrate_v1_ListBatch__Output } from '../../cmmigrate/v1/ListBatch';
+import type { ListRequest as _cmmigrate_v1_ListRequest, ListRequest__Output as _cmmigrate_v1_ListRequest__Output } from '../../cmmigrate/v1/ListRequest';
 import type { PullEvent as _cmmigrate_v1_PullEvent, PullEvent__Output as _cmmigrate_v1_PullEvent__Output } from '../../cmmigrate/v1/PullEvent';
 import type { PullRequest as _cmmigrate_v1_PullRequest, PullRequest__Output as _cmmigrate_v1_PullRequest__Output } from '../../cmmigrate/v1/PullRequest';
 import type { SendRequest as _cmmigrate_v1_SendRequest, SendRequest__Output as _cmmigrate_v1_SendRequest__Output } from '../../cmmigrate/v1/SendRequest';
@@ -12,6 +15,11 @@ import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _
 import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from '../../cmmigrate/v1/VerifyRequest';
 
 export interface AgentClient extends grpc.Client {
+  Fetch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
+  Fetch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
+  fetch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
+  fetch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
+  
   Info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
   Info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
   Info(argument: _cmmigrate_v1_InfoRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
@@ -20,6 +28,11 @@ export interface AgentClient extends grpc.Client {
   info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
   info(argument: _cmmigrate_v1_InfoRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
   info(argument: _cmmigrate_v1_InfoRequest, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
+  
+  List(argument: _cmmigrate_v1_ListRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_ListBatch__Output>;
+  List(argument: _cmmigrate_v1_ListRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_ListBatch__Output>;
+  list(argument: _cmmigrate_v1_ListRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_ListBatch__Output>;
+  list(argument: _cmmigrate_v1_ListRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_ListBatch__Output>;
   
   Pull(argument: _cmmigrate_v1_PullRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
   Pull(argument: _cmmigrate_v1_PullRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
@@ -39,7 +52,11 @@ export interface AgentClient extends grpc.Client {
 }
 
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
+  Fetch: grpc.handleBidiStreamingCall<_cmmigrate_v1_FetchRequest__Output, _cmmigrate_v1_Chunk>;
+  
   Info: grpc.handleUnaryCall<_cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply>;
+  
+  List: grpc.handleServerStreamingCall<_cmmigrate_v1_ListRequest__Output, _cmmigrate_v1_ListBatch>;
   
   Pull: grpc.handleServerStreamingCall<_cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent>;
   
@@ -50,7 +67,9 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface AgentDefinition extends grpc.ServiceDefinition {
+  Fetch: MethodDefinition<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk, _cmmigrate_v1_FetchRequest__Output, _cmmigrate_v1_Chunk__Output>
   Info: MethodDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply__Output>
+  List: MethodDefinition<_cmmigrate_v1_ListRequest, _cmmigrate_v1_ListBatch, _cmmigrate_v1_ListRequest__Output, _cmmigrate_v1_ListBatch__Output>
   Pull: MethodDefinition<_cmmigrate_v1_PullRequest, _cmmigrate_v1_PullEvent, _cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent__Output>
   Send: MethodDefinition<_cmmigrate_v1_SendRequest, _cmmigrate_v1_Chunk, _cmmigrate_v1_SendRequest__Output, _cmmigrate_v1_Chunk__Output>
   Verify: MethodDefinition<_cmmigrate_v1_VerifyRequest, _cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyRequest__Output, _cmmigrate_v1_VerifyBatch__Output>

@@ -8,6 +8,7 @@ export interface Progress {
   'bytes'?: (number | string | Long);
   'total_files'?: (number | string | Long);
   'total_bytes'?: (number | string | Long);
+  'sent_bytes'?: (number | string | Long);
 }
 
 export interface Progress__Output {
@@ -16,4 +17,5 @@ export interface Progress__Output {
   'bytes': (string);
   'total_files': (string);
   'total_bytes': (string);
+  'sent_bytes': (string);
 }

@@ -14,6 +14,14 @@ export interface Summary {
   'wire_bytes'?: (number | string | Long);
   'absent_roots'?: (string)[];
   'owners_defaulted'?: (string)[];
+  'renamed'?: (number | string | Long);
+  'deleted'?: (number | string | Long);
+  'unchanged'?: (number | string | Long);
+  'kept_extraneous'?: (number | string | Long);
+  'vanished'?: (number | string | Long);
+  'deletes_skipped'?: (boolean);
+  'kept_paths'?: (string)[];
+  'vanished_paths'?: (string)[];
 }
 
 export interface Summary__Output {
@@ -28,4 +36,12 @@ export interface Summary__Output {
   'wire_bytes': (string);
   'absent_roots': (string)[];
   'owners_defaulted': (string)[];
+  'renamed': (string);
+  'deleted': (string);
+  'unchanged': (string);
+  'kept_extraneous': (string);
+  'vanished': (string);
+  'deletes_skipped': (boolean);
+  'kept_paths': (string)[];
+  'vanished_paths': (string)[];
 }

@@ -1,0 +1,169 @@
+/**
+ * The receiving agent's record of what its passes put on this host, per root, so that a
+ * later pass deletes only entries cmmigrate wrote and recognises renamed files.
+ *
+ * A pass appends one JSON line per entry to its own journal, in walk order (`main`), plus
+ * a second sorted journal for entries settled at the end of a root (`extra`). When the pass
+ * succeeds its journals become the root's manifest (fsync, then rename); until then the
+ * previous manifest and any journal of an interrupted pass stay, and count as "ours".
+ * Readers merge all of a root's files in walk order, holding one line of each.
+ */
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { comparePaths } from '../proto';
+
+export interface ManifestRecord {
+  /** Path relative to --root. */
+  p: string;
+  /** Type: file, dir, symlink, fifo. */
+  t: string;
+  /** Size (files). */
+  s: number;
+  /** The target's mtime in microseconds, as written. */
+  m: string;
+  /** The target's inode, as written. */
+  i: string;
+  /** The source's dev:ino, to recognise a file the source renamed. */
+  si: string;
+}
+
+const MANIFEST = 'manifest';
+
+function filesOf(dir: string, root: string, names: string[]): string[] {
+  return names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl')).map((n) => path.join(dir, n));
+}
+
+/** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
+export class ManifestReader {
+  private heads: { rec: ManifestRecord | null; it: AsyncIterator<string> }[] = [];
+
+  static async open(dir: string, root: string): Promise<ManifestReader> {
+    const r = new ManifestReader();
+    let names: string[] = [];
+    try {
+      names = await fs.readdir(dir);
+    } catch {
+      /* no manifest yet */
+    }
+    for (const file of filesOf(dir, root, names)) {
+      const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+      const it = rl[Symbol.asyncIterator]();
+      const head = { rec: null as ManifestRecord | null, it };
+      await r.advance(head);
+      r.heads.push(head);
+    }
+    return r;
+  }
+
+  private async advance(h: { rec: ManifestRecord | null; it: AsyncIterator<string> }): Promise<void> {
+    for (;;) {
+      const n = await h.it.next();
+      if (n.done) {
+        h.rec = null;
+        return;
+      }
+      if (!n.value) continue;
+      try {
+        h.rec = JSON.parse(n.value) as ManifestRecord;
+        return;
+      } catch {
+        // A torn last line of an interrupted pass: the rest of that file is unusable.
+        h.rec = null;
+        return;
+      }
+    }
+  }
+
+  /** The record of `p`, if any. Calls must come in walk order. */
+  async at(p: string): Promise<ManifestRecord | undefined> {
+    let found: ManifestRecord | undefined;
+    for (const h of this.heads) {
+      while (h.rec && comparePaths(h.rec.p, p) < 0) await this.advance(h);
+      if (h.rec && h.rec.p === p) {
+        found = h.rec; // later files (newer passes) win
+        await this.advance(h);
+      }
+    }
+    return found;
+  }
+}
+
+/** Appends this pass's records; `commit` turns them into the root's manifest. */
+export class ManifestWriter {
+  private readonly id = `pass-${Date.now()}-${process.pid}`;
+  private readonly files: Record<'main' | 'extra', { path: string; fh: fs.FileHandle | null; buf: string[] }>;
+
+  constructor(
+    private readonly dir: string,
+    private readonly root: string,
+  ) {
+    this.files = {
+      main: { path: path.join(dir, `${root}.${this.id}.jsonl`), fh: null, buf: [] },
+      extra: { path: path.join(dir, `${root}.${this.id}.extra.jsonl`), fh: null, buf: [] },
+    };
+  }
+
+  async append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): Promise<void> {
+    const f = this.files[which];
+    f.buf.push(JSON.stringify(rec));
+    if (f.buf.length >= 256) await this.flush(which);
+  }
+
+  private async flush(which: 'main' | 'extra'): Promise<void> {
+    const f = this.files[which];
+    if (!f.buf.length) return;
+    if (!f.fh) {
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      f.fh = await fs.open(f.path, 'a', 0o600);
+    }
+    const text = f.buf.join('\n') + '\n';
+    f.buf = [];
+    await f.fh.write(text);
+  }
+
+  /** Make this pass's records the root's manifest, durably. */
+  async commit(): Promise<void> {
+    await this.flush('main');
+    await this.flush('extra');
+    const final: Record<'main' | 'extra', string> = {
+      main: path.join(this.dir, `${this.root}.${MANIFEST}.jsonl`),
+      extra: path.join(this.dir, `${this.root}.${MANIFEST}.extra.jsonl`),
+    };
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const which of ['main', 'extra'] as const) {
+      const f = this.files[which];
+      if (f.fh) {
+        await f.fh.sync();
+        await f.fh.close();
+        f.fh = null;
+      } else {
+        await fs.writeFile(f.path, '', { mode: 0o600 });
+      }
+    }
+    // Replace the old manifest and the journals of interrupted passes.
+    const names = await fs.readdir(this.dir);
+    for (const which of ['main', 'extra'] as const) await fs.rename(this.files[which].path, final[which]);
+    const keep = new Set(Object.values(final));
+    for (const file of filesOf(this.dir, this.root, names)) if (!keep.has(file)) await fs.rm(file, { force: true });
+    const d = await fs.open(this.dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
+  /** Keep what was written as a journal of an interrupted pass (it still counts as ours). */
+  async close(): Promise<void> {
+    for (const which of ['main', 'extra'] as const) {
+      await this.flush(which).catch(() => undefined);
+      const f = this.files[which];
+      if (f.fh) {
+        await f.fh.close().catch(() => undefined);
+        f.fh = null;
+      }
+    }
+  }
+}
