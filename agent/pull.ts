@@ -21,6 +21,7 @@
 import * as crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { constants as C } from 'node:fs';
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -713,16 +714,16 @@ class Puller {
     const w = this.writer;
     switch (a.k) {
       case 'mkdir':
-        if (a.replace) await fs.unlink(a.abs);
-        await fs.mkdir(a.abs, { mode: 0o700 });
+        if (a.replace) fsSync.unlinkSync(a.abs);
+        fsSync.mkdirSync(a.abs, { mode: 0o700 });
         return;
       case 'finishDir': {
-        await fs.chown(a.abs, a.meta.uid, a.meta.gid);
-        await fs.chmod(a.abs, a.meta.mode);
+        fsSync.chownSync(a.abs, a.meta.uid, a.meta.gid);
+        fsSync.chmodSync(a.abs, a.meta.mode);
         const t = utimesSeconds(a.meta.mtimeNs);
-        await fs.utimes(a.abs, t, t);
+        fsSync.utimesSync(a.abs, t, t);
         if (a.record && w) {
-          const st = await fs.lstat(a.abs, { bigint: true });
+          const st = fsSync.lstatSync(a.abs, { bigint: true });
           await w.append({ p: a.rel, t: 'dir', s: 0, m: String(us(a.meta.mtimeNs)), i: String(st.ino), si: a.si }, a.where);
         }
         return;
@@ -743,13 +744,14 @@ class Puller {
         return;
       }
       case 'link': {
-        const [x, y] = await Promise.all([fs.lstat(a.leaderAbs, { bigint: true }).catch(() => null), fs.lstat(a.abs, { bigint: true }).catch(() => null)]);
+        const x = lstatOrNull(a.leaderAbs);
+        const y = lstatOrNull(a.abs);
         if (!x) return; // its leader was skipped in a live pass
         if (y && y.ino === x.ino) {
           this.summary.unchanged++;
         } else {
           const tmp = tmpName(a.abs);
-          await fs.link(a.leaderAbs, tmp);
+          fsSync.linkSync(a.leaderAbs, tmp);
           await renameIntoPlace(tmp, a.abs, a.rel);
           this.summary.hardlinks++;
         }
@@ -758,10 +760,10 @@ class Puller {
       }
       case 'symlink': {
         const tmp = tmpName(a.abs);
-        await fs.symlink(a.target, tmp);
-        await fs.lchown(tmp, a.meta.uid, a.meta.gid);
+        fsSync.symlinkSync(a.target, tmp);
+        fsSync.lchownSync(tmp, a.meta.uid, a.meta.gid);
         const t = utimesSeconds(a.meta.mtimeNs);
-        await fs.lutimes(tmp, t, t);
+        fsSync.lutimesSync(tmp, t, t);
         await renameIntoPlace(tmp, a.abs, a.rel);
         this.summary.symlinks++;
         await this.record(a.rel, 'symlink', 0, a.meta, a.s);
@@ -770,10 +772,10 @@ class Puller {
       case 'fifo': {
         const tmp = tmpName(a.abs);
         await execFileP('mkfifo', ['-m', '600', tmp]); // Node has no mkfifo
-        await fs.chown(tmp, a.meta.uid, a.meta.gid);
-        await fs.chmod(tmp, a.meta.mode);
+        fsSync.chownSync(tmp, a.meta.uid, a.meta.gid);
+        fsSync.chmodSync(tmp, a.meta.mode);
         const t = utimesSeconds(a.meta.mtimeNs);
-        await fs.utimes(tmp, t, t);
+        fsSync.utimesSync(tmp, t, t);
         await renameIntoPlace(tmp, a.abs, a.rel);
         this.summary.fifos++;
         await this.record(a.rel, 'fifo', 0, a.meta, a.s);
@@ -782,12 +784,12 @@ class Puller {
       case 'attrs': {
         const t = utimesSeconds(a.meta.mtimeNs);
         if (a.symlink) {
-          await fs.lchown(a.abs, a.meta.uid, a.meta.gid);
-          await fs.lutimes(a.abs, t, t);
+          fsSync.lchownSync(a.abs, a.meta.uid, a.meta.gid);
+          fsSync.lutimesSync(a.abs, t, t);
         } else {
-          await fs.chown(a.abs, a.meta.uid, a.meta.gid);
-          await fs.chmod(a.abs, a.meta.mode);
-          await fs.utimes(a.abs, t, t);
+          fsSync.chownSync(a.abs, a.meta.uid, a.meta.gid);
+          fsSync.chmodSync(a.abs, a.meta.mode);
+          fsSync.utimesSync(a.abs, t, t);
         }
         await this.record(a.rel, a.s.type, Number(a.s.size), a.meta, a.s);
         return;
@@ -796,11 +798,11 @@ class Puller {
         if (w) await w.append(a.rec);
         return;
       case 'rename': {
-        await fs.rename(a.fromAbs, a.abs);
-        await fs.chown(a.abs, a.meta.uid, a.meta.gid);
-        await fs.chmod(a.abs, a.meta.mode);
+        fsSync.renameSync(a.fromAbs, a.abs);
+        fsSync.chownSync(a.abs, a.meta.uid, a.meta.gid);
+        fsSync.chmodSync(a.abs, a.meta.mode);
         const t = utimesSeconds(a.meta.mtimeNs);
-        await fs.utimes(a.abs, t, t);
+        fsSync.utimesSync(a.abs, t, t);
         this.tick(1, Number(a.s.size));
         await this.record(a.rel, 'file', Number(a.s.size), a.meta, a.s, a.where);
         return;
@@ -810,8 +812,8 @@ class Puller {
         return;
       case 'delete':
         try {
-          if (a.dir) await fs.rmdir(a.abs);
-          else await fs.unlink(a.abs);
+          if (a.dir) fsSync.rmdirSync(a.abs);
+          else fsSync.unlinkSync(a.abs);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === 'ENOENT') return;
@@ -834,7 +836,7 @@ class Puller {
 
   private async record(rel: string, type: string, size: number, meta: Meta, s: ListEntry__Output, where: Where = 'main'): Promise<void> {
     if (!this.writer) return;
-    const st = await fs.lstat(path.join(this.o.cfg.root, rel), { bigint: true });
+    const st = fsSync.lstatSync(path.join(this.o.cfg.root, rel), { bigint: true });
     await this.writer.append({ p: rel, t: type, s: size, m: String(us(meta.mtimeNs)), i: String(st.ino), si: s.ino }, where);
   }
 }
@@ -868,13 +870,23 @@ function maildirFolder(rel: string): string | undefined {
   return b === 'cur' || b === 'new' ? path.posix.dirname(dir) : undefined;
 }
 
+const TMP_SALT = crypto.randomBytes(4).toString('hex');
+let tmpCounter = 0;
 function tmpName(abs: string): string {
-  return path.join(path.dirname(abs), TMP_PREFIX + crypto.randomBytes(8).toString('hex'));
+  return path.join(path.dirname(abs), `${TMP_PREFIX}${TMP_SALT}-${(tmpCounter++).toString(36)}`);
+}
+
+function lstatOrNull(p: string): fsSync.BigIntStats | null {
+  try {
+    return fsSync.lstatSync(p, { bigint: true });
+  } catch {
+    return null;
+  }
 }
 
 async function renameIntoPlace(tmp: string, abs: string, rel: string): Promise<void> {
   try {
-    await fs.rename(tmp, abs);
+    fsSync.renameSync(tmp, abs);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     const code = (err as NodeJS.ErrnoException).code;
@@ -1007,7 +1019,9 @@ class FetchReader {
     const { uid, gid } = owner(pax.uname ?? '', pax.gname ?? '');
     const tmp = tmpName(abs);
     this.currentTmp = tmp;
-    const fd = await fs.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    // Synchronous calls: a few microseconds each on the page cache, where a trip through
+    // the thread pool costs tens; the socket buffers meanwhile.
+    const fd = fsSync.openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
     const hash = crypto.createHash('sha256');
     let size = 0;
     let ino = '';
@@ -1016,21 +1030,21 @@ class FetchReader {
         hash.update(data);
         size += data.length;
         let off = 0;
-        while (off < data.length) off += (await fd.write(data, off, data.length - off)).bytesWritten;
+        while (off < data.length) off += fsSync.writeSync(fd, data, off, data.length - off);
       }
       if (size !== e.header.size) throw wireError(`/${rel}: size header says ${e.header.size}, got ${size} bytes`);
-      await fd.chown(uid, gid);
-      await fd.chmod(e.header.mode & 0o7777);
+      fsSync.fchownSync(fd, uid, gid);
+      fsSync.fchmodSync(fd, e.header.mode & 0o7777);
       const t = utimesSeconds(mtimeNs);
-      await fd.utimes(t, t);
-      ino = String((await fd.stat({ bigint: true })).ino);
+      fsSync.futimesSync(fd, t, t);
+      ino = String(fsSync.fstatSync(fd, { bigint: true }).ino);
     } catch (err) {
-      await fd.close().catch(() => undefined);
+      fsSync.closeSync(fd);
       await fs.rm(tmp, { force: true });
       this.currentTmp = null;
       throw translateTarError(err);
     }
-    await fd.close();
+    fsSync.closeSync(fd);
     this.currentTmp = null;
     this.pending = { rel, abs, tmp, sha256: hash.digest('hex') };
     // Its digest comes with the next entry: the next file, or a digest the sender sends
