@@ -399,7 +399,9 @@ class Puller {
     const goneByIno = new Map<string, Gone>();
     const deferred: { s: ListEntry__Output; abs: string }[] = [];
     const touched = new Map<string, Frame>();
-    const leaders = new Set<string>();
+    // Hard-link leaders listed so far, as 48-bit hashes of their paths: a few bytes each.
+    const leaders = new Set<number>();
+    const pathKey = (rel: string): number => crypto.createHash('sha1').update(rel).digest().readUIntBE(0, 6);
     const maildirs = new Set<string>();
     let prev = '';
     let started = false;
@@ -521,7 +523,7 @@ class Puller {
           case 'file': {
             if (s.leader) {
               const leaderRel = checkWirePath(s.leader, 'hard-link leader');
-              if (!leaders.has(leaderRel)) {
+              if (!leaders.has(pathKey(leaderRel)) || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(root.rel + '/')) {
                 throw new CmError('wire.bad_link', `refused hard link /${rel} -> /${leaderRel}: not a file listed before it`, {
                   hint: 'hard links may only point at files listed earlier in the same pass',
                 });
@@ -532,10 +534,7 @@ class Puller {
               else if (!te) this.item({ op: 'new', path: '/' + rel, what: `hard link to /${leaderRel}` });
               break;
             }
-            if (Number(s.nlink) > 1) {
-              if (leaders.size > 1_000_000) leaders.clear();
-              leaders.add(rel);
-            }
+            if (Number(s.nlink) > 1) leaders.add(pathKey(rel));
             if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
             if (te && te.type === 'file') {
               const what = differs(te, s, meta);

@@ -54,6 +54,13 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
       } else resolve(p);
     });
   });
+  if (log.isLevelEnabled('debug')) {
+    const m = (): void => {
+      const u = process.memoryUsage();
+      log.debug({ rss: u.rss, heap_used: u.heapUsed, heap_total: u.heapTotal, external: u.external, array_buffers: u.arrayBuffers }, 'memory');
+    };
+    setInterval(m, 2000).unref();
+  }
   log.info({ listen: formatHostPort(hp.host, port), root, mailboxes_dir: mailboxesDir, role: tls.label }, 'agent listening');
   return {
     port,

@@ -59,7 +59,7 @@ export const CHUNK_MAX_BYTES = 1024 * 1024;
  * which is why the receiver pulls and raises its own window: a bulk stream over a WAN
  * needs a window of about rate × round trip.
  */
-export const CLIENT_FLOW_CONTROL_WINDOW = 64 * 1024 * 1024;
+export const CLIENT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 
 /** The certificate OU that names a peer's role. */
 export const ROLE_CONTROLLER = 'controller';

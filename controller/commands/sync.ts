@@ -41,6 +41,8 @@ export interface SyncSummary {
   kept_paths: string[];
   vanished_paths: string[];
   dry_run: boolean;
+  /** --dry-run: what the pass would do, entry by entry. */
+  items?: { op: string; path: string; from?: string; what?: string }[];
 }
 
 export function ownerRules(plan: Plan): OwnerRule[] {
@@ -89,6 +91,7 @@ export async function runSync(opts: SyncOptions, out: Output): Promise<SyncSumma
       max_delete: String(opts.maxDelete ?? -1),
     });
     let summary: SyncSummary | undefined;
+    const items: NonNullable<SyncSummary['items']> = [];
     const totals = new Map<string, { files: number; bytes: number; totalFiles: number; totalBytes: number }>();
     for await (const ev of streamOf<PullEvent__Output>(newAgent, call)) {
       if (ev.progress) {
@@ -100,9 +103,11 @@ export async function runSync(opts: SyncOptions, out: Output): Promise<SyncSumma
       } else if (ev.item) {
         out.endProgress();
         out.item(itemLine(ev.item));
+        if (out.json) items.push({ op: ev.item.op, path: ev.item.path, ...(ev.item.from ? { from: ev.item.from } : {}), ...(ev.item.what ? { what: ev.item.what } : {}) });
       }
     }
     out.endProgress();
+    if (summary && opts.dryRun) summary.items = items;
     if (!summary) throw new CmError('connect.incomplete', `the new agent at ${plan.new.agent} ended the pass without a summary`, { hint: 'run the same command again' });
     const verb = opts.dryRun ? 'dry run, nothing changed; would send' : 'done:';
     out.info(

@@ -37,6 +37,8 @@ export interface RelayTreeOptions {
   bigFiles?: number[];
   /** Epoch ms taken as "now" for every mtime. Default 1_775_000_000_000. */
   now?: number;
+  /** Only small messages (200 B to 2 KiB): for trees of very many files. Default false. */
+  tinyMessages?: boolean;
 }
 
 /** What was written. `files` counts every regular file name (hard links included), `bytes` each inode's data once. */
@@ -131,6 +133,7 @@ export async function generateRelayTree(opts: RelayTreeOptions): Promise<RelayTr
     domain: opts.domain ?? 'mail.example.org',
     addresses: opts.addresses ?? 20,
     messagesPerAddress: opts.messagesPerAddress ?? 20,
+    tinyMessages: opts.tinyMessages ?? false,
     uidBase: opts.uidBase ?? 5000,
     mailboxesDir: opts.mailboxesDir ?? '/home/vmail/mail',
     bigFiles: opts.bigFiles ?? [],
@@ -155,6 +158,7 @@ interface Resolved {
   domain: string;
   addresses: number;
   messagesPerAddress: number;
+  tinyMessages: boolean;
   uidBase: number;
   mailboxesDir: string;
   bigFiles: number[];
@@ -418,7 +422,13 @@ class Generator {
     const big = this.o.bigFiles.filter((_, k) => k % this.o.addresses === i);
     for (let m = 0; m < count + big.length; m++) {
       const isBig = m >= count;
-      const size = isBig ? big[m - count] : r.chance(0.05) ? r.logUniform(100 * KIB, 4 * MIB) : r.int(1 * KIB, 16 * KIB);
+      const size = isBig
+        ? big[m - count]
+        : this.o.tinyMessages
+          ? r.int(200, 2 * KIB)
+          : r.chance(0.05)
+            ? r.logUniform(100 * KIB, 4 * MIB)
+            : r.int(1 * KIB, 16 * KIB);
       const folder = isBig || folders.length === 1 || r.chance(0.7) ? inbox : folders[r.int(1, folders.length - 1)];
       let base: string;
       let us: number;
