@@ -6,7 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { asCmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR } from '../proto';
 import { createLogger } from './log';
-import { startAgent } from './server';
+import { startAgent, type RunningAgent } from './server';
 import { VERSION } from './service';
 
 /**
@@ -51,19 +51,22 @@ Example:
     )
     .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; stateDir?: string; logLevel: string }) => {
       const log = createLogger(o.logLevel);
-      const agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, log });
+      // Handlers first: a signal that arrives while the agent starts must still stop it cleanly.
+      let agent: RunningAgent | null = null;
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) return;
         stopping = true;
         log.info({ signal }, 'stopping');
-        void agent.stop().then(() => {
+        void (agent ? agent.stop() : Promise.resolve()).then(() => {
           log.info('stopped');
           process.exit(0);
         });
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
+      agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, log });
+      if (stopping) await agent.stop();
     });
 
   program.parseAsync(argv).catch((err: unknown) => {

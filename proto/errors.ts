@@ -96,15 +96,15 @@ export function fromServiceError(err: grpc.ServiceError, peer?: string): CmError
       cause: err,
     });
   }
-  const where = peer ? ` ${peer}` : '';
+  const where = peer ? ` ${peer}` : ' the agent';
   switch (err.code) {
     case grpc.status.UNAVAILABLE:
-      return new CmError('connect.unavailable', `cannot reach the agent at${where}: ${err.details}`, {
+      return new CmError('connect.unavailable', `cannot reach${where}: ${err.details}`, {
         hint: 'check that cmmigrate-agent runs there (cmmigrate agents --plan FILE), that the address in the plan is right, and that no firewall is in the way',
         cause: err,
       });
     case grpc.status.DEADLINE_EXCEEDED:
-      return new CmError('connect.timeout', `the agent at${where} did not answer in time: ${err.details}`, {
+      return new CmError('connect.timeout', `${where.trim()} did not answer in time: ${err.details}`, {
         hint: 'check the agent and the network between the hosts, then run the same command again',
         cause: err,
       });
@@ -112,7 +112,7 @@ export function fromServiceError(err: grpc.ServiceError, peer?: string): CmError
       return new CmError('connect.cancelled', `the call to${where} was cancelled: ${err.details}`, { cause: err });
     case grpc.status.PERMISSION_DENIED:
     case grpc.status.UNAUTHENTICATED:
-      return new CmError('auth.refused', `the agent at${where} refused the call: ${err.details}`, {
+      return new CmError('auth.refused', `${where.trim()} refused the call: ${err.details}`, {
         hint: 'both sides must use certificates from this migration\'s CA (cmmigrate init); reinstall the agent\'s TLS material',
         cause: err,
       });

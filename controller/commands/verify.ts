@@ -29,11 +29,10 @@ export async function runVerify(opts: VerifyOptions, out: Output): Promise<Verif
   out.info(`verify: digesting every root on ${plan.old.agent} (old) and ${plan.new.agent} (new)`);
   try {
     const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots: rootsForPhase('final') }, owners: ownerRules(plan) };
-    const cmp = await compareListings(
-      streamOf<VerifyBatch__Output>(oldA, oldA.client.Verify(req)),
-      streamOf<VerifyBatch__Output>(newA, newA.client.Verify(req)),
-      opts.maxDiffs ?? 20,
-    );
+    const calls = [oldA.client.Verify(req), newA.client.Verify(req)];
+    // Errors surface through iteration; a call not being read must not crash the process.
+    for (const c of calls) c.on('error', () => undefined);
+    const cmp = await compareListings(streamOf<VerifyBatch__Output>(oldA, calls[0]), streamOf<VerifyBatch__Output>(newA, calls[1]), opts.maxDiffs ?? 20).finally(() => calls.forEach((c) => c.cancel()));
     const result: VerifyResult = { ...cmp, ok: cmp.differences === 0 && cmp.roots.every((r) => r.match), seconds: (Date.now() - started) / 1000 };
     for (const r of cmp.roots) {
       const state = !r.present.old && !r.present.new ? 'absent on both' : r.match ? `match (${r.entries.old} entries, sha256 ${r.sha256.old.slice(0, 16)})` : `DIFFER (old ${r.entries.old} entries, new ${r.entries.new})`;

@@ -1,0 +1,120 @@
+/**
+ * The command lines as an operator meets them: help, usage errors, clear errors with the
+ * next step, exit codes, and an agent that stops cleanly on SIGTERM and SIGINT.
+ */
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_CLI, cmmigrate, freePort, runNode, startAgentProcess } from './support/harness';
+
+describe('cmmigrate CLI', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cmm-cli-'));
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('--help lists the commands and the exit codes', async () => {
+    const r = await cmmigrate(['--help']);
+    expect(r.code).toBe(0);
+    for (const word of ['init', 'sync', 'verify', 'Exit status', '130']) expect(r.stdout).toContain(word);
+    const s = await cmmigrate(['sync', '--help']);
+    expect(s.code).toBe(0);
+    expect(s.stdout).toContain('--phase');
+    expect(s.stdout).toContain('--dry-run');
+  });
+
+  it('a missing option is a usage error (exit 2) that names it', async () => {
+    const r = await cmmigrate(['sync', '--plan', 'x.toml']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--phase');
+    const bad = await cmmigrate(['sync', '--plan', 'x.toml', '--phase', 'middle']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/initial|final/);
+  });
+
+  it('a missing plan names the file and the command that makes one', async () => {
+    const plan = path.join(dir, 'nope.toml');
+    const r = await cmmigrate(['sync', '--plan', plan, '--phase', 'initial']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(plan);
+    expect(r.stderr).toContain('[plan.not_found]');
+    expect(r.stderr).toContain('cmmigrate init');
+  });
+
+  it('an agent that is not running: exit 1, names the address and what to check', async () => {
+    const port = await freePort('127.0.0.2');
+    const plan = path.join(dir, 'plan.toml');
+    const init = await cmmigrate(['init', '--plan', plan, '--domain', 'mail.example.org', '--old', '127.0.0.2', '--new', '127.0.0.3', '--old-agent', `127.0.0.2:${port}`, '--new-agent', `127.0.0.3:${port}`]);
+    expect(init.code).toBe(0);
+    const r = await cmmigrate(['verify', '--plan', plan], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`127.0.0.`);
+    expect(r.stderr).toMatch(/\[connect\.\w+\]/);
+    expect(r.stderr).toContain('next:');
+    expect(r.stderr).not.toMatch(/\d+ UNAVAILABLE/);
+  });
+});
+
+describe('cmmigrate-agent CLI', () => {
+  let dir: string;
+  let tls: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cmm-agent-cli-'));
+    const r = await cmmigrate(['init', '--plan', path.join(dir, 'plan.toml'), '--domain', 'mail.example.org', '--old', '127.0.0.2', '--new', '127.0.0.3']);
+    expect(r.code).toBe(0);
+    tls = path.join(dir, '.cmmigrate', 'tls');
+    await fs.mkdir(path.join(dir, 'root', 'etc'), { recursive: true });
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('serve without --tls-dir is a usage error', async () => {
+    const r = await runNode(AGENT_CLI, ['serve', '--listen', '127.0.0.2:1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--tls-dir');
+  });
+
+  it('a TLS directory without the agent material names the missing file', async () => {
+    const r = await runNode(AGENT_CLI, ['serve', '--listen', '127.0.0.2:1', '--root', dir, '--tls-dir', path.join(tls, 'ca')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('agent.crt');
+  });
+
+  it("the controller's material is refused as an agent's", async () => {
+    const ctl = path.join(dir, 'ctl-as-agent');
+    await fs.mkdir(ctl);
+    await fs.copyFile(path.join(tls, 'controller', 'ca.crt'), path.join(ctl, 'ca.crt'));
+    await fs.copyFile(path.join(tls, 'controller', 'controller.crt'), path.join(ctl, 'agent.crt'));
+    await fs.copyFile(path.join(tls, 'controller', 'controller.key'), path.join(ctl, 'agent.key'));
+    const r = await runNode(AGENT_CLI, ['serve', '--listen', '127.0.0.2:1', '--root', dir, '--tls-dir', ctl]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('not an agent certificate');
+  });
+
+  it('a port already taken is a clear error', async () => {
+    const port = await freePort('127.0.0.2');
+    const a = await startAgentProcess({ listen: `127.0.0.2:${port}`, root: path.join(dir, 'root'), tlsDir: path.join(tls, 'old') });
+    try {
+      const r = await runNode(AGENT_CLI, ['serve', '--listen', `127.0.0.2:${port}`, '--root', path.join(dir, 'root'), '--tls-dir', path.join(tls, 'old')]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`127.0.0.2:${port}`);
+      expect(r.stderr).toMatch(/another process|in use/);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('stops cleanly on SIGTERM and on SIGINT (exit 0)', async () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const port = await freePort('127.0.0.2');
+      const a = await startAgentProcess({ listen: `127.0.0.2:${port}`, root: path.join(dir, 'root'), tlsDir: path.join(tls, 'old') });
+      expect(await a.stop(signal)).toBe(0);
+      expect(a.log()).toContain('stopped');
+    }
+  });
+});
