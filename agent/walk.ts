@@ -4,8 +4,7 @@
  * names and a small batch of stats at a time.
  */
 import type { BigIntStats } from 'node:fs';
-import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
+import * as fsSync from 'node:fs';
 import { compareNames } from '../proto';
 import type { ResolvedRoot } from './paths';
 
@@ -33,31 +32,37 @@ export interface WalkOptions {
   onVanished?: (rel: string) => void;
 }
 
-const STAT_BATCH = 128;
+/** Entries between two turns of the event loop. */
+const YIELD_EVERY = 256;
 
 function isGone(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-/** Walk one root; yields nothing when the root is absent. */
+/**
+ * One root, in walk order; nothing when the root is absent. The calls are synchronous:
+ * an lstat from the dentry cache takes microseconds, a trip through the thread pool with
+ * a promise several times that; the walk gives the event loop a turn every few hundred
+ * entries so that streams keep flowing.
+ */
 export async function* walkRoot(root: ResolvedRoot, opts: WalkOptions = {}): AsyncGenerator<WalkEntry> {
   let st: BigIntStats;
   try {
-    st = await fs.lstat(root.abs, { bigint: true });
+    st = fsSync.lstatSync(root.abs, { bigint: true });
   } catch (err) {
     if (isGone(err)) return;
     throw err;
   }
   const entry: WalkEntry = { rel: root.rel, abs: root.abs, st, type: typeOf(st) };
   yield entry;
-  if (entry.type === 'dir') yield* walkDir(root.rel, root.abs, opts);
+  if (entry.type === 'dir') yield* walkDir(root.rel, root.abs, opts, { n: 0 });
 }
 
-async function* walkDir(rel: string, abs: string, opts: WalkOptions): AsyncGenerator<WalkEntry> {
+async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n: number }): AsyncGenerator<WalkEntry> {
   let names: string[];
   try {
-    names = await fs.readdir(abs);
+    names = fsSync.readdirSync(abs);
   } catch (err) {
     if (isGone(err)) {
       opts.onVanished?.(rel);
@@ -66,27 +71,23 @@ async function* walkDir(rel: string, abs: string, opts: WalkOptions): AsyncGener
     throw err;
   }
   names.sort(compareNames);
-  for (let i = 0; i < names.length; i += STAT_BATCH) {
-    const batch = names.slice(i, i + STAT_BATCH);
-    const stats = await Promise.all(
-      batch.map((n) =>
-        fs.lstat(path.join(abs, n), { bigint: true }).catch((err: unknown) => {
-          if (isGone(err)) return null;
-          throw err;
-        }),
-      ),
-    );
-    for (let j = 0; j < batch.length; j++) {
-      const childRel = `${rel}/${batch[j]}`;
-      const cst = stats[j];
-      if (!cst) {
+  for (const name of names) {
+    if (++count.n % YIELD_EVERY === 0) await new Promise<void>((r) => setImmediate(r));
+    const childRel = `${rel}/${name}`;
+    const childAbs = `${abs}/${name}`;
+    let cst: BigIntStats;
+    try {
+      cst = fsSync.lstatSync(childAbs, { bigint: true });
+    } catch (err) {
+      if (isGone(err)) {
         opts.onVanished?.(childRel);
         continue;
       }
-      const child: WalkEntry = { rel: childRel, abs: path.join(abs, batch[j]), st: cst, type: typeOf(cst) };
-      yield child;
-      if (child.type === 'dir') yield* walkDir(childRel, child.abs, opts);
+      throw err;
     }
+    const child: WalkEntry = { rel: childRel, abs: childAbs, st: cst, type: typeOf(cst) };
+    yield child;
+    if (child.type === 'dir') yield* walkDir(childRel, childAbs, opts, count);
   }
 }
 
