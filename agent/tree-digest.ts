@@ -45,7 +45,8 @@ export function recordLine(e: VerifyEntry): string {
 export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<VerifyEntry | RootResult> {
   const rule = opts.owners[root.name];
   const rootHash = crypto.createHash('sha256');
-  const groups = new Map<string, { path: string; sha: Promise<string> }>();
+  // Hard-link groups still open: forgotten once all their links are seen.
+  const groups = new Map<string, { path: string; sha: Promise<string>; left: bigint }>();
   let present = false;
   let entries = 0;
   let sockets = 0;
@@ -82,10 +83,11 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
       if (g) {
         hardlink = g.path;
         sha = g.sha;
+        if (--g.left <= 0n) groups.delete(key);
       } else {
         sha = hashFile(e.abs);
         sha.catch(() => undefined);
-        if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha });
+        if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
       }
     }
     const p = record(e, sha, hardlink);
