@@ -3,12 +3,14 @@
  * later pass deletes only entries cmmigrate wrote and recognises renamed files.
  *
  * A pass appends one JSON line per entry to its own journal, in walk order (`main`), plus
- * a second sorted journal for entries settled at the end of a root (`extra`). When the pass
+ * a second sorted journal for entries settled at the end of a root (`extra`). A
+ * directory's record is written when it is created or found, before its contents. When the pass
  * succeeds its journals become the root's manifest (fsync, then rename); until then the
  * previous manifest and any journal of an interrupted pass stay, and count as "ours".
  * Readers merge all of a root's files in walk order, holding one line of each.
  */
 import { createReadStream } from 'node:fs';
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
@@ -90,43 +92,53 @@ export class ManifestReader {
   }
 }
 
-/** Appends this pass's records; `commit` turns them into the root's manifest. */
+/**
+ * Appends this pass's records; `commit` turns them into the root's manifest. Records go to
+ * the journal with plain synchronous writes in small batches, and whenever the pass waits
+ * for data: if the agent is killed, the page cache still has them, and the next pass
+ * knows what this one put there.
+ */
 export class ManifestWriter {
   private readonly id = `pass-${Date.now()}-${process.pid}`;
-  private readonly files: Record<'main' | 'extra', { path: string; fh: fs.FileHandle | null; buf: string[] }>;
+  private readonly files: Record<'main' | 'extra', { path: string; fd: number | null; buf: string[] }>;
 
   constructor(
     private readonly dir: string,
     private readonly root: string,
   ) {
     this.files = {
-      main: { path: path.join(dir, `${root}.${this.id}.jsonl`), fh: null, buf: [] },
-      extra: { path: path.join(dir, `${root}.${this.id}.extra.jsonl`), fh: null, buf: [] },
+      main: { path: path.join(dir, `${root}.${this.id}.jsonl`), fd: null, buf: [] },
+      extra: { path: path.join(dir, `${root}.${this.id}.extra.jsonl`), fd: null, buf: [] },
     };
   }
 
-  async append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): Promise<void> {
+  append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): void {
     const f = this.files[which];
     f.buf.push(JSON.stringify(rec));
-    if (f.buf.length >= 256) await this.flush(which);
+    if (f.buf.length >= 32) this.flushOne(which);
   }
 
-  private async flush(which: 'main' | 'extra'): Promise<void> {
+  /** Write what is buffered (cheap: one write per file). */
+  flush(): void {
+    this.flushOne('main');
+    this.flushOne('extra');
+  }
+
+  private flushOne(which: 'main' | 'extra'): void {
     const f = this.files[which];
     if (!f.buf.length) return;
-    if (!f.fh) {
-      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-      f.fh = await fs.open(f.path, 'a', 0o600);
+    if (f.fd === null) {
+      fsSync.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      f.fd = fsSync.openSync(f.path, 'a', 0o600);
     }
     const text = f.buf.join('\n') + '\n';
     f.buf = [];
-    await f.fh.write(text);
+    fsSync.writeSync(f.fd, text);
   }
 
   /** Make this pass's records the root's manifest, durably. */
   async commit(): Promise<void> {
-    await this.flush('main');
-    await this.flush('extra');
+    this.flush();
     const final: Record<'main' | 'extra', string> = {
       main: path.join(this.dir, `${this.root}.${MANIFEST}.jsonl`),
       extra: path.join(this.dir, `${this.root}.${MANIFEST}.extra.jsonl`),
@@ -134,10 +146,10 @@ export class ManifestWriter {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     for (const which of ['main', 'extra'] as const) {
       const f = this.files[which];
-      if (f.fh) {
-        await f.fh.sync();
-        await f.fh.close();
-        f.fh = null;
+      if (f.fd !== null) {
+        fsSync.fsyncSync(f.fd);
+        fsSync.closeSync(f.fd);
+        f.fd = null;
       } else {
         await fs.writeFile(f.path, '', { mode: 0o600 });
       }
@@ -156,13 +168,17 @@ export class ManifestWriter {
   }
 
   /** Keep what was written as a journal of an interrupted pass (it still counts as ours). */
-  async close(): Promise<void> {
+  close(): void {
     for (const which of ['main', 'extra'] as const) {
-      await this.flush(which).catch(() => undefined);
       const f = this.files[which];
-      if (f.fh) {
-        await f.fh.close().catch(() => undefined);
-        f.fh = null;
+      try {
+        this.flushOne(which);
+      } catch {
+        /* best effort: the pass failed already */
+      }
+      if (f.fd !== null) {
+        fsSync.closeSync(f.fd);
+        f.fd = null;
       }
     }
   }

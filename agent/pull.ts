@@ -30,9 +30,9 @@ import { CmError, comparePaths, PROTOCOL_VERSION, type ListBatch__Output, type L
 import type { Identity } from './identity';
 import { ManifestReader, ManifestWriter, type ManifestRecord } from './manifest';
 import { checkWirePath, ensureParents, type AgentRoots, type ResolvedRoot } from './paths';
-import { PAX_SKIPPED, type FetchWant } from './source';
+import type { FetchWant } from './source';
 import { parsePaxTime, utimesSeconds, walkRoot, type WalkEntry } from './walk';
-import { PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_TORN, CONTROL_NAME } from './wire-format';
+import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN } from './wire-format';
 
 const execFileP = promisify(execFile);
 
@@ -120,10 +120,10 @@ interface Meta {
 type Where = 'main' | 'extra';
 
 type Action =
-  | { k: 'mkdir'; rel: string; abs: string; replace: boolean }
-  | { k: 'finishDir'; rel: string; abs: string; meta: Meta; record: boolean; si: string; where: Where }
+  | { k: 'mkdir'; rel: string; abs: string; replace: boolean; meta: Meta; si: string }
+  | { k: 'finishDir'; rel: string; abs: string; meta: Meta }
   | { k: 'fetch'; rel: string; abs: string; s: ListEntry__Output; root: ResolvedRoot; where: Where }
-  | { k: 'link'; rel: string; abs: string; leaderAbs: string; s: ListEntry__Output }
+  | { k: 'link'; rel: string; abs: string; leaderAbs: string; s: ListEntry__Output; where: Where }
   | { k: 'symlink'; rel: string; abs: string; target: string; meta: Meta; s: ListEntry__Output }
   | { k: 'fifo'; rel: string; abs: string; meta: Meta; s: ListEntry__Output }
   | { k: 'attrs'; rel: string; abs: string; meta: Meta; s: ListEntry__Output; symlink: boolean }
@@ -148,7 +148,6 @@ interface Frame {
   s: ListEntry__Output;
   t?: WalkEntry;
   dirty: boolean;
-  record: boolean;
 }
 
 function wireError(message: string, cause?: unknown): CmError {
@@ -293,9 +292,14 @@ class Puller {
     this.summary.wireBytes = this.fetch?.wireBytes ?? 0;
   }
 
+  /** Put the journal's buffered records on disk: the pass is about to wait. */
+  flushJournal(): void {
+    this.writer?.flush();
+  }
+
   async abort(): Promise<void> {
     await this.fetch?.cleanup();
-    await this.writer?.close();
+    this.writer?.close();
   }
 
   /** The first listing batch: protocol, roots, and the owner names every root needs. */
@@ -397,7 +401,8 @@ class Puller {
     const gone: Gone[] = [];
     const goneByKey = new Map<string, Gone>();
     const goneByIno = new Map<string, Gone>();
-    const deferred: { s: ListEntry__Output; abs: string }[] = [];
+    const deferred: { s: ListEntry__Output; abs: string; leaderAbs?: string }[] = [];
+    const deferredLeaders = new Set<number>();
     const touched = new Map<string, Frame>();
     // Hard-link leaders listed so far, as 48-bit hashes of their paths: a few bytes each.
     const leaders = new Set<number>();
@@ -410,14 +415,15 @@ class Puller {
     const rel2abs = (rel: string): string => path.join(this.o.cfg.root, rel);
     const finish = async (f: Frame): Promise<void> => {
       const changed = !f.t || f.dirty || f.t.st.uid !== BigInt(f.meta.uid) || f.t.st.gid !== BigInt(f.meta.gid) || Number(f.t.st.mode & 0o7777n) !== f.meta.mode || us(f.t.st.mtimeNs) !== us(f.meta.mtimeNs);
-      if (!dry && (changed || f.record)) await this.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta, record: true, si: f.s.ino, where: 'main' });
+      if (!dry && changed) await this.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
       if (f.t && !changed) this.summary.unchanged++;
     };
 
     /** An entry of this host that the source does not have (any more). */
     const goneEntry = async (te: WalkEntry): Promise<void> => {
-      const top = stack[stack.length - 1];
-      const parentFrame = top && top.rel === path.posix.dirname(te.rel) ? top : undefined;
+      const parentRel = path.posix.dirname(te.rel);
+      let parentFrame: Frame | undefined;
+      for (let i = stack.length - 1; i >= 0 && !parentFrame; i--) if (stack[i].rel === parentRel) parentFrame = stack[i];
       if (path.posix.basename(te.rel).startsWith(TMP_PREFIX)) {
         // Left by an interrupted pass.
         if (!dry) await this.queue.push({ k: 'rmtmp', abs: te.abs });
@@ -440,8 +446,9 @@ class Puller {
       const key = maildirKey(s.path);
       const byKey = key ? goneByKey.get(key) : undefined;
       const byIno = s.ino ? goneByIno.get(s.ino) : undefined;
+      // A rename keeps size and mtime; an inode number alone may have been reused.
       for (const g of [byKey, byIno]) {
-        if (g && !g.consumed && g.t.type === 'file' && Number(g.t.st.size) === Number(s.size)) return g;
+        if (g && !g.consumed && g.t.type === 'file' && Number(g.t.st.size) === Number(s.size) && us(g.t.st.mtimeNs) === us(BigInt(s.mtime_ns))) return g;
       }
       return undefined;
     };
@@ -512,12 +519,15 @@ class Puller {
             if (!te || replace) {
               this.item({ op: 'new', path: '/' + rel + '/' });
               this.summary.dirs++;
-              if (!dry) await this.queue.push({ k: 'mkdir', rel, abs, replace });
+              if (!dry) await this.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
               if (top) top.dirty = true;
+            } else if (!dry && isOurs) {
+              // Recorded before its contents: the manifest stays in walk order.
+              await this.queue.push({ k: 'keep', rec: record(rel, te!, s) });
             }
             const name = path.posix.basename(rel);
             if ((name === 'cur' || name === 'new') && te && te.type === 'dir') maildirs.add(path.posix.dirname(rel));
-            stack.push({ rel, abs, meta, s, t: replace ? undefined : te, dirty: false, record: !te || replace || isOurs });
+            stack.push({ rel, abs, meta, s, t: replace ? undefined : te, dirty: false });
             break;
           }
           case 'file': {
@@ -530,7 +540,13 @@ class Puller {
               }
               if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
               if (top) top.dirty = true;
-              if (!dry) await this.queue.push({ k: 'link', rel, abs, leaderAbs: rel2abs(leaderRel), s });
+              if (deferredLeaders.has(pathKey(leaderRel))) {
+                // Its leader is settled at the end of the root: so is this link.
+                deferred.push({ s, abs, leaderAbs: rel2abs(leaderRel) });
+                if (top) touched.set(top.rel, top);
+                break;
+              }
+              if (!dry) await this.queue.push({ k: 'link', rel, abs, leaderAbs: rel2abs(leaderRel), s, where: 'main' });
               else if (!te) this.item({ op: 'new', path: '/' + rel, what: `hard link to /${leaderRel}` });
               break;
             }
@@ -559,9 +575,10 @@ class Puller {
             // New here (or replacing a symlink or FIFO): moved on the source, or new.
             if (top) top.dirty = true;
             const folder = maildirFolder(rel);
-            if (!te && folder && maildirs.has(folder) && Number(s.nlink) === 1 && deferred.length < MAX_DEFERRED && !findRename(s)) {
+            if (!te && folder && maildirs.has(folder) && deferred.length < MAX_DEFERRED && !findRename(s)) {
               // Its old name may come later in walk order (new/ sorts after cur/): decide at the end.
               deferred.push({ s, abs });
+              if (Number(s.nlink) > 1) deferredLeaders.add(pathKey(rel));
               if (top) touched.set(top.rel, top);
               break;
             }
@@ -638,6 +655,10 @@ class Puller {
 
     // Messages whose old names came later in walk order.
     for (const d of deferred) {
+      if (d.leaderAbs) {
+        if (!dry) await this.queue.push({ k: 'link', rel: d.s.path, abs: d.abs, leaderAbs: d.leaderAbs, s: d.s, where: 'extra' });
+        continue;
+      }
       const { uid, gid } = this.owner(root, d.s.user, d.s.group, d.s.path);
       await renameOrFetch(d.s, d.abs, { uid, gid, mode: d.s.mode & 0o7777, mtimeNs: BigInt(d.s.mtime_ns) }, 'extra');
     }
@@ -670,7 +691,7 @@ class Puller {
     // Directories whose contents changed after they were finished get their times again.
     if (!dry) {
       for (const f of [...touched.values()].sort((a, b) => comparePaths(b.rel, a.rel))) {
-        await this.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta, record: false, si: f.s.ino, where: 'extra' });
+        await this.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
       }
       await this.queue.push({ k: 'sync', abs: root.abs });
       await this.barrier();
@@ -712,19 +733,18 @@ class Puller {
   private async apply(a: Action): Promise<void> {
     const w = this.writer;
     switch (a.k) {
-      case 'mkdir':
+      case 'mkdir': {
         if (a.replace) fsSync.unlinkSync(a.abs);
         fsSync.mkdirSync(a.abs, { mode: 0o700 });
+        const st = fsSync.lstatSync(a.abs, { bigint: true });
+        if (w) w.append({ p: a.rel, t: 'dir', s: 0, m: String(us(a.meta.mtimeNs)), i: String(st.ino), si: a.si });
         return;
+      }
       case 'finishDir': {
         fsSync.chownSync(a.abs, a.meta.uid, a.meta.gid);
         fsSync.chmodSync(a.abs, a.meta.mode);
         const t = utimesSeconds(a.meta.mtimeNs);
         fsSync.utimesSync(a.abs, t, t);
-        if (a.record && w) {
-          const st = fsSync.lstatSync(a.abs, { bigint: true });
-          await w.append({ p: a.rel, t: 'dir', s: 0, m: String(us(a.meta.mtimeNs)), i: String(st.ino), si: a.si }, a.where);
-        }
         return;
       }
       case 'fetch': {
@@ -739,7 +759,7 @@ class Puller {
         this.summary.bytes += r.size;
         this.progress.sentBytes += r.size;
         this.tick(1, r.size);
-        if (w) await w.append({ p: a.rel, t: 'file', s: r.size, m: String(us(r.mtimeNs)), i: r.ino, si: a.s.ino }, a.where);
+        if (w) w.append({ p: a.rel, t: 'file', s: r.size, m: String(us(r.mtimeNs)), i: r.ino, si: a.s.ino }, a.where);
         return;
       }
       case 'link': {
@@ -754,7 +774,7 @@ class Puller {
           await renameIntoPlace(tmp, a.abs, a.rel);
           this.summary.hardlinks++;
         }
-        if (w) await w.append({ p: a.rel, t: 'file', s: Number(x.size), m: String(us(x.mtimeNs)), i: String(x.ino), si: a.s.ino });
+        if (w) w.append({ p: a.rel, t: 'file', s: Number(x.size), m: String(us(x.mtimeNs)), i: String(x.ino), si: a.s.ino }, a.where);
         return;
       }
       case 'symlink': {
@@ -794,7 +814,7 @@ class Puller {
         return;
       }
       case 'keep':
-        if (w) await w.append(a.rec);
+        if (w) w.append(a.rec);
         return;
       case 'rename': {
         fsSync.renameSync(a.fromAbs, a.abs);
@@ -836,7 +856,7 @@ class Puller {
   private async record(rel: string, type: string, size: number, meta: Meta, s: ListEntry__Output, where: Where = 'main'): Promise<void> {
     if (!this.writer) return;
     const st = fsSync.lstatSync(path.join(this.o.cfg.root, rel), { bigint: true });
-    await this.writer.append({ p: rel, t: type, s: size, m: String(us(meta.mtimeNs)), i: String(st.ino), si: s.ino }, where);
+    this.writer.append({ p: rel, t: type, s: size, m: String(us(meta.mtimeNs)), i: String(st.ino), si: s.ino }, where);
   }
 }
 
@@ -915,7 +935,6 @@ class FetchReader {
     private readonly ch: FetchChannel,
     private readonly owner: Puller,
   ) {
-    void this.owner;
     const extract = tar.extract();
     const self = this;
     (async () => {
@@ -951,6 +970,7 @@ class FetchReader {
       return e;
     }
     this.flush();
+    this.owner.flushJournal();
     let n: IteratorResult<TarEntry>;
     try {
       n = await this.entries.next();
@@ -991,6 +1011,18 @@ class FetchReader {
    * skipped it (it vanished or kept changing during a live pass).
    */
   async receive(rel: string, abs: string, owner: (u: string, g: string) => { uid: number; gid: number }): Promise<{ size: number; mtimeNs: bigint; ino: string } | null> {
+    try {
+      return await this.receiveOne(rel, abs, owner);
+    } catch (err) {
+      // Name the file the stream broke on.
+      if (err instanceof CmError && err.code === 'wire.protocol' && !err.message.includes(`/${rel}`)) {
+        throw new CmError(err.code, `while receiving /${rel}: ${err.message}`, { hint: err.hint, cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private async receiveOne(rel: string, abs: string, owner: (u: string, g: string) => { uid: number; gid: number }): Promise<{ size: number; mtimeNs: bigint; ino: string } | null> {
     let e = await this.next();
     const ctl = (x: TarEntry): string | undefined => ((x.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL];
     while (ctl(e) === 'digest') {

@@ -36,7 +36,6 @@ import {
 import type { Logger } from './log';
 import { loadIdentity } from './identity';
 import { resolveRoots, type AgentRoots } from './paths';
-import { sendTar } from './tar-send';
 import { pull, type FetchChannel, type OwnerNames } from './pull';
 import { announceRoots, checkRequiredRoots, fetchTar, listRoots, type FetchWant } from './source';
 import { peerCredentials, roleOf, type AgentTls } from './tls';
@@ -66,9 +65,8 @@ const PullSchema = z.object({
   dry_run: z.boolean(),
   max_delete: z.string().regex(/^-?\d{1,18}$/),
 });
-const SendSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
 const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema).max(16) });
-const ListSchema = SendSchema;
+const ListSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
 const MTIME_NS = z.string().regex(/^\d{1,21}$/);
 const FetchFirstSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema, items: z.array(z.unknown()).max(0) });
 const FetchItemsSchema = z.object({
@@ -127,7 +125,6 @@ export class AgentService {
           .catch((err: CmError) => callback(err.toServiceError()));
       },
       Pull: (call) => this.stream(call, ROLE_CONTROLLER, 'Pull', (signal) => this.pull(call, signal)),
-      Send: (call) => this.stream(call, ROLE_AGENT, 'Send', (signal) => this.send(call, signal)),
       Verify: (call) => this.stream(call, ROLE_CONTROLLER, 'Verify', () => this.verify(call)),
       List: (call) => this.stream(call, ROLE_AGENT, 'List', (signal) => this.list(call, signal)),
       Fetch: (call) => this.stream(call, ROLE_AGENT, 'Fetch', (signal) => this.fetchFiles(call, signal)),
@@ -172,7 +169,9 @@ export class AgentService {
         return;
       }
       this.opts.log.error({ err: e, code: e.code, method }, 'call failed');
-      call.destroy(e.toServiceError() as unknown as Error);
+      // grpc-js sends a status for an 'error' event; after destroy() it would send none
+      // and the caller would wait forever.
+      call.emit('error', e.toServiceError());
     });
   }
 
@@ -262,23 +261,6 @@ export class AgentService {
       free_bytes: String(free),
       role: this.opts.tls.label,
     };
-  }
-
-  private async send(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
-    const req = parse(SendSchema, call.request, 'Send');
-    const phase = phaseOf(req.phase);
-    const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, phase), req.scope.mailboxes_dir);
-    const identity = await loadIdentity(this.opts.roots.root);
-    const log = this.opts.log.child({ method: 'Send', phase, peer: call.getPeer() });
-    log.info({ roots: roots.map((r) => r.name) }, 'sending');
-    let sent = 0;
-    for await (const data of sendTar({ roots, phase, identity, signal, onWarning: (msg, f) => log.warn(f, msg) })) {
-      const msg: Chunk = { data };
-      sent += data.length;
-      if (!call.write(msg)) await waitDrain(call, signal);
-      if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
-    }
-    log.info({ wire_bytes: sent }, 'sent');
   }
 
   private async pull(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
@@ -372,6 +354,8 @@ export class AgentService {
       call.write(ev);
     } finally {
       signal.removeEventListener('abort', onAbort);
+      // A failed pass must not leave the sender reading files for nobody.
+      calls.forEach((c) => c.cancel());
       client.close();
     }
   }

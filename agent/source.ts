@@ -22,7 +22,7 @@ import { CHUNK_MAX_BYTES, CHUNK_MIN_BYTES, CmError, type Phase } from '../proto'
 import { nameOr, type Identity } from './identity';
 import { checkWirePath, rootOf, type ResolvedRoot } from './paths';
 import { paxTime, walkRoot } from './walk';
-import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_TORN } from './wire-format';
+import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN } from './wire-format';
 
 type HeaderArg = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
 
@@ -205,8 +205,6 @@ const READ_BLOCK = 1024 * 1024;
 const AHEAD_LIMIT = 4 * CHUNK_MAX_BYTES;
 const LIVE_RETRIES = 3;
 
-/** Why a wanted file is not sent: the receiver leaves it as it is. */
-export const PAX_SKIPPED = 'CMMIGRATE.skipped';
 
 /**
  * The content of the wanted files as a tar stream, in chunks ready to send. For each want
@@ -443,6 +441,7 @@ export async function* fetchTar(opts: FetchOptions): AsyncGenerator<Buffer> {
         (entry as unknown as { end(): void }).end();
       })().catch((err) => {
         streamError = err;
+        entry.on('error', () => undefined); // reported through streamError, not as an uncaught event
         entry.destroy(err);
       });
     });

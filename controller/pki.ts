@@ -421,10 +421,9 @@ export async function loadTls(dir: string, role: 'controller' | 'agent'): Promis
     }
     return data;
   };
-  const [ca, cert, key] = await Promise.all([
-    read('ca.crt', '-----BEGIN CERTIFICATE-----'),
-    read(`${role}.crt`, '-----BEGIN CERTIFICATE-----'),
-    read(`${role}.key`, '-----BEGIN PRIVATE KEY-----'),
-  ]);
+  // One after the other, so that an error always names the first missing file.
+  const ca = await read('ca.crt', '-----BEGIN CERTIFICATE-----');
+  const cert = await read(`${role}.crt`, '-----BEGIN CERTIFICATE-----');
+  const key = await read(`${role}.key`, '-----BEGIN PRIVATE KEY-----');
   return { ca, cert, key };
 }

@@ -56,12 +56,12 @@ export class CmError extends Error {
       opts.exitCode ??
       (code.startsWith('usage.') || code.startsWith('plan.')
         ? ExitCode.usage
-        : code.startsWith('precondition.')
+        : code.startsWith('precondition.') || code === 'transfer.missing_owners'
           ? ExitCode.precondition
           : ExitCode.failed);
   }
 
-  /** This error as a gRPC status object, ready for `callback(err)` or `call.destroy(err)`. */
+  /** This error as a gRPC status object, ready for `callback(err)` or `call.emit('error', err)`. */
   toServiceError(): Partial<grpc.StatusObject> & Error {
     const metadata = new grpc.Metadata();
     metadata.set(CODE_KEY, this.code);

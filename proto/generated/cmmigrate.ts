@@ -20,7 +20,6 @@ import type { PullRequest as _cmmigrate_v1_PullRequest, PullRequest__Output as _
 import type { RootDigest as _cmmigrate_v1_RootDigest, RootDigest__Output as _cmmigrate_v1_RootDigest__Output } from './cmmigrate/v1/RootDigest';
 import type { RootInfo as _cmmigrate_v1_RootInfo, RootInfo__Output as _cmmigrate_v1_RootInfo__Output } from './cmmigrate/v1/RootInfo';
 import type { Scope as _cmmigrate_v1_Scope, Scope__Output as _cmmigrate_v1_Scope__Output } from './cmmigrate/v1/Scope';
-import type { SendRequest as _cmmigrate_v1_SendRequest, SendRequest__Output as _cmmigrate_v1_SendRequest__Output } from './cmmigrate/v1/SendRequest';
 import type { Summary as _cmmigrate_v1_Summary, Summary__Output as _cmmigrate_v1_Summary__Output } from './cmmigrate/v1/Summary';
 import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from './cmmigrate/v1/VerifyBatch';
 import type { VerifyEntry as _cmmigrate_v1_VerifyEntry, VerifyEntry__Output as _cmmigrate_v1_VerifyEntry__Output } from './cmmigrate/v1/VerifyEntry';
@@ -53,7 +52,6 @@ export interface ProtoGrpcType {
       RootDigest: MessageTypeDefinition<_cmmigrate_v1_RootDigest, _cmmigrate_v1_RootDigest__Output>
       RootInfo: MessageTypeDefinition<_cmmigrate_v1_RootInfo, _cmmigrate_v1_RootInfo__Output>
       Scope: MessageTypeDefinition<_cmmigrate_v1_Scope, _cmmigrate_v1_Scope__Output>
-      SendRequest: MessageTypeDefinition<_cmmigrate_v1_SendRequest, _cmmigrate_v1_SendRequest__Output>
       Summary: MessageTypeDefinition<_cmmigrate_v1_Summary, _cmmigrate_v1_Summary__Output>
       VerifyBatch: MessageTypeDefinition<_cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyBatch__Output>
       VerifyEntry: MessageTypeDefinition<_cmmigrate_v1_VerifyEntry, _cmmigrate_v1_VerifyEntry__Output>

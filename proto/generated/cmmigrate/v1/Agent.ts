@@ -10,7 +10,6 @@ import type { ListBatch as _cmmigrate_v1_ListBatch, ListBatch__Output as _cmmigr
 import type { ListRequest as _cmmigrate_v1_ListRequest, ListRequest__Output as _cmmigrate_v1_ListRequest__Output } from '../../cmmigrate/v1/ListRequest';
 import type { PullEvent as _cmmigrate_v1_PullEvent, PullEvent__Output as _cmmigrate_v1_PullEvent__Output } from '../../cmmigrate/v1/PullEvent';
 import type { PullRequest as _cmmigrate_v1_PullRequest, PullRequest__Output as _cmmigrate_v1_PullRequest__Output } from '../../cmmigrate/v1/PullRequest';
-import type { SendRequest as _cmmigrate_v1_SendRequest, SendRequest__Output as _cmmigrate_v1_SendRequest__Output } from '../../cmmigrate/v1/SendRequest';
 import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from '../../cmmigrate/v1/VerifyBatch';
 import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from '../../cmmigrate/v1/VerifyRequest';
 
@@ -39,11 +38,6 @@ export interface AgentClient extends grpc.Client {
   pull(argument: _cmmigrate_v1_PullRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
   pull(argument: _cmmigrate_v1_PullRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_PullEvent__Output>;
   
-  Send(argument: _cmmigrate_v1_SendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
-  Send(argument: _cmmigrate_v1_SendRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
-  send(argument: _cmmigrate_v1_SendRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
-  send(argument: _cmmigrate_v1_SendRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_Chunk__Output>;
-  
   Verify(argument: _cmmigrate_v1_VerifyRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
   Verify(argument: _cmmigrate_v1_VerifyRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
   verify(argument: _cmmigrate_v1_VerifyRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_cmmigrate_v1_VerifyBatch__Output>;
@@ -60,8 +54,6 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   
   Pull: grpc.handleServerStreamingCall<_cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent>;
   
-  Send: grpc.handleServerStreamingCall<_cmmigrate_v1_SendRequest__Output, _cmmigrate_v1_Chunk>;
-  
   Verify: grpc.handleServerStreamingCall<_cmmigrate_v1_VerifyRequest__Output, _cmmigrate_v1_VerifyBatch>;
   
 }
@@ -71,6 +63,5 @@ export interface AgentDefinition extends grpc.ServiceDefinition {
   Info: MethodDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply__Output>
   List: MethodDefinition<_cmmigrate_v1_ListRequest, _cmmigrate_v1_ListBatch, _cmmigrate_v1_ListRequest__Output, _cmmigrate_v1_ListBatch__Output>
   Pull: MethodDefinition<_cmmigrate_v1_PullRequest, _cmmigrate_v1_PullEvent, _cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent__Output>
-  Send: MethodDefinition<_cmmigrate_v1_SendRequest, _cmmigrate_v1_Chunk, _cmmigrate_v1_SendRequest__Output, _cmmigrate_v1_Chunk__Output>
   Verify: MethodDefinition<_cmmigrate_v1_VerifyRequest, _cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyRequest__Output, _cmmigrate_v1_VerifyBatch__Output>
 }
