@@ -5,8 +5,11 @@
  */
 import { Command, CommanderError } from 'commander';
 import { asCmError, ExitCode } from '../proto';
+import { agentsCommand } from './commands/agents';
 import { initCommand } from './commands/init';
+import { installAgentCommand } from './commands/install-agent';
 import { syncCommand } from './commands/sync';
+import { uninstallAgentCommand } from './commands/uninstall-agent';
 import { verifyCommand } from './commands/verify';
 import { createOutput, reportError } from './output';
 
@@ -36,13 +39,16 @@ export function buildProgram(): Command {
       `
 Typical use:
   cmmigrate init --plan plan.toml --domain mail.example.org --old OLD_IP --new NEW_IP
-  (start cmmigrate-agent on both hosts with the material in .cmmigrate/tls/old and /new)
+  cmmigrate install-agent old --plan plan.toml
+  cmmigrate install-agent new --plan plan.toml
+  cmmigrate agents --plan plan.toml
   cmmigrate sync --plan plan.toml --phase initial
   cmmigrate sync --plan plan.toml --phase final
   cmmigrate verify --plan plan.toml
+  cmmigrate uninstall-agent old --plan plan.toml   (and new, when the move is done)
 ${EXIT_CODES}`,
     );
-  for (const cmd of [initCommand(), syncCommand(), verifyCommand()]) {
+  for (const cmd of [initCommand(), installAgentCommand(), agentsCommand(), syncCommand(), verifyCommand(), uninstallAgentCommand()]) {
     cmd.exitOverride();
     program.addCommand(cmd);
   }

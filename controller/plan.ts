@@ -363,7 +363,7 @@ export function renderPlan(p: PlanInput): string {
     `# from ${inComment(p.old.host)} (old) to ${inComment(p.new.host)} (new).`,
     `#`,
     `# Written by \`cmmigrate init\`; edit it as you need. Every cmmigrate command reads this`,
-    `# file and refuses keys it does not know. Next: cmmigrate run --plan THIS_FILE`,
+    `# file and refuses keys it does not know. Next: cmmigrate install-agent old|new --plan THIS_FILE`,
     ``,
     `# The relay's mail_domain, as in its chatmail.ini.`,
     `mail_domain = ${str(p.mailDomain)}`,

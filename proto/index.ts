@@ -1,11 +1,14 @@
 /**
  * The wire contract, loaded once with one set of proto-loader options. Both the agent and
  * the controller import this module and nothing else of each other.
+ *
+ * The contract is read from `generated/cmmigrate.json`, the JSON descriptor of
+ * `cmmigrate.proto` that `proto/build/proto-json.js` writes on every build, so a bundle (the
+ * single-file agent) carries it inline and never looks for a `.proto` on disk.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import descriptor from './generated/cmmigrate.json';
 import type { ProtoGrpcType } from './generated/cmmigrate';
 import type { AgentClient, AgentDefinition } from './generated/cmmigrate/v1/Agent';
 
@@ -20,7 +23,6 @@ export type { InfoReply, InfoReply__Output } from './generated/cmmigrate/v1/Info
 export type { Scope__Output } from './generated/cmmigrate/v1/Scope';
 export type { OwnerRule, OwnerRule__Output } from './generated/cmmigrate/v1/OwnerRule';
 export type { PullRequest, PullRequest__Output } from './generated/cmmigrate/v1/PullRequest';
-export type { SendRequest, SendRequest__Output } from './generated/cmmigrate/v1/SendRequest';
 export type { Chunk, Chunk__Output } from './generated/cmmigrate/v1/Chunk';
 export type { Phase__Output as PhaseName } from './generated/cmmigrate/v1/Phase';
 export type { ListBatch, ListBatch__Output } from './generated/cmmigrate/v1/ListBatch';
@@ -88,23 +90,13 @@ export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
 };
 
-function protoFile(): string {
-  // dist/proto/index.js in the package, or proto/index.ts under vitest, or a bundle that
-  // ships the .proto beside it.
-  const candidates = [
-    path.join(__dirname, 'cmmigrate.proto'),
-    path.join(__dirname, '..', '..', 'proto', 'cmmigrate.proto'),
-  ];
-  for (const c of candidates) if (fs.existsSync(c)) return c;
-  throw new Error(`cmmigrate.proto not found next to ${__dirname}`);
-}
-
 let loaded: ProtoGrpcType | undefined;
 
 /** The loaded package definition (cached). */
 export function wire(): ProtoGrpcType {
   if (!loaded) {
-    const def = protoLoader.loadSync(protoFile(), LOADER_OPTIONS);
+    // The descriptor was parsed with keepCase; the other options apply here.
+    const def = protoLoader.fromJSON(descriptor as Parameters<typeof protoLoader.fromJSON>[0], LOADER_OPTIONS);
     loaded = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
   }
   return loaded;

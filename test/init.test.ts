@@ -52,8 +52,7 @@ describe('runInit', () => {
     expect(result).toMatchObject({ planFile, tlsDir: tlsDir(), caCreated: true, planWritten: true });
     expect(result.lines[0]).toBe(`wrote plan ${planFile}`);
     expect(result.lines.join('\n')).toContain(
-      `agent material for old: ${path.join(tlsDir(), 'old')} (for IP:127.0.0.2; copy to the old host, then: ` +
-        'cmmigrate-agent serve --listen 127.0.0.2:7826 --root / --tls-dir DIR)',
+      `agent material for old: ${path.join(tlsDir(), 'old')} (for IP:127.0.0.2; cmmigrate install-agent old installs it with the agent, listening on 127.0.0.2:7826)`,
     );
 
     const plan = await loadPlan(planFile);
@@ -126,7 +125,7 @@ describe('runInit', () => {
     expect(newCert.subjectAltName).toBe('DNS:relay.example.org, IP Address:127.0.0.3');
     expect(validFor(newCert, 'relay.example.org')).toBe(true);
     expect(validFor(newCert, '127.0.0.3')).toBe(true);
-    expect(result.lines.join('\n')).toContain('cmmigrate-agent serve --listen [::1]:7900');
+    expect(result.lines.join('\n')).toContain('install-agent old installs it with the agent, listening on [::1]:7900');
   });
 
   it('changes nothing when run again, and --force makes a new CA', async () => {

@@ -164,11 +164,11 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     const changed = pki.issued.includes(side);
     const state = !changed ? 'unchanged, ' : pki.created ? '' : 'reissued, ';
     lines.push(
-      `agent material for ${side}: ${dir} (${state}for ${pki.sans[side].join(', ')}; copy to the ${side} host, ` +
-        `then: cmmigrate-agent serve --listen ${plan[side].agent} --root / --tls-dir DIR)`,
+      `agent material for ${side}: ${dir} (${state}for ${pki.sans[side].join(', ')}; ` +
+        `cmmigrate install-agent ${side} installs it with the agent, listening on ${plan[side].agent})`,
     );
   }
-  lines.push(`next: cmmigrate run --plan ${planFile}`);
+  lines.push(`next: cmmigrate install-agent old --plan ${planFile}; cmmigrate install-agent new --plan ${planFile}`);
   return { planFile, tlsDir: pki.tlsDir, caCreated: pki.created, planWritten, lines };
 }
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * Bundles the agent into one self-contained file, dist/cmmigrate-agent.js: agent/cli.ts
+ * with every dependency and the wire contract inlined, CommonJS for Node 18.19 (Debian
+ * 12's nodejs) and newer. `cmmigrate install-agent` uploads this file to a host, which
+ * then needs nothing but `node`. The build fails if anything but a Node built-in would
+ * still be loaded from disk at run time.
+ */
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { builtinModules } = require('node:module');
+const esbuild = require('esbuild');
+
+const repo = path.join(__dirname, '..', '..');
+const outfile = path.join(repo, 'dist', 'cmmigrate-agent.js');
+const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+
+/**
+ * The sources read their version with require('../../package.json'), a path that is right
+ * from dist/<dir>/. In the bundle it becomes a module holding only name and version (not
+ * the whole manifest).
+ */
+const versionOnly = {
+  name: 'cmmigrate-version',
+  setup(build) {
+    build.onResolve({ filter: /(^|\/)package\.json$/ }, (args) =>
+      args.importer.startsWith(repo) && !args.importer.includes(`${path.sep}node_modules${path.sep}`)
+        ? { path: 'cmmigrate-package.json', namespace: 'cmmigrate-version' }
+        : undefined,
+    );
+    build.onLoad({ filter: /.*/, namespace: 'cmmigrate-version' }, () => ({
+      contents: JSON.stringify({ name: pkg.name, version: pkg.version }),
+      loader: 'json',
+    }));
+  },
+};
+
+async function main() {
+  const result = await esbuild.build({
+    entryPoints: [path.join(repo, 'agent', 'cli.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node18.19',
+    format: 'cjs',
+    tsconfig: path.join(repo, 'tsconfig.json'),
+    plugins: [versionOnly],
+    metafile: true,
+    logLevel: 'warning',
+    legalComments: 'eof',
+  });
+  const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+  // What the output itself still imports at run time (type-only imports of the sources
+  // are listed under inputs but never emitted).
+  const left = [];
+  for (const output of Object.values(result.metafile.outputs)) {
+    for (const imp of output.imports) if (!builtins.has(imp.path)) left.push(imp.path);
+  }
+  if (left.length) {
+    throw new Error(`the agent bundle still loads these from disk: ${[...new Set(left)].join(', ')}`);
+  }
+  fs.chmodSync(outfile, 0o755);
+  const kib = (fs.statSync(outfile).size / 1024).toFixed(0);
+  process.stdout.write(`bundled ${path.relative(repo, outfile)} (${kib} KiB, ${Object.keys(result.metafile.inputs).length} modules)\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err.stack || err}\n`);
+  process.exit(1);
+});
