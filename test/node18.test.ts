@@ -4,7 +4,7 @@
  * and is cached under node_modules/.cache. The bundle runs from a directory of its own,
  * so nothing can come from node_modules, and syncs with a Node 20 agent both ways.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
@@ -39,38 +39,9 @@ async function node18(): Promise<string> {
   return bin;
 }
 
-/** `cmmigrate-agent serve` from the bundle alone, under `node`. */
-async function startBundle(node: string, bundle: string, o: { listen: string; root: string; tlsDir: string }): Promise<AgentProcess> {
-  const child: ChildProcess = spawn(node, [bundle, 'serve', '--listen', o.listen, '--root', o.root, '--tls-dir', o.tlsDir], {
-    cwd: path.dirname(bundle),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`bundled agent did not start:\n${log}`)), 15_000);
-    child.stderr!.on('data', (d) => {
-      log += d;
-      if (log.includes('agent listening')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`bundled agent exited with ${code}:\n${log}`));
-    });
-  });
-  return {
-    child,
-    address: o.listen,
-    log: () => log,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
+/** `cmmigrate-agent serve` from the bundle alone, under `node`, in the bundle's own directory. */
+function startBundle(node: string, bundle: string, o: { listen: string; root: string; tlsDir: string }): Promise<AgentProcess> {
+  return startAgentProcess({ ...o, node, script: bundle, cwd: path.dirname(bundle) });
 }
 
 describe('the bundled agent on Node.js 18.19', () => {
