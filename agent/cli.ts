@@ -4,9 +4,9 @@
  * `serve` runs in the foreground, logs JSON lines to stderr, and stops on SIGTERM/SIGINT.
  */
 import { Command, CommanderError } from 'commander';
-import { asCmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR } from '../proto';
+import { asCmError, CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR } from '../proto';
 import { createLogger } from './log';
-import { startAgent, type RunningAgent } from './server';
+import { DEFAULT_STALL_SECONDS, startAgent, type RunningAgent } from './server';
 import { VERSION } from './service';
 
 /**
@@ -37,6 +37,11 @@ function main(argv: string[]): void {
     .requiredOption('--tls-dir <dir>', 'this agent\'s TLS material from `cmmigrate init` (ca.crt, agent.crt, agent.key)')
     .option('--mailboxes-dir <dir>', 'the relay\'s mailboxes_dir (chatmail.ini)', DEFAULT_MAILBOXES_DIR)
     .option('--state-dir <dir>', 'where this agent keeps its record of what it wrote (default <root>/var/lib/cmmigrate)')
+    .option('--stall-timeout <seconds>', `fail a pass when the other agent sends nothing for this long (default ${DEFAULT_STALL_SECONDS})`, (v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n <= 0) throw new CmError('usage.bad_option', `--stall-timeout ${v}: expected a number of seconds`);
+      return n;
+    })
     .option('--log-level <level>', 'pino log level: trace, debug, info, warn, error', 'info')
     .addHelpText(
       'after',
@@ -49,7 +54,7 @@ User and group names come from <root>/etc/passwd and <root>/etc/group.
 Example:
   cmmigrate-agent serve --listen 127.0.0.2:${DEFAULT_AGENT_PORT} --root / --tls-dir /opt/cmmigrate/tls`,
     )
-    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; stateDir?: string; logLevel: string }) => {
+    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; stateDir?: string; stallTimeout?: number; logLevel: string }) => {
       const log = createLogger(o.logLevel);
       // Handlers first: a signal that arrives while the agent starts must still stop it cleanly.
       let agent: RunningAgent | null = null;
@@ -65,7 +70,7 @@ Example:
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
-      agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, log });
+      agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, stallSeconds: o.stallTimeout, log });
       if (stopping) await agent.stop();
     });
 

@@ -80,6 +80,8 @@ export interface PullOptions {
   maxDelete?: number;
   onProgress?: (p: PullProgress) => void;
   onItem?: (i: PullItem) => void;
+  /** Called whenever the pass makes progress; a watchdog uses it to find a stalled sender. */
+  onActivity?: () => void;
 }
 
 export interface PullSummary {
@@ -284,12 +286,19 @@ class Puller {
       await executor;
     } catch (err) {
       this.queue.fail(err);
+      // The executor may be waiting for a file that will not come now.
+      this.fetch?.abort(err);
       await executor.catch(() => undefined);
       throw err;
     }
     if (this.fetch) await this.fetch.finish();
     this.summary.ownersDefaulted = [...this.defaulted].sort();
     this.summary.wireBytes = this.fetch?.wireBytes ?? 0;
+  }
+
+  /** Something moved: the listing, the data, or the executor. */
+  activity(): void {
+    this.o.onActivity?.();
   }
 
   /** Put the journal's buffered records on disk: the pass is about to wait. */
@@ -471,6 +480,7 @@ class Puller {
     };
 
     for await (const batch of batches) {
+      this.activity();
       for (const s of batch.entries) {
         // Check the entry: a sound path, inside this root, in walk order, under its directory.
         const rel = checkWirePath(s.path, 'listed path');
@@ -727,6 +737,7 @@ class Puller {
       const a = await this.queue.shift();
       if (!a) return;
       await this.apply(a);
+      this.activity();
     }
   }
 
@@ -931,15 +942,19 @@ class FetchReader {
   private feedError: unknown = null;
   private lastTorn: string | null = null;
 
+  private readonly extract: ReturnType<typeof tar.extract>;
+
   constructor(
     private readonly ch: FetchChannel,
     private readonly owner: Puller,
   ) {
     const extract = tar.extract();
+    this.extract = extract;
     const self = this;
     (async () => {
       for await (const data of ch.data) {
         self.wireBytes += data.length;
+        self.owner.activity();
         if (!extract.write(data)) await new Promise<void>((res) => extract.once('drain', () => res()));
       }
       (extract as unknown as { end(): void }).end();
@@ -948,6 +963,12 @@ class FetchReader {
       extract.destroy(err instanceof Error ? err : new Error(String(err)));
     });
     this.entries = (extract as unknown as AsyncIterable<TarEntry>)[Symbol.asyncIterator]();
+  }
+
+  /** Stop: whatever waits for the stream gets `err`. */
+  abort(err: unknown): void {
+    if (!this.feedError) this.feedError = err;
+    this.extract.destroy(err instanceof Error ? err : new Error(String(err)));
   }
 
   want(w: FetchWant): void {

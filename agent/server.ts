@@ -18,8 +18,13 @@ export interface AgentServerOptions {
   mailboxesDir?: string;
   /** Where the agent keeps its manifests; default <root>/var/lib/cmmigrate. */
   stateDir?: string;
+  /** Seconds without progress after which a pass fails; default 300. */
+  stallSeconds?: number;
   log?: Logger;
 }
+
+/** How long a pass may see no progress at all before it fails as stalled. */
+export const DEFAULT_STALL_SECONDS = 300;
 
 export interface RunningAgent {
   /** The bound port (useful with :0). */
@@ -39,7 +44,8 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
   const hp = parseHostPort(opts.listen, undefined, '--listen');
   const server = new grpc.Server(SERVER_OPTIONS);
   const stateDir = path.resolve(opts.stateDir ?? path.join(root, 'var/lib/cmmigrate'));
-  new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir }).addToServer(server);
+  const stallMs = Math.max(1, opts.stallSeconds ?? DEFAULT_STALL_SECONDS) * 1000;
+  new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir, stallMs }).addToServer(server);
   const address = formatHostPort(hp.host, hp.port);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, serverCredentials(tls), (err, p) => {

@@ -111,6 +111,8 @@ export interface AgentServiceOptions {
   log: Logger;
   /** Where the receiving agent keeps its manifests (outside the roots). */
   stateDir: string;
+  /** A pass whose sender sends nothing for this long fails (connect.stalled). */
+  stallMs: number;
 }
 
 /** The Agent service; `addToServer(server)` registers it. */
@@ -281,6 +283,16 @@ export class AgentService {
     const calls: { cancel(): void }[] = [];
     const onAbort = (): void => calls.forEach((c) => c.cancel());
     signal.addEventListener('abort', onAbort);
+    // A sender that is connected but sends nothing must fail the pass, not hang it.
+    let lastActivity = Date.now();
+    let stalled = false;
+    const stallMs = this.opts.stallMs;
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastActivity > stallMs) {
+        stalled = true;
+        calls.forEach((c) => c.cancel());
+      }
+    }, Math.min(5000, Math.max(100, stallMs / 4)));
     const translate = async function* <T>(s: AsyncIterable<T>): AsyncGenerator<T> {
       try {
         for await (const m of s) yield m;
@@ -325,6 +337,17 @@ export class AgentService {
           call.write(ev);
         },
         onItem: req.dry_run ? (i) => call.write({ item: { op: i.op, path: i.path, from: i.from ?? '', what: i.what ?? '' } } as PullEvent) : undefined,
+        onActivity: () => {
+          lastActivity = Date.now();
+        },
+      }).catch((err: unknown) => {
+        if (stalled) {
+          throw new CmError('connect.stalled', `${peer} sent nothing for ${Math.round(stallMs / 1000)} s; the pass was stopped`, {
+            hint: 'check the old host and the network between the hosts, then run the same command again: it continues where it stopped',
+            cause: err,
+          });
+        }
+        throw err;
       });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const ev: PullEvent = {
@@ -355,6 +378,7 @@ export class AgentService {
     } finally {
       signal.removeEventListener('abort', onAbort);
       // A failed pass must not leave the sender reading files for nobody.
+      clearInterval(watchdog);
       calls.forEach((c) => c.cancel());
       client.close();
     }

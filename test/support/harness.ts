@@ -122,6 +122,8 @@ export interface MigrationOptions {
   newUsers?: boolean;
   /** Prepare the old tree further before agents start. */
   prepare?: (oldRoot: string) => Promise<void>;
+  /** Extra `cmmigrate-agent serve` options for both agents. */
+  agentArgs?: string[];
 }
 
 /** A temp migration: generated old tree, empty new root, plan, TLS, two running agents. */
@@ -147,7 +149,7 @@ export async function setupMigration(opts: MigrationOptions = {}): Promise<Migra
   if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
   const tls = path.join(dir, '.cmmigrate', 'tls');
   const start = (side: 'old' | 'new') =>
-    startAgentProcess({ listen: side === 'old' ? oldAddress : newAddress, root: side === 'old' ? oldRoot : newRoot, tlsDir: path.join(tls, side) });
+    startAgentProcess({ listen: side === 'old' ? oldAddress : newAddress, root: side === 'old' ? oldRoot : newRoot, tlsDir: path.join(tls, side), extra: opts.agentArgs });
   const m: Migration = {
     dir,
     plan,
