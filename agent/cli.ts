@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-old-space-size=256 --max-semi-space-size=4
 /**
  * cmmigrate-agent: the daemon that runs as root on the old and the new relay host.
  * `serve` runs in the foreground, logs JSON lines to stderr, and stops on SIGTERM/SIGINT.

@@ -135,9 +135,13 @@ type Action =
   | { k: 'delete'; rel: string; abs: string; dir: boolean }
   | { k: 'sync'; abs: string };
 
+/** An entry of this host that the source no longer has: only what renames and deletes need. */
 interface Gone {
   rel: string;
-  t: WalkEntry;
+  abs: string;
+  type: string;
+  size: number;
+  mtimeUs: bigint;
   ours: boolean;
   si: string;
   consumed: boolean;
@@ -441,7 +445,7 @@ class Puller {
       }
       const m = await ours.at(te.rel);
       const isOurs = !!m && m.t === te.type && m.i === String(te.st.ino) && (te.type !== 'file' || (m.s === Number(te.st.size) && m.m === String(us(te.st.mtimeNs))));
-      const g: Gone = { rel: te.rel, t: te, ours: isOurs, si: m?.si ?? '', consumed: false };
+      const g: Gone = { rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false };
       gone.push(g);
       if (te.type === 'file') {
         const key = maildirKey(te.rel);
@@ -457,7 +461,7 @@ class Puller {
       const byIno = s.ino ? goneByIno.get(s.ino) : undefined;
       // A rename keeps size and mtime; an inode number alone may have been reused.
       for (const g of [byKey, byIno]) {
-        if (g && !g.consumed && g.t.type === 'file' && Number(g.t.st.size) === Number(s.size) && us(g.t.st.mtimeNs) === us(BigInt(s.mtime_ns))) return g;
+        if (g && !g.consumed && g.type === 'file' && g.size === Number(s.size) && g.mtimeUs === us(BigInt(s.mtime_ns))) return g;
       }
       return undefined;
     };
@@ -470,7 +474,7 @@ class Puller {
         this.item({ op: 'renamed', path: '/' + s.path, from: '/' + g.rel });
         const parent = stack.find((f) => f.rel === path.posix.dirname(g.rel));
         if (parent) touched.set(parent.rel, parent);
-        if (!dry) await this.queue.push({ k: 'rename', from: g.rel, fromAbs: g.t.abs, rel: s.path, abs, meta, s, where });
+        if (!dry) await this.queue.push({ k: 'rename', from: g.rel, fromAbs: g.abs, rel: s.path, abs, meta, s, where });
         else this.tick(1, Number(s.size));
         return;
       }
@@ -696,7 +700,7 @@ class Puller {
       }
       this.summary.deleted++;
       this.item({ op: 'deleted', path: '/' + g.rel });
-      if (!dry) await this.queue.push({ k: 'delete', rel: g.rel, abs: g.t.abs, dir: g.t.type === 'dir' });
+      if (!dry) await this.queue.push({ k: 'delete', rel: g.rel, abs: g.abs, dir: g.type === 'dir' });
     }
     // Directories whose contents changed after they were finished get their times again.
     if (!dry) {

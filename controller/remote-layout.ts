@@ -16,7 +16,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { CmError } from '../proto';
+import { AGENT_NODE_FLAGS, CmError } from '../proto';
 
 export const UNIT_NAME = 'cmmigrate-agent.service';
 
@@ -97,7 +97,7 @@ export interface UnitOptions {
 
 /** The systemd unit of the agent: bound to the plan's address, restarted on failure. */
 export function renderUnit(l: RemoteLayout, o: UnitOptions): string {
-  const exec = [o.node, l.bundle, 'serve', '--listen', o.listen, '--root', l.root, '--tls-dir', l.tlsDir, '--mailboxes-dir', o.mailboxesDir, '--state-dir', l.stateDir];
+  const exec = [o.node, ...AGENT_NODE_FLAGS, l.bundle, 'serve', '--listen', o.listen, '--root', l.root, '--tls-dir', l.tlsDir, '--mailboxes-dir', o.mailboxesDir, '--state-dir', l.stateDir];
   return [
     '# Installed by `cmmigrate install-agent`; `cmmigrate uninstall-agent` removes it.',
     '[Unit]',

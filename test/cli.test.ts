@@ -118,3 +118,24 @@ describe('cmmigrate-agent CLI', () => {
     }
   });
 });
+
+describe('how the agent is launched', () => {
+  it('its #! line, the bundle and the systemd unit pass the same Node.js flags', async () => {
+    const { AGENT_NODE_FLAGS } = await import('../proto');
+    const { remoteLayout, renderUnit } = await import('../controller/remote-layout');
+    const shebang = (await fs.readFile(AGENT_CLI, 'utf8')).split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);
+    const bundle = (await fs.readFile(path.join(path.dirname(AGENT_CLI), '..', 'cmmigrate-agent.js'), 'utf8')).split('\n')[0];
+    expect(bundle).toBe(shebang);
+    const unit = renderUnit(remoteLayout(''), { node: '/usr/bin/node', listen: '127.0.0.3:7826', mailboxesDir: '/home/vmail/mail', side: 'new' });
+    expect(unit).toContain(`ExecStart=/usr/bin/node ${AGENT_NODE_FLAGS.join(' ')} /opt/cmmigrate/cmmigrate-agent.js serve`);
+  });
+
+  it('the installed bin runs through its #! line', async () => {
+    const { execFile } = await import('node:child_process');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(AGENT_CLI, ['--version'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});

@@ -10,6 +10,7 @@ import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as os from 'node:os';
+import { AGENT_NODE_FLAGS } from '../proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_ROOT_PATHS, cmmigrate, freePort, REPO, startAgentProcess, type AgentProcess, type CliResult } from './support/harness';
 import { generateRelayTree, writeIdentity } from './support/relay-tree';
@@ -255,7 +256,7 @@ describe('install-agent, agents, uninstall-agent over ssh', { timeout: 30_000 },
       expect(await digest(path.join(opt, 'tls/agent.key'))).toBe(await digest(path.join(dir, '.cmmigrate/tls/new/agent.key')));
       const unit = await fs.readFile(path.join(hostRoot, 'etc/systemd/system', UNIT), 'utf8');
       expect(unit).toContain('Restart=on-failure');
-      expect(unit).toMatch(new RegExp(`^ExecStart=/\\S*node ${opt}/cmmigrate-agent.js serve --listen ${newAddress} --root ${hostRoot} --tls-dir ${opt}/tls --mailboxes-dir /home/vmail/mail --state-dir ${opt}/state$`, 'm'));
+      expect(unit).toMatch(new RegExp(`^ExecStart=/\\S*node ${AGENT_NODE_FLAGS.join(' ')} ${opt}/cmmigrate-agent.js serve --listen ${newAddress} --root ${hostRoot} --tls-dir ${opt}/tls --mailboxes-dir /home/vmail/mail --state-dir ${opt}/state$`, 'm'));
       expect(await fs.readlink(path.join(hostRoot, 'etc/systemd/system/multi-user.target.wants', UNIT))).toBe(`/etc/systemd/system/${UNIT}`);
       await expect(fs.stat(path.join(opt, '.rollback'))).rejects.toThrow();
       pid = Number(await fs.readFile(pidFile(), 'utf8'));

@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { AGENT_NODE_FLAGS } from '../../proto';
 import { generateRelayTree, writeIdentity, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
 
 /** The repository root, from test/support (vitest) or dist/test/support (the demo). */
@@ -69,7 +70,7 @@ export interface AgentProcess {
 
 /** Start `cmmigrate-agent serve` and wait until it listens. */
 export async function startAgentProcess(opts: { listen: string; root: string; tlsDir: string; extra?: string[]; node?: string; script?: string; cwd?: string }): Promise<AgentProcess> {
-  const child = spawn(opts.node ?? process.execPath, [opts.script ?? AGENT_CLI, 'serve', '--listen', opts.listen, '--root', opts.root, '--tls-dir', opts.tlsDir, ...(opts.extra ?? [])], {
+  const child = spawn(opts.node ?? process.execPath, [...AGENT_NODE_FLAGS, opts.script ?? AGENT_CLI, 'serve', '--listen', opts.listen, '--root', opts.root, '--tls-dir', opts.tlsDir, ...(opts.extra ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     cwd: opts.cwd,
   });
