@@ -99,6 +99,12 @@ export function fromServiceError(err: grpc.ServiceError, peer?: string): CmError
   const where = peer ? ` ${peer}` : ' the agent';
   switch (err.code) {
     case grpc.status.UNAVAILABLE:
+      if (/ECONNRESET|Connection dropped|ended by the server|RST_STREAM/i.test(err.details ?? '')) {
+        return new CmError('connect.lost', `lost the connection to${where}: ${err.details}`, {
+          hint: 'the agent may have stopped or restarted; check it (cmmigrate agents --plan FILE), then run the same command again: it continues where it stopped',
+          cause: err,
+        });
+      }
       return new CmError('connect.unavailable', `cannot reach${where}: ${err.details}`, {
         hint: 'check that cmmigrate-agent runs there (cmmigrate agents --plan FILE), that the address in the plan is right, and that no firewall is in the way',
         cause: err,
