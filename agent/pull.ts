@@ -941,7 +941,6 @@ class FetchReader {
   private pending: { rel: string; abs: string; tmp: string; sha256: string } | null = null;
   private currentTmp: string | null = null;
   private batch: FetchWant[] = [];
-  private outstanding = 0;
   private ended = false;
   private feedError: unknown = null;
   private lastTorn: string | null = null;
@@ -977,7 +976,6 @@ class FetchReader {
 
   want(w: FetchWant): void {
     this.batch.push(w);
-    this.outstanding++;
     if (this.batch.length >= WANT_BATCH) this.flush();
   }
 
@@ -1054,7 +1052,6 @@ class FetchReader {
       await drain(e);
       e = await this.next();
     }
-    this.outstanding--;
     const pax = (e.header.pax ?? {}) as Record<string, string>;
     if (ctl(e) === 'skipped') {
       await drain(e);

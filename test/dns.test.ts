@@ -13,6 +13,7 @@ import {
   type RecordCheck,
 } from '../controller/dns';
 import { startNsd, type TestNsd, type ZoneRecord } from './support/nsd';
+import { failure } from './support/expect-error';
 
 // Two authoritative servers for example.org, as a zone has: ns1 on 127.0.0.77, ns2 on
 // 127.0.0.78, on the same high port. The old relay host is 127.0.0.2 / 2001:db8::2, the
@@ -57,14 +58,6 @@ async function both(records: ZoneRecord[]): Promise<void> {
   await Promise.all([ns1.setZone('example.org', records), ns2.setZone('example.org', records)]);
 }
 
-async function failure(p: Promise<unknown>): Promise<CmError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CmError);
-  return err as CmError;
-}
 
 describe('the zone\'s authoritative servers', () => {
   it('are found by walking up the name with NS queries', async () => {

@@ -6,10 +6,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CmError } from '../proto/errors';
 import { runInit, type InitOptions } from '../controller/commands/init';
 import { loadPlan } from '../controller/plan';
 import { ensurePki, loadTls, type TlsMaterial } from '../controller/pki';
+import { failure } from './support/expect-error';
 
 let dir: string;
 beforeEach(async () => {
@@ -35,14 +35,6 @@ async function cert(...p: string[]): Promise<crypto.X509Certificate> {
 /** Whether a TLS client checking `host` would accept this certificate. */
 function validFor(c: crypto.X509Certificate, host: string): boolean {
   return tls.checkServerIdentity(host, c.toLegacyObject()) === undefined;
-}
-async function failure(p: Promise<unknown>): Promise<CmError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CmError);
-  return err as CmError;
 }
 
 describe('runInit', () => {

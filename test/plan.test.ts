@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CmError } from '../proto/errors';
 import { DEFAULT_OWNERS, loadPlan, parseHostPort, renderPlan, type PlanInput } from '../controller/plan';
+import { failure } from './support/expect-error';
 
 let dir: string;
 beforeEach(async () => {
@@ -25,15 +26,6 @@ async function write(text: string): Promise<string> {
   return file;
 }
 
-/** The CmError that `p` rejects with. */
-async function failure(p: Promise<unknown>): Promise<CmError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CmError);
-  return err as CmError;
-}
 
 describe('renderPlan and loadPlan', () => {
   it('round-trips a plan with the defaults filled in', async () => {

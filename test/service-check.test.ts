@@ -2,9 +2,9 @@ import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CmError } from '../proto/errors';
 import { certificateExpiry, checkServices, expiryWarning, fetchCertificate, MAIL_PORTS, probeServices, type MailPort, type ServiceCheckOptions } from '../controller/service-check';
 import { days, selfSignedCertificate, type TestCertificate } from './support/test-certs';
+import { failure } from './support/expect-error';
 
 // The new host is 127.0.0.66; its five services listen on ports of their own, given to
 // the check as its host:port map.
@@ -70,14 +70,6 @@ function options(endpoints: Partial<Record<MailPort, string>>, extra: Partial<Se
   return { host: HOST, mailDomain: DOMAIN, endpoints, ca: good.cert, timeoutMs: 2000, ...extra };
 }
 
-async function failure(p: Promise<unknown>): Promise<CmError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CmError);
-  return err as CmError;
-}
 
 describe('checkServices', () => {
   it('a host that serves mail: five open ports, a trusted certificate for mail_domain on 993 and 465', async () => {
