@@ -6,6 +6,7 @@
  */
 import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import * as fsSync from 'node:fs';
 import type { RootName, VerifyEntry } from '../proto';
 import * as fs from 'node:fs/promises';
 import { nameOr, type Identity } from './identity';
@@ -27,7 +28,11 @@ export interface RootResult {
 
 const HASH_AHEAD = 8;
 
-async function hashFile(abs: string): Promise<string> {
+/** Files up to this size are read whole, synchronously: one read, one buffer. */
+const SMALL_FILE = 1024 * 1024;
+
+async function hashFile(abs: string, size: bigint): Promise<string> {
+  if (size <= BigInt(SMALL_FILE)) return crypto.createHash('sha256').update(fsSync.readFileSync(abs)).digest('hex');
   const h = crypto.createHash('sha256');
   for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(data as Buffer);
   return h.digest('hex');
@@ -85,7 +90,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
         sha = g.sha;
         if (--g.left <= 0n) groups.delete(key);
       } else {
-        sha = hashFile(e.abs);
+        sha = hashFile(e.abs, e.st.size);
         sha.catch(() => undefined);
         if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
       }
