@@ -333,7 +333,7 @@ class Bench {
     this.newRoot = path.join(targets, 'new');
     this.peer = path.join(targets, 'peer');
     await fs.mkdir(targets, { recursive: true });
-    this.targetFs = spawnSync('stat', ['-f', '-c', '%T', targets], { encoding: 'utf8' }).stdout.trim();
+    this.targetFs = spawnSync('findmnt', ['-n', '-o', 'FSTYPE', '--target', targets], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
     log(`source on tmpfs ${this.src}; targets on ${this.targetFs} ${targets}`);
 
     await fs.mkdir(this.src);
