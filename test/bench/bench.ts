@@ -37,7 +37,7 @@ import { AGENT_CLI, ALL_ROOT_PATHS, CONTROLLER_CLI, REPO, cmmigrate, freePort, s
 import { relayActivity, type ActivityOptions, type ActivityReport } from '../support/relay-activity';
 import { generateRelayTree, writeIdentity, type RelayTreeStats } from '../support/relay-tree';
 import { startSshd, type TestSshd } from '../support/sshd';
-import { foreignSeconds, foreignTicks } from './busy';
+import { descendants, foreignSeconds, foreignTicks } from './busy';
 import { startDelayProxy, type DelayProxy } from './delay-proxy';
 import { SSH_DELAYED, SSH_DIRECT, rsyncSsh, runShell, sh, tarLocal, tarSsh, writeSshConfig } from './peers';
 import { computeRatios, formatTable, machineFacts, type CaseResult, type Machine } from './report';
@@ -327,7 +327,15 @@ class Bench {
     await fs.mkdir(mnt);
     const sizeMiB = Math.ceil(((o.target === 'tmpfs' ? 4 : 1.5) * this.tree.stats.bytes) / 2 ** 20 + (this.tree.stats.files * 3 * 4096) / 2 ** 20 + 256);
     runOrThrow('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0755`, 'cmm-bench', mnt]);
-    this.cleanups.push(() => runOrThrow('umount', [mnt]));
+    this.cleanups.push(async () => {
+      // Processes ended by a signal may still hold it for a moment.
+      for (let tries = 1; ; tries++) {
+        const r = spawnSync('umount', [mnt], { encoding: 'utf8' });
+        if (r.status === 0) return;
+        if (tries === 20) throw new Error(`umount ${mnt}: ${r.stderr.trim()}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    });
     this.src = path.join(mnt, 'src');
     const targets = o.target === 'tmpfs' ? path.join(mnt, 'targets') : path.join(this.work, 'targets');
     this.newRoot = path.join(targets, 'new');
@@ -370,8 +378,20 @@ class Bench {
     return p;
   }
 
-  async cleanup(): Promise<void> {
+  /** Stop everything the bench started; `interrupted`: also what is running right now (a controller, a pipeline). */
+  async cleanup(interrupted = false): Promise<void> {
     this.stopped = true;
+    if (interrupted) {
+      const agents = new Set([...this.agents].map((a) => a.child.pid));
+      for (const pid of descendants()) {
+        if (agents.has(pid)) continue;
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          /* gone already */
+        }
+      }
+    }
     for (const a of this.agents) await a.stop().catch(() => undefined);
     this.agents.clear();
     while (this.cleanups.length) {
@@ -589,7 +609,7 @@ async function main(): Promise<void> {
   const onSignal = (sig: NodeJS.Signals): void => {
     if (stopping) return;
     log(`${sig}: cleaning up`);
-    stopping = bench.cleanup().finally(() => process.exit(130));
+    stopping = bench.cleanup(true).finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

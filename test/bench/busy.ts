@@ -3,6 +3,7 @@
  * process that is not the bench or one of its descendants (kernel threads left out, as
  * they mostly do the bench's own I/O). Processes that start and end between two samples
  * are missed; long-running neighbours, which are what skews a benchmark, are not.
+ * Also: the bench's own descendants, to end what a signal interrupted.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -29,6 +30,22 @@ function readProcs(): Map<number, Proc> {
     procs.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
   }
   return procs;
+}
+
+/** Every process below `self` (children, grandchildren, ...), each before its own children. */
+export function descendants(self = process.pid): number[] {
+  const procs = readProcs();
+  const out: number[] = [];
+  const walk = (parent: number): void => {
+    for (const [pid, p] of procs) {
+      if (p.ppid === parent) {
+        out.push(pid);
+        walk(pid);
+      }
+    }
+  };
+  walk(self);
+  return out;
 }
 
 /** CPU ticks of each process outside `self`'s tree, now. */
