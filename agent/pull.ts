@@ -151,7 +151,6 @@ interface Frame {
   rel: string;
   abs: string;
   meta: Meta;
-  s: ListEntry__Output;
   t?: WalkEntry;
   dirty: boolean;
 }
@@ -522,6 +521,17 @@ class Puller {
         const m = te ? await ours.at(rel) : undefined;
         const isOurs = !!m && te !== undefined && m.i === String(te.st.ino);
         const top = stack[stack.length - 1];
+        /** The same entry of the same type here: unchanged, or only its attributes to set. */
+        const keepOrFixAttrs = async (here: WalkEntry, symlink: boolean): Promise<void> => {
+          const what = differs(here, s, meta);
+          if (!what.length) {
+            this.summary.unchanged++;
+            if (!dry && isOurs) await this.queue.push({ k: 'keep', rec: record(rel, here, s) });
+            return;
+          }
+          this.item({ op: 'changed', path: '/' + rel, what: what.join(',') });
+          if (!dry) await this.queue.push({ k: 'attrs', rel, abs, meta, s, symlink });
+        };
 
         switch (s.type) {
           case 'dir': {
@@ -541,7 +551,7 @@ class Puller {
             }
             const name = path.posix.basename(rel);
             if ((name === 'cur' || name === 'new') && te && te.type === 'dir') maildirs.add(path.posix.dirname(rel));
-            stack.push({ rel, abs, meta, s, t: replace ? undefined : te, dirty: false });
+            stack.push({ rel, abs, meta, t: replace ? undefined : te, dirty: false });
             break;
           }
           case 'file': {
@@ -604,14 +614,7 @@ class Puller {
             if (!s.link || s.link.includes('\0') || Buffer.byteLength(s.link) > 4096) throw wireError(`/${rel}: bad symlink target`);
             const same = te && te.type === 'symlink' && (await fs.readlink(te.abs).catch(() => null)) === s.link;
             if (same) {
-              const what = differs(te!, s, meta);
-              if (!what.length) {
-                this.summary.unchanged++;
-                if (!dry && isOurs) await this.queue.push({ k: 'keep', rec: record(rel, te!, s) });
-              } else {
-                this.item({ op: 'changed', path: '/' + rel, what: what.join(',') });
-                if (!dry) await this.queue.push({ k: 'attrs', rel, abs, meta, s, symlink: true });
-              }
+              await keepOrFixAttrs(te!, true);
               break;
             }
             this.item({ op: te ? 'changed' : 'new', path: '/' + rel, what: te ? 'link' : undefined });
@@ -622,14 +625,7 @@ class Puller {
           case 'fifo': {
             if (te && te.type === 'dir') throw typeConflict(rel, 'a FIFO');
             if (te && te.type === 'fifo') {
-              const what = differs(te, s, meta);
-              if (!what.length) {
-                this.summary.unchanged++;
-                if (!dry && isOurs) await this.queue.push({ k: 'keep', rec: record(rel, te, s) });
-              } else {
-                this.item({ op: 'changed', path: '/' + rel, what: what.join(',') });
-                if (!dry) await this.queue.push({ k: 'attrs', rel, abs, meta, s, symlink: false });
-              }
+              await keepOrFixAttrs(te, false);
               break;
             }
             this.item({ op: te ? 'changed' : 'new', path: '/' + rel, what: te ? 'type' : undefined });
