@@ -150,18 +150,6 @@ function checkPrerequisites(): void {
   if (missing.length) throw new UsageError(`the bench needs: ${missing.join('; ')}`);
 }
 
-/**
- * sshd.ts finds its stand-in systemctl and apt-get next to itself, which from dist/ is
- * dist/test/support, where the build does not copy them: link them there.
- */
-async function linkSshdSupport(): Promise<void> {
-  for (const name of ['fake-systemd', 'fake-apt']) {
-    const built = path.join(__dirname, '..', 'support', name);
-    const source = path.join(REPO, 'test', 'support', name);
-    if (!existsSync(built) && path.resolve(built) !== source) await fs.symlink(source, built);
-  }
-}
-
 async function peakRssMiB(pid: number): Promise<number> {
   const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
   const m = /VmHWM:\s+(\d+) kB/.exec(status);
@@ -362,7 +350,6 @@ class Bench {
 
     const needsSsh = [...this.results.keys()].some((c) => c.includes('-ssh'));
     if (needsSsh) {
-      await linkSshdSupport();
       const sshd: TestSshd = await startSshd({ aliases: ['bench-unused'] });
       this.cleanups.push(() => sshd.stop());
       const sshProxy = await this.proxy('127.0.0.1', sshd.port);

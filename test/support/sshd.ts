@@ -10,15 +10,15 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './harness';
+import { freePort, REPO } from './harness';
 
 const run = promisify(execFile);
 
 export const SSHD = '/usr/sbin/sshd';
-/** The stand-in systemctl and journalctl. */
-export const FAKE_SYSTEMD_BIN = path.join(__dirname, 'fake-systemd');
+/** The stand-in systemctl and journalctl (from the sources: the build does not copy scripts). */
+export const FAKE_SYSTEMD_BIN = path.join(REPO, 'test', 'support', 'fake-systemd');
 /** The stand-in apt-get and dpkg-query, and an old node (v16) that comes first on the PATH. */
-export const FAKE_APT_BIN = path.join(__dirname, 'fake-apt');
+export const FAKE_APT_BIN = path.join(REPO, 'test', 'support', 'fake-apt');
 
 export interface TestSshd {
   port: number;
