@@ -26,6 +26,8 @@ function statusFor(code: string): grpc.status {
     return grpc.status.FAILED_PRECONDITION;
   }
   if (code.startsWith('agent.path_')) return grpc.status.PERMISSION_DENIED;
+  if (code === 'agent.op_not_allowed' || code === 'agent.unit_not_allowed') return grpc.status.INVALID_ARGUMENT;
+  if (code === 'host.command_missing') return grpc.status.FAILED_PRECONDITION;
   if (code.startsWith('transfer.') || code.startsWith('wire.')) return grpc.status.DATA_LOSS;
   if (code.startsWith('connect.')) return grpc.status.UNAVAILABLE;
   return grpc.status.INTERNAL;

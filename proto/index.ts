@@ -32,11 +32,14 @@ export type { ListEnd__Output } from './generated/cmmigrate/v1/ListEnd';
 export type { FetchRequest, FetchRequest__Output } from './generated/cmmigrate/v1/FetchRequest';
 export type { FetchItem } from './generated/cmmigrate/v1/FetchItem';
 export type { Item, Item__Output } from './generated/cmmigrate/v1/Item';
+export type { HostOpReply, HostOpReply__Output } from './generated/cmmigrate/v1/HostOpReply';
+export type { HostOpRequest, HostOpRequest__Output } from './generated/cmmigrate/v1/HostOpRequest';
 
 export * from './errors';
 export * from './roots';
 export * from './order';
 export * from './address';
+export * from './host-ops';
 
 /** The version of the wire protocol; agents of different protocol versions refuse each other. */
 export const PROTOCOL_VERSION = '1';

@@ -5,6 +5,8 @@ import type { AgentClient as _cmmigrate_v1_AgentClient, AgentDefinition as _cmmi
 import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from './cmmigrate/v1/Chunk';
 import type { FetchItem as _cmmigrate_v1_FetchItem, FetchItem__Output as _cmmigrate_v1_FetchItem__Output } from './cmmigrate/v1/FetchItem';
 import type { FetchRequest as _cmmigrate_v1_FetchRequest, FetchRequest__Output as _cmmigrate_v1_FetchRequest__Output } from './cmmigrate/v1/FetchRequest';
+import type { HostOpReply as _cmmigrate_v1_HostOpReply, HostOpReply__Output as _cmmigrate_v1_HostOpReply__Output } from './cmmigrate/v1/HostOpReply';
+import type { HostOpRequest as _cmmigrate_v1_HostOpRequest, HostOpRequest__Output as _cmmigrate_v1_HostOpRequest__Output } from './cmmigrate/v1/HostOpRequest';
 import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from './cmmigrate/v1/InfoReply';
 import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from './cmmigrate/v1/InfoRequest';
 import type { Item as _cmmigrate_v1_Item, Item__Output as _cmmigrate_v1_Item__Output } from './cmmigrate/v1/Item';
@@ -21,6 +23,7 @@ import type { RootDigest as _cmmigrate_v1_RootDigest, RootDigest__Output as _cmm
 import type { RootInfo as _cmmigrate_v1_RootInfo, RootInfo__Output as _cmmigrate_v1_RootInfo__Output } from './cmmigrate/v1/RootInfo';
 import type { Scope as _cmmigrate_v1_Scope, Scope__Output as _cmmigrate_v1_Scope__Output } from './cmmigrate/v1/Scope';
 import type { Summary as _cmmigrate_v1_Summary, Summary__Output as _cmmigrate_v1_Summary__Output } from './cmmigrate/v1/Summary';
+import type { UnitState as _cmmigrate_v1_UnitState, UnitState__Output as _cmmigrate_v1_UnitState__Output } from './cmmigrate/v1/UnitState';
 import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from './cmmigrate/v1/VerifyBatch';
 import type { VerifyEntry as _cmmigrate_v1_VerifyEntry, VerifyEntry__Output as _cmmigrate_v1_VerifyEntry__Output } from './cmmigrate/v1/VerifyEntry';
 import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from './cmmigrate/v1/VerifyRequest';
@@ -36,6 +39,8 @@ export interface ProtoGrpcType {
       Chunk: MessageTypeDefinition<_cmmigrate_v1_Chunk, _cmmigrate_v1_Chunk__Output>
       FetchItem: MessageTypeDefinition<_cmmigrate_v1_FetchItem, _cmmigrate_v1_FetchItem__Output>
       FetchRequest: MessageTypeDefinition<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_FetchRequest__Output>
+      HostOpReply: MessageTypeDefinition<_cmmigrate_v1_HostOpReply, _cmmigrate_v1_HostOpReply__Output>
+      HostOpRequest: MessageTypeDefinition<_cmmigrate_v1_HostOpRequest, _cmmigrate_v1_HostOpRequest__Output>
       InfoReply: MessageTypeDefinition<_cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoReply__Output>
       InfoRequest: MessageTypeDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoRequest__Output>
       Item: MessageTypeDefinition<_cmmigrate_v1_Item, _cmmigrate_v1_Item__Output>
@@ -53,6 +58,7 @@ export interface ProtoGrpcType {
       RootInfo: MessageTypeDefinition<_cmmigrate_v1_RootInfo, _cmmigrate_v1_RootInfo__Output>
       Scope: MessageTypeDefinition<_cmmigrate_v1_Scope, _cmmigrate_v1_Scope__Output>
       Summary: MessageTypeDefinition<_cmmigrate_v1_Summary, _cmmigrate_v1_Summary__Output>
+      UnitState: MessageTypeDefinition<_cmmigrate_v1_UnitState, _cmmigrate_v1_UnitState__Output>
       VerifyBatch: MessageTypeDefinition<_cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyBatch__Output>
       VerifyEntry: MessageTypeDefinition<_cmmigrate_v1_VerifyEntry, _cmmigrate_v1_VerifyEntry__Output>
       VerifyRequest: MessageTypeDefinition<_cmmigrate_v1_VerifyRequest, _cmmigrate_v1_VerifyRequest__Output>

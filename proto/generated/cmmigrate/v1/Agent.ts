@@ -4,6 +4,8 @@ import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from '../../cmmigrate/v1/Chunk';
 import type { FetchRequest as _cmmigrate_v1_FetchRequest, FetchRequest__Output as _cmmigrate_v1_FetchRequest__Output } from '../../cmmigrate/v1/FetchRequest';
+import type { HostOpReply as _cmmigrate_v1_HostOpReply, HostOpReply__Output as _cmmigrate_v1_HostOpReply__Output } from '../../cmmigrate/v1/HostOpReply';
+import type { HostOpRequest as _cmmigrate_v1_HostOpRequest, HostOpRequest__Output as _cmmigrate_v1_HostOpRequest__Output } from '../../cmmigrate/v1/HostOpRequest';
 import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from '../../cmmigrate/v1/InfoReply';
 import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from '../../cmmigrate/v1/InfoRequest';
 import type { ListBatch as _cmmigrate_v1_ListBatch, ListBatch__Output as _cmmigrate_v1_ListBatch__Output } from '../../cmmigrate/v1/ListBatch';
@@ -18,6 +20,15 @@ export interface AgentClient extends grpc.Client {
   Fetch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
   fetch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
   fetch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
+  
+  HostOp(argument: _cmmigrate_v1_HostOpRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  HostOp(argument: _cmmigrate_v1_HostOpRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  HostOp(argument: _cmmigrate_v1_HostOpRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  HostOp(argument: _cmmigrate_v1_HostOpRequest, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  hostOp(argument: _cmmigrate_v1_HostOpRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  hostOp(argument: _cmmigrate_v1_HostOpRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  hostOp(argument: _cmmigrate_v1_HostOpRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
+  hostOp(argument: _cmmigrate_v1_HostOpRequest, callback: grpc.requestCallback<_cmmigrate_v1_HostOpReply__Output>): grpc.ClientUnaryCall;
   
   Info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
   Info(argument: _cmmigrate_v1_InfoRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_InfoReply__Output>): grpc.ClientUnaryCall;
@@ -48,6 +59,8 @@ export interface AgentClient extends grpc.Client {
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   Fetch: grpc.handleBidiStreamingCall<_cmmigrate_v1_FetchRequest__Output, _cmmigrate_v1_Chunk>;
   
+  HostOp: grpc.handleUnaryCall<_cmmigrate_v1_HostOpRequest__Output, _cmmigrate_v1_HostOpReply>;
+  
   Info: grpc.handleUnaryCall<_cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply>;
   
   List: grpc.handleServerStreamingCall<_cmmigrate_v1_ListRequest__Output, _cmmigrate_v1_ListBatch>;
@@ -60,6 +73,7 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
 
 export interface AgentDefinition extends grpc.ServiceDefinition {
   Fetch: MethodDefinition<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk, _cmmigrate_v1_FetchRequest__Output, _cmmigrate_v1_Chunk__Output>
+  HostOp: MethodDefinition<_cmmigrate_v1_HostOpRequest, _cmmigrate_v1_HostOpReply, _cmmigrate_v1_HostOpRequest__Output, _cmmigrate_v1_HostOpReply__Output>
   Info: MethodDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply__Output>
   List: MethodDefinition<_cmmigrate_v1_ListRequest, _cmmigrate_v1_ListBatch, _cmmigrate_v1_ListRequest__Output, _cmmigrate_v1_ListBatch__Output>
   Pull: MethodDefinition<_cmmigrate_v1_PullRequest, _cmmigrate_v1_PullEvent, _cmmigrate_v1_PullRequest__Output, _cmmigrate_v1_PullEvent__Output>

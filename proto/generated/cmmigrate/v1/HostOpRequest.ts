@@ -1,0 +1,12 @@
+// Original file: proto/cmmigrate.proto
+
+
+export interface HostOpRequest {
+  'op'?: (string);
+  'units'?: (string)[];
+}
+
+export interface HostOpRequest__Output {
+  'op': (string);
+  'units': (string)[];
+}
