@@ -15,15 +15,20 @@ import {
   clientChannelOptions,
   CmError,
   fromServiceError,
+  HOST_OP_MAX_UNITS,
+  isHostOpName,
+  isUnitName,
   parseHostPort,
   PROTOCOL_VERSION,
   ROLE_AGENT,
   ROLE_CONTROLLER,
   ROOTS,
   rootsForPhase,
+  SERVICE_OPS,
   type AgentHandlers,
   type Chunk,
   type Chunk__Output,
+  type HostOpReply,
   type ListBatch,
   type ListBatch__Output,
   type InfoReply,
@@ -34,6 +39,7 @@ import {
   type VerifyEntry,
 } from '../proto';
 import type { Logger } from './log';
+import { HostOps } from './host-ops';
 import { loadIdentity } from './identity';
 import { resolveRoots, type AgentRoots } from './paths';
 import { pull, type FetchChannel, type OwnerNames } from './pull';
@@ -69,6 +75,10 @@ const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema)
 const ListSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
 const MTIME_NS = z.string().regex(/^\d{1,21}$/);
 const FetchFirstSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema, items: z.array(z.unknown()).max(0) });
+const HostOpSchema = z.object({
+  op: z.string().max(64),
+  units: z.array(z.string().max(256)).max(HOST_OP_MAX_UNITS, `at most ${HOST_OP_MAX_UNITS} units per call`),
+});
 const FetchItemsSchema = z.object({
   items: z
     .array(z.object({ path: z.string().min(1).max(4096), size: z.string().regex(/^\d{1,20}$/), mtime_ns: MTIME_NS }))
@@ -117,12 +127,21 @@ export interface AgentServiceOptions {
 
 /** The Agent service; `addToServer(server)` registers it. */
 export class AgentService {
-  constructor(private readonly opts: AgentServiceOptions) {}
+  private readonly hostOps: HostOps;
+
+  constructor(private readonly opts: AgentServiceOptions) {
+    this.hostOps = new HostOps({ roots: opts.roots, log: opts.log.child({ method: 'HostOp' }) });
+  }
 
   addToServer(server: grpc.Server): void {
     const handlers: AgentHandlers = {
       Info: (call, callback) => {
         this.unary(call, ROLE_CONTROLLER, 'Info', () => this.info())
+          .then((r) => callback(null, r))
+          .catch((err: CmError) => callback(err.toServiceError()));
+      },
+      HostOp: (call, callback) => {
+        this.unary(call, ROLE_CONTROLLER, 'HostOp', () => this.hostOp(call.request))
           .then((r) => callback(null, r))
           .catch((err: CmError) => callback(err.toServiceError()));
       },
@@ -229,6 +248,33 @@ export class AgentService {
       if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
     }
     log.info({ wire_bytes: sent }, 'files sent');
+  }
+
+  /** One operation of the allowlist; names outside it are refused before anything runs. */
+  private async hostOp(request: unknown): Promise<HostOpReply> {
+    const req = parse(HostOpSchema, request, 'HostOp');
+    const op = req.op;
+    if (!isHostOpName(op)) {
+      throw new CmError('agent.op_not_allowed', `HostOp ${JSON.stringify(op)} is not an operation an agent runs`, {
+        hint: 'the controller and the agent may be of different cmmigrate versions: reinstall the agent (cmmigrate install-agent)',
+      });
+    }
+    const bad = req.units.find((u) => !isUnitName(u));
+    if (bad !== undefined) throw new CmError('agent.unit_not_allowed', `HostOp ${op}: unit ${JSON.stringify(bad)} is not one an agent may touch`);
+    const units = [...new Set(req.units)].filter(isUnitName);
+    const isService = SERVICE_OPS.includes(op);
+    if (isService && units.length === 0) throw new CmError('usage.bad_request', `HostOp ${op} needs at least one unit`);
+    if (!isService && units.length > 0) throw new CmError('usage.bad_request', `HostOp ${op} takes no units`);
+    const r = await this.hostOps.run(op, units);
+    return {
+      units: r.units ?? [],
+      output: r.output ?? '',
+      chatmail_version: r.chatmailVersion ?? '',
+      chatmail_version_present: r.chatmailVersion !== undefined,
+      free_bytes: String(r.disk?.freeBytes ?? 0),
+      total_bytes: String(r.disk?.totalBytes ?? 0),
+      path: r.disk?.path ?? '',
+    };
   }
 
   private async info(): Promise<InfoReply> {

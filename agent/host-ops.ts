@@ -1,0 +1,266 @@
+/**
+ * Host operations of the agent: the fixed allowlist of proto/host-ops.ts, run with the
+ * host's own `systemctl`, `postfix` and `postsuper` from the agent's PATH, never through a
+ * shell, each with a timeout and a bounded tail of its output. Reads of
+ * `<root>/etc/chatmail-version` and the free space of the mailboxes dir's filesystem
+ * complete the set. Free of gRPC: agent/service.ts adapts it.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, type HostOpName, type UnitName } from '../proto';
+import type { Logger } from './log';
+import type { AgentRoots } from './paths';
+
+/** How long one host command may run before it is stopped (host.command_timeout). */
+export const HOST_COMMAND_TIMEOUT_MS = 120_000;
+/** After SIGTERM on timeout, how long before SIGKILL. */
+const KILL_GRACE_MS = 5_000;
+
+export interface HostOpsConfig {
+  roots: AgentRoots;
+  log: Logger;
+  /** Per-command timeout; default HOST_COMMAND_TIMEOUT_MS. */
+  timeoutMs?: number;
+}
+
+export interface UnitStateResult {
+  unit: UnitName;
+  /** The word `systemctl is-active` printed: active, inactive, failed, activating, ... */
+  state: string;
+}
+
+/** What an operation found; fields not relevant to the operation are left out. */
+export interface HostOpResult {
+  units?: UnitStateResult[];
+  /** stdout and stderr of the command run (its tail). */
+  output?: string;
+  /** chatmail_version.read: the file's content, or undefined when absent. */
+  chatmailVersion?: string;
+  disk?: { path: string; freeBytes: number; totalBytes: number };
+}
+
+interface CommandResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** stdout alone, its tail (is-active answers are parsed from it). */
+  stdout: string;
+  /** stdout and stderr as they came, its tail. */
+  output: string;
+}
+
+/** Keeps the last `max` bytes written to it. */
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly max: number) {}
+
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+    while (this.size - this.chunks[0].length >= this.max) this.size -= this.chunks.shift()!.length;
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    // A cut in the middle of a UTF-8 sequence decodes as U+FFFD; harmless in a log tail.
+    return all.subarray(Math.max(0, all.length - this.max)).toString('utf8');
+  }
+}
+
+/**
+ * Run one host command: `file` from the PATH with `args`, no shell. Exit codes are
+ * returned, not thrown; a missing binary or a timeout is a CmError.
+ */
+function runCommand(file: string, args: string[], timeoutMs: number): Promise<CommandResult> {
+  const line = [file, ...args].join(' ');
+  return new Promise((resolve, reject) => {
+    // spawn rather than execFile: execFile kills a command whose output outgrows maxBuffer;
+    // here only a bounded tail is kept and the command runs to its end.
+    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout = new Tail(HOST_OP_OUTPUT_MAX_BYTES);
+    const output = new Tail(HOST_OP_OUTPUT_MAX_BYTES);
+    child.stdout.on('data', (b: Buffer) => {
+      stdout.push(b);
+      output.push(b);
+    });
+    child.stderr.on('data', (b: Buffer) => output.push(b));
+    let timedOut = false;
+    let killer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGTERM');
+      killer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
+    }, timeoutMs);
+    let settled = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(killer);
+      if (timedOut) {
+        reject(
+          new CmError('host.command_timeout', `on ${os.hostname()}: \`${line}\` did not finish within ${Math.round(timeoutMs / 1000)} s and was stopped; its output: ${output.text().trim() || '(none)'}`, {
+            hint: `look at the host (journalctl -xe) and run \`${line}\` there by hand, then run the same cmmigrate command again`,
+          }),
+        );
+      } else resolve({ code, signal, stdout: stdout.text(), output: output.text() });
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err.code === 'ENOENT') {
+        reject(
+          new CmError('host.command_missing', `on ${os.hostname()}: ${file} is not on the agent's PATH (${process.env.PATH ?? ''})`, {
+            hint: `install it on the host, or start cmmigrate-agent with a PATH that holds ${file}`,
+            cause: err,
+          }),
+        );
+      } else {
+        reject(new CmError('host.command_failed', `on ${os.hostname()}: cannot run \`${line}\`: ${err.message}`, { cause: err }));
+      }
+    });
+    // 'close' waits for the pipes; a grandchild that keeps them open must not hold the
+    // answer back for long after the command itself exited.
+    child.on('exit', (code, signal) => {
+      const t = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(code, signal);
+      }, 2000);
+      child.on('close', () => {
+        clearTimeout(t);
+        finish(code, signal);
+      });
+    });
+  });
+}
+
+function commandFailed(file: string, args: string[], r: CommandResult): CmError {
+  const line = [file, ...args].join(' ');
+  const how = r.signal ? `was killed by ${r.signal}` : `exited with ${r.code}`;
+  return new CmError('host.command_failed', `on ${os.hostname()}: \`${line}\` ${how}: ${r.output.trim() || '(no output)'}`, {
+    hint: `run \`${line}\` on ${os.hostname()} to see why, fix it, then run the same cmmigrate command again`,
+    details: { command: line, exit_code: r.code, signal: r.signal },
+  });
+}
+
+/**
+ * The host operations of one agent. Every method logs the operation, its units, the exit
+ * code and the duration; never file contents.
+ */
+export class HostOps {
+  private readonly timeoutMs: number;
+
+  constructor(private readonly cfg: HostOpsConfig) {
+    this.timeoutMs = cfg.timeoutMs ?? HOST_COMMAND_TIMEOUT_MS;
+  }
+
+  /** Run `op`. The caller has checked `op` and `units` against the allowlist. */
+  async run(op: HostOpName, units: UnitName[]): Promise<HostOpResult> {
+    const started = process.hrtime.bigint();
+    const fields: Record<string, unknown> = { op, units };
+    try {
+      const result = await this.dispatch(op, units, fields);
+      this.cfg.log.info({ ...fields, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'host operation');
+      return result;
+    } catch (err) {
+      const e = err as CmError;
+      this.cfg.log.warn({ ...fields, code: e.code, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'host operation failed');
+      throw err;
+    }
+  }
+
+  private async dispatch(op: HostOpName, units: UnitName[], fields: Record<string, unknown>): Promise<HostOpResult> {
+    switch (op) {
+      case 'service.is_active':
+        return { units: await this.isActive(units, fields) };
+      case 'service.stop':
+      case 'service.start':
+      case 'service.restart': {
+        const verb = op.slice('service.'.length);
+        const r = await this.command('systemctl', [verb, ...units], fields);
+        return { output: r.output, units: await this.isActive(units, {}) };
+      }
+      case 'postfix.set_permissions':
+        return { output: (await this.command('postfix', ['set-permissions'], fields)).output };
+      case 'postsuper.requeue':
+        return { output: (await this.command('postsuper', ['-s'], fields)).output };
+      case 'chatmail_version.read':
+        return { chatmailVersion: await this.chatmailVersion(fields) };
+      case 'disk.free':
+        return { disk: await this.freeDisk() };
+    }
+  }
+
+  /** Run a command that must succeed. */
+  private async command(file: string, args: string[], fields: Record<string, unknown>): Promise<CommandResult> {
+    const r = await runCommand(file, args, this.timeoutMs);
+    fields.exit_code = r.code;
+    if (r.code !== 0) throw commandFailed(file, args, r);
+    return r;
+  }
+
+  /** `systemctl is-active`: it exits nonzero for an inactive unit, which is an answer. */
+  private async isActive(units: UnitName[], fields: Record<string, unknown>): Promise<UnitStateResult[]> {
+    const args = ['is-active', ...units];
+    const r = await runCommand('systemctl', args, this.timeoutMs);
+    fields.exit_code = r.code;
+    const lines = r.stdout.split('\n').filter((l) => l !== '');
+    if (r.signal || lines.length !== units.length || !lines.every((l) => /^[a-z-]{1,32}$/.test(l))) {
+      throw commandFailed('systemctl', args, r);
+    }
+    return units.map((unit, i) => ({ unit, state: lines[i] }));
+  }
+
+  /** `<root>/etc/chatmail-version`, at most CHATMAIL_VERSION_MAX_BYTES; undefined when absent. */
+  private async chatmailVersion(fields: Record<string, unknown>): Promise<string | undefined> {
+    const file = path.join(this.cfg.roots.root, 'etc/chatmail-version');
+    let fh: fs.FileHandle;
+    try {
+      // Not through a symlink: under a --root that is a foreign tree it could point anywhere.
+      fh = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENOENT') {
+        fields.present = false;
+        return undefined;
+      }
+      if (e.code === 'ELOOP') throw new CmError('host.bad_file', `on ${os.hostname()}: /etc/chatmail-version is a symlink; it is not read`, { cause: err });
+      throw new CmError('host.bad_file', `on ${os.hostname()}: cannot read /etc/chatmail-version: ${e.message}`, { cause: err });
+    }
+    try {
+      if (!(await fh.stat()).isFile()) throw new CmError('host.bad_file', `on ${os.hostname()}: /etc/chatmail-version is not a regular file`);
+      const buf = Buffer.alloc(CHATMAIL_VERSION_MAX_BYTES);
+      let n = 0;
+      while (n < buf.length) {
+        const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      fields.present = true;
+      fields.bytes = n;
+      return buf.subarray(0, n).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** statfs of the mailboxes dir, or of its nearest existing ancestor under --root. */
+  private async freeDisk(): Promise<{ path: string; freeBytes: number; totalBytes: number }> {
+    const { root, mailboxesDir } = this.cfg.roots;
+    for (let host = mailboxesDir; ; host = path.posix.dirname(host)) {
+      try {
+        const s = await fs.statfs(path.join(root, host));
+        return { path: host, freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOENT' && code !== 'ENOTDIR') || host === '/') {
+          throw new CmError('host.statfs_failed', `on ${os.hostname()}: cannot examine the filesystem of ${host} under ${root}: ${(err as Error).message}`, { cause: err });
+        }
+      }
+    }
+  }
+}
