@@ -1,0 +1,69 @@
+/**
+ * The controller's side of the agents' host operations: typed calls of HostOp for unit
+ * states, stop/start/restart, `postfix set-permissions`, `postsuper -s`,
+ * /etc/chatmail-version and free disk. The agent runs only its allowlist
+ * (proto/host-ops.ts); failures come back as CmErrors (host.command_failed, ...).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { CmError, type HostOpName, type HostOpReply__Output, type HostOpRequest } from '../proto';
+import { unary, type AgentHandle } from './agent-client';
+
+/** The mail services, kept stopped on the new host until step 6. */
+export const MAIL_UNITS = ['postfix', 'dovecot', 'opendkim'] as const;
+/** Services that keep changing mailboxes after `--disable-mail`; stopped for the final sync. */
+export const MAILBOX_WRITERS = ['doveauth', 'chatmail-metadata', 'lastlogin', 'filtermail', 'filtermail-incoming', 'chatmail-expire.timer'] as const;
+
+/** Long enough for the agent's own per-command timeout (120 s) plus an is-active after it. */
+export const HOST_OP_DEADLINE_MS = 180_000;
+
+export interface HostOps {
+  /** Each unit's state as `systemctl is-active` prints it (active, inactive, failed, ...). */
+  serviceStates(units: string[]): Promise<Record<string, string>>;
+  /** `systemctl stop`; the units' states after it. */
+  stopServices(units: string[]): Promise<Record<string, string>>;
+  startServices(units: string[]): Promise<Record<string, string>>;
+  restartServices(units: string[]): Promise<Record<string, string>>;
+  /** `postfix set-permissions`; its output. */
+  postfixSetPermissions(): Promise<string>;
+  /** `postsuper -s`; its output. */
+  postsuperRequeue(): Promise<string>;
+  /** The content of /etc/chatmail-version, or undefined when the host has none. */
+  chatmailVersion(): Promise<string | undefined>;
+  /** Free and total bytes of the filesystem of the mailboxes dir (or its nearest existing ancestor). */
+  freeDisk(): Promise<{ path: string; freeBytes: number; totalBytes: number }>;
+}
+
+/** The host operations of one agent. */
+export function hostOps(agent: AgentHandle): HostOps {
+  const call = async (op: HostOpName, units: string[] = []): Promise<HostOpReply__Output> => {
+    try {
+      return await unary<HostOpRequest, HostOpReply__Output>(agent, agent.client.HostOp, { op, units }, HOST_OP_DEADLINE_MS);
+    } catch (err) {
+      const cause = (err as CmError).cause as grpc.ServiceError | undefined;
+      if (cause?.code === grpc.status.UNIMPLEMENTED) {
+        throw new CmError('agent.too_old', `the ${agent.side} agent ${agent.address} does not run host operations: it is an older cmmigrate-agent`, {
+          hint: 'reinstall the agents with this cmmigrate (cmmigrate install-agent), then run the same command again',
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  };
+  const states = (r: HostOpReply__Output): Record<string, string> => Object.fromEntries(r.units.map((u) => [u.unit, u.state]));
+  return {
+    serviceStates: async (units) => states(await call('service.is_active', units)),
+    stopServices: async (units) => states(await call('service.stop', units)),
+    startServices: async (units) => states(await call('service.start', units)),
+    restartServices: async (units) => states(await call('service.restart', units)),
+    postfixSetPermissions: async () => (await call('postfix.set_permissions')).output,
+    postsuperRequeue: async () => (await call('postsuper.requeue')).output,
+    chatmailVersion: async () => {
+      const r = await call('chatmail_version.read');
+      return r.chatmail_version_present ? r.chatmail_version : undefined;
+    },
+    freeDisk: async () => {
+      const r = await call('disk.free');
+      return { path: r.path, freeBytes: Number(r.free_bytes), totalBytes: Number(r.total_bytes) };
+    },
+  };
+}
