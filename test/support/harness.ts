@@ -68,11 +68,15 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Start `cmmigrate-agent serve` and wait until it listens. */
-export async function startAgentProcess(opts: { listen: string; root: string; tlsDir: string; extra?: string[]; node?: string; script?: string; cwd?: string }): Promise<AgentProcess> {
+/**
+ * Start `cmmigrate-agent serve` and wait until it listens. `env` is laid over this
+ * process's environment (for example a PATH with the host-tools stand-ins first).
+ */
+export async function startAgentProcess(opts: { listen: string; root: string; tlsDir: string; extra?: string[]; node?: string; script?: string; cwd?: string; env?: NodeJS.ProcessEnv }): Promise<AgentProcess> {
   const child = spawn(opts.node ?? process.execPath, [...AGENT_NODE_FLAGS, opts.script ?? AGENT_CLI, 'serve', '--listen', opts.listen, '--root', opts.root, '--tls-dir', opts.tlsDir, ...(opts.extra ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     cwd: opts.cwd,
+    env: opts.env ? { ...process.env, ...opts.env } : undefined,
   });
   let log = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -125,6 +129,8 @@ export interface MigrationOptions {
   prepare?: (oldRoot: string) => Promise<void>;
   /** Extra `cmmigrate-agent serve` options for both agents. */
   agentArgs?: string[];
+  /** Extra environment of each agent (see test/support/host-tools.ts). */
+  agentEnv?: Partial<Record<'old' | 'new', NodeJS.ProcessEnv>>;
 }
 
 /** A temp migration: generated old tree, empty new root, plan, TLS, two running agents. */
@@ -150,7 +156,7 @@ export async function setupMigration(opts: MigrationOptions = {}): Promise<Migra
   if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
   const tls = path.join(dir, '.cmmigrate', 'tls');
   const start = (side: 'old' | 'new') =>
-    startAgentProcess({ listen: side === 'old' ? oldAddress : newAddress, root: side === 'old' ? oldRoot : newRoot, tlsDir: path.join(tls, side), extra: opts.agentArgs });
+    startAgentProcess({ listen: side === 'old' ? oldAddress : newAddress, root: side === 'old' ? oldRoot : newRoot, tlsDir: path.join(tls, side), extra: opts.agentArgs, env: opts.agentEnv?.[side] });
   const m: Migration = {
     dir,
     plan,
