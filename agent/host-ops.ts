@@ -23,6 +23,8 @@ export interface HostOpsConfig {
   log: Logger;
   /** Per-command timeout; default HOST_COMMAND_TIMEOUT_MS. */
   timeoutMs?: number;
+  /** The commands' environment, PATH included; default the agent's own. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface UnitStateResult {
@@ -73,12 +75,12 @@ class Tail {
  * Run one host command: `file` from the PATH with `args`, no shell. Exit codes are
  * returned, not thrown; a missing binary or a timeout is a CmError.
  */
-function runCommand(file: string, args: string[], timeoutMs: number): Promise<CommandResult> {
+function runCommand(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv): Promise<CommandResult> {
   const line = [file, ...args].join(' ');
   return new Promise((resolve, reject) => {
     // spawn rather than execFile: execFile kills a command whose output outgrows maxBuffer;
     // here only a bounded tail is kept and the command runs to its end.
-    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], env });
     const stdout = new Tail(HOST_OP_OUTPUT_MAX_BYTES);
     const output = new Tail(HOST_OP_OUTPUT_MAX_BYTES);
     child.stdout.on('data', (b: Buffer) => {
@@ -113,7 +115,7 @@ function runCommand(file: string, args: string[], timeoutMs: number): Promise<Co
       clearTimeout(timer);
       if (err.code === 'ENOENT') {
         reject(
-          new CmError('host.command_missing', `on ${os.hostname()}: ${file} is not on the agent's PATH (${process.env.PATH ?? ''})`, {
+          new CmError('host.command_missing', `on ${os.hostname()}: ${file} is not on the agent's PATH (${env.PATH ?? ''})`, {
             hint: `install it on the host, or start cmmigrate-agent with a PATH that holds ${file}`,
             cause: err,
           }),
@@ -125,6 +127,8 @@ function runCommand(file: string, args: string[], timeoutMs: number): Promise<Co
     // 'close' waits for the pipes; a grandchild that keeps them open must not hold the
     // answer back for long after the command itself exited.
     child.on('exit', (code, signal) => {
+      // The command itself is done: its timeout no longer applies.
+      clearTimeout(timer);
       const t = setTimeout(() => {
         child.stdout.destroy();
         child.stderr.destroy();
@@ -153,9 +157,11 @@ function commandFailed(file: string, args: string[], r: CommandResult): CmError 
  */
 export class HostOps {
   private readonly timeoutMs: number;
+  private readonly env: NodeJS.ProcessEnv;
 
   constructor(private readonly cfg: HostOpsConfig) {
     this.timeoutMs = cfg.timeoutMs ?? HOST_COMMAND_TIMEOUT_MS;
+    this.env = cfg.env ?? process.env;
   }
 
   /** Run `op`. The caller has checked `op` and `units` against the allowlist. */
@@ -197,7 +203,7 @@ export class HostOps {
 
   /** Run a command that must succeed. */
   private async command(file: string, args: string[], fields: Record<string, unknown>): Promise<CommandResult> {
-    const r = await runCommand(file, args, this.timeoutMs);
+    const r = await runCommand(file, args, this.timeoutMs, this.env);
     fields.exit_code = r.code;
     if (r.code !== 0) throw commandFailed(file, args, r);
     return r;
@@ -206,7 +212,7 @@ export class HostOps {
   /** `systemctl is-active`: it exits nonzero for an inactive unit, which is an answer. */
   private async isActive(units: UnitName[], fields: Record<string, unknown>): Promise<UnitStateResult[]> {
     const args = ['is-active', ...units];
-    const r = await runCommand('systemctl', args, this.timeoutMs);
+    const r = await runCommand('systemctl', args, this.timeoutMs, this.env);
     fields.exit_code = r.code;
     const lines = r.stdout.split('\n').filter((l) => l !== '');
     if (r.signal || lines.length !== units.length || !lines.every((l) => /^[a-z-]{1,32}$/.test(l))) {
