@@ -155,7 +155,7 @@ function commandFailed(file: string, args: string[], r: CommandResult): CmError 
  * The host operations of one agent. Every method logs the operation, its units, the exit
  * code and the duration; never file contents.
  */
-export class HostOps {
+export class HostOpRunner {
   private readonly timeoutMs: number;
   private readonly env: NodeJS.ProcessEnv;
 

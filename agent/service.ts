@@ -39,7 +39,7 @@ import {
   type VerifyEntry,
 } from '../proto';
 import type { Logger } from './log';
-import { HostOps } from './host-ops';
+import { HostOpRunner } from './host-ops';
 import { loadIdentity } from './identity';
 import { resolveRoots, type AgentRoots } from './paths';
 import { pull, type FetchChannel, type OwnerNames } from './pull';
@@ -127,10 +127,10 @@ export interface AgentServiceOptions {
 
 /** The Agent service; `addToServer(server)` registers it. */
 export class AgentService {
-  private readonly hostOps: HostOps;
+  private readonly hostOps: HostOpRunner;
 
   constructor(private readonly opts: AgentServiceOptions) {
-    this.hostOps = new HostOps({ roots: opts.roots, log: opts.log.child({ method: 'HostOp' }) });
+    this.hostOps = new HostOpRunner({ roots: opts.roots, log: opts.log.child({ method: 'HostOp' }) });
   }
 
   addToServer(server: grpc.Server): void {

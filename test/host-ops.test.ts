@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentClient, ALLOWED_UNITS, clientChannelOptions, type AgentClient, type HostOpReply__Output, type HostOpRequest } from '../proto';
-import { HostOps as AgentHostOps } from '../agent/host-ops';
+import { HostOpRunner } from '../agent/host-ops';
 import { connectAgent, type AgentHandle } from '../controller/agent-client';
 import { hostOps, MAIL_UNITS, MAILBOX_WRITERS, type HostOps } from '../controller/host-ops';
 import { loadTls } from '../controller/pki';
@@ -275,7 +275,7 @@ describe('host commands that hang', () => {
       await fs.mkdir(bin);
       // A postsuper that never finishes; `exec` so the timeout's signal reaches the sleep.
       await fs.writeFile(path.join(bin, 'postsuper'), '#!/bin/sh\necho requeueing\nexec sleep 60\n', { mode: 0o755 });
-      const ops = new AgentHostOps({
+      const ops = new HostOpRunner({
         roots: { root: dir, mailboxesDir: '/home/vmail/mail' },
         log: pino({ level: 'silent' }),
         timeoutMs: 500,
