@@ -9,9 +9,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, type HostOpName, type UnitName } from '../proto';
+import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsForPhase, type HostOpName, type UnitName } from '../proto';
 import type { Logger } from './log';
-import type { AgentRoots } from './paths';
+import { resolveRoots, type AgentRoots } from './paths';
+import { walkRoot } from './walk';
 
 /** How long one host command may run before it is stopped (host.command_timeout). */
 export const HOST_COMMAND_TIMEOUT_MS = 120_000;
@@ -41,6 +42,8 @@ export interface HostOpResult {
   /** chatmail_version.read: the file's content, or undefined when absent. */
   chatmailVersion?: string;
   disk?: { path: string; freeBytes: number; totalBytes: number };
+  /** tree.size: regular files of every root, hard links counted once. */
+  tree?: { bytes: number; files: number };
 }
 
 interface CommandResult {
@@ -198,6 +201,8 @@ export class HostOpRunner {
         return { chatmailVersion: await this.chatmailVersion(fields) };
       case 'disk.free':
         return { disk: await this.freeDisk() };
+      case 'tree.size':
+        return { tree: await this.treeSize(fields) };
     }
   }
 
@@ -252,6 +257,27 @@ export class HostOpRunner {
     } finally {
       await fh.close();
     }
+  }
+
+  /** Bytes and count of the regular files of every root (a final pass's scope), each inode once. */
+  private async treeSize(fields: Record<string, unknown>): Promise<{ bytes: number; files: number }> {
+    const seen = new Set<string>();
+    let bytes = 0;
+    let files = 0;
+    for (const root of resolveRoots(this.cfg.roots, rootsForPhase('final'), this.cfg.roots.mailboxesDir)) {
+      for await (const e of walkRoot(root)) {
+        if (e.type !== 'file') continue;
+        if (e.st.nlink > 1n) {
+          const key = `${e.st.dev}:${e.st.ino}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+        }
+        bytes += Number(e.st.size);
+        files += 1;
+      }
+    }
+    fields.files = files;
+    return { bytes, files };
   }
 
   /** statfs of the mailboxes dir, or of its nearest existing ancestor under --root. */

@@ -274,6 +274,8 @@ export class AgentService {
       free_bytes: String(r.disk?.freeBytes ?? 0),
       total_bytes: String(r.disk?.totalBytes ?? 0),
       path: r.disk?.path ?? '',
+      tree_bytes: String(r.tree?.bytes ?? 0),
+      tree_files: String(r.tree?.files ?? 0),
     };
   }
 

@@ -7,6 +7,9 @@ import { Command, CommanderError } from 'commander';
 import { asCmError, ExitCode } from '../proto';
 import { agentsCommand } from './commands/agents';
 import { initCommand } from './commands/init';
+import { rollbackCommand } from './commands/rollback';
+import { runCommand } from './commands/run';
+import { statusCommand } from './commands/status';
 import { installAgentCommand } from './commands/install-agent';
 import { syncCommand } from './commands/sync';
 import { uninstallAgentCommand } from './commands/uninstall-agent';
@@ -38,17 +41,22 @@ export function buildProgram(): Command {
       'after',
       `
 Typical use:
-  cmmigrate init --plan plan.toml --domain mail.example.org --old OLD_IP --new NEW_IP
+  cmmigrate init --plan plan.toml --relay-dir ~/relay --old OLD_IP --new NEW_IP
   cmmigrate install-agent old --plan plan.toml
   cmmigrate install-agent new --plan plan.toml
   cmmigrate agents --plan plan.toml
+  cmmigrate run --plan plan.toml --dry-run
+  cmmigrate run --plan plan.toml            (all six steps; run it again to continue)
+  cmmigrate status --plan plan.toml
+  cmmigrate uninstall-agent old --plan plan.toml   (and new, when the move is done)
+
+The steps one by one, by hand:
   cmmigrate sync --plan plan.toml --phase initial
   cmmigrate sync --plan plan.toml --phase final
   cmmigrate verify --plan plan.toml
-  cmmigrate uninstall-agent old --plan plan.toml   (and new, when the move is done)
 ${EXIT_CODES}`,
     );
-  for (const cmd of [initCommand(), installAgentCommand(), agentsCommand(), syncCommand(), verifyCommand(), uninstallAgentCommand()]) {
+  for (const cmd of [initCommand(), installAgentCommand(), agentsCommand(), runCommand(), statusCommand(), rollbackCommand(), syncCommand(), verifyCommand(), uninstallAgentCommand()]) {
     cmd.exitOverride();
     program.addCommand(cmd);
   }

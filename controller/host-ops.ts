@@ -31,6 +31,8 @@ export interface HostOps {
   chatmailVersion(): Promise<string | undefined>;
   /** Free and total bytes of the filesystem of the mailboxes dir (or its nearest existing ancestor). */
   freeDisk(): Promise<{ path: string; freeBytes: number; totalBytes: number }>;
+  /** Bytes and count of the regular files of every root the final pass carries, hard links counted once. */
+  treeSize(): Promise<{ bytes: number; files: number }>;
 }
 
 /** The host operations of one agent. */
@@ -64,6 +66,10 @@ export function hostOps(agent: AgentHandle): HostOps {
     freeDisk: async () => {
       const r = await call('disk.free');
       return { path: r.path, freeBytes: Number(r.free_bytes), totalBytes: Number(r.total_bytes) };
+    },
+    treeSize: async () => {
+      const r = await call('tree.size');
+      return { bytes: Number(r.tree_bytes), files: Number(r.tree_files) };
     },
   };
 }

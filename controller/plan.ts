@@ -5,6 +5,7 @@
  * wrong type or an unusable value is a CmError that names the key and the file.
  */
 import { promises as fsp } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
@@ -35,6 +36,19 @@ export interface HostPlan {
   ssh: string;
 }
 
+/** Where the run's checks reach the hosts' services; defaults are the hosts' own ports. */
+export interface ChecksPlan {
+  /** `host:port` where the old host answers IMAPS, for the certificate expiry check. */
+  oldTls?: string;
+  /** `host:port` per mail port of the new host, for the checks after step 6. */
+  newPorts: Partial<Record<MailPortKey, string>>;
+  /** Absolute path of extra trust anchors (PEM) for the certificate checks. */
+  caFile?: string;
+}
+
+export type MailPortKey = '25' | '465' | '587' | '993' | '443';
+export const MAIL_PORT_KEYS: readonly MailPortKey[] = ['25', '465', '587', '993', '443'];
+
 export interface Plan {
   /** Absolute path of the plan file. */
   file: string;
@@ -50,6 +64,13 @@ export interface Plan {
   mailboxesDir: string;
   /** Forced owner per root. Without an `[owners]` table: DEFAULT_OWNERS. */
   owners: Owners;
+  /** Absolute path of the operator's chatmail/relay checkout, if the plan names one. */
+  relayDir?: string;
+  /** The new host's public addresses: what A and AAAA of mail_domain must show after step 5. */
+  newAddresses: { ipv4: string[]; ipv6: string[] };
+  /** The zone's authoritative servers as `ip[:port]`, if the plan lists them (else found by NS look-up). */
+  dnsServers: string[];
+  checks: ChecksPlan;
 }
 
 /** What `renderPlan` needs; a loaded Plan fits too. Omitted fields get the defaults. */
@@ -58,9 +79,10 @@ export interface PlanInput {
   /** Written as given; relative paths are taken from the plan file's directory. */
   stateDir?: string;
   old: { host: string; agent?: string; ssh?: string };
-  new: { host: string; agent?: string; ssh?: string };
+  new: { host: string; agent?: string; ssh?: string; ipv4?: string; ipv6?: string };
   mailboxesDir?: string;
   owners?: Owners;
+  relayDir?: string;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -120,14 +142,43 @@ const hostTable = z.strictObject({
   agent: agentValue.optional(),
   ssh: sshValue.optional(),
 });
+const ipv4Value = checked((s) => (net.isIPv4(s) ? undefined : `must be an IPv4 address such as "198.51.100.7" (got ${JSON.stringify(s)})`));
+const ipv6Value = checked((s) => (net.isIPv6(s) ? undefined : `must be an IPv6 address such as "2001:db8::7" (got ${JSON.stringify(s)})`));
+const newHostTable = hostTable.extend({ ipv4: ipv4Value.optional(), ipv6: ipv6Value.optional() });
+const endpointValue = checked((s) => {
+  try {
+    parseHostPort(s, undefined);
+    return undefined;
+  } catch {
+    return `must be "host:port" such as "198.51.100.7:993" (got ${JSON.stringify(s)})`;
+  }
+});
+const pathValue = checked((s) => (s === '' || s.includes('\0') ? `must be a path (got ${JSON.stringify(s)})` : undefined));
+const nameServerValue = checked((s) => {
+  try {
+    const { host } = parseHostPort(s, 53);
+    return net.isIP(host) ? undefined : `must be an IP address with an optional port, such as "192.0.2.53" or "[2001:db8::53]:53" (got ${JSON.stringify(s)})`;
+  } catch {
+    return `must be an IP address with an optional port, such as "192.0.2.53" or "[2001:db8::53]:53" (got ${JSON.stringify(s)})`;
+  }
+});
 
 const planSchema = z
   .strictObject({
     mail_domain: domainValue,
     state_dir: stateDirValue.optional(),
+    relay_dir: pathValue.optional(),
     old: hostTable,
-    new: hostTable,
+    new: newHostTable,
     relay: z.strictObject({ mailboxes_dir: dirValue.optional() }).optional(),
+    dns: z.strictObject({ servers: z.array(nameServerValue).optional() }).optional(),
+    checks: z
+      .strictObject({
+        old_tls: endpointValue.optional(),
+        ca_file: pathValue.optional(),
+        new_ports: z.strictObject(Object.fromEntries(MAIL_PORT_KEYS.map((k) => [k, endpointValue.optional()])) as Record<MailPortKey, z.ZodOptional<typeof endpointValue>>).optional(),
+      })
+      .optional(),
     owners: z
       .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
       .optional(),
@@ -165,6 +216,15 @@ const SHAPES: Record<string, string> = {
   relay: 'a table [relay]',
   'relay.mailboxes_dir': `a string such as "${DEFAULT_MAILBOXES_DIR}"`,
   owners: 'a table [owners]',
+  relay_dir: 'a string: the path of your chatmail/relay checkout',
+  'new.ipv4': 'a string such as "198.51.100.7"',
+  'new.ipv6': 'a string such as "2001:db8::7"',
+  dns: 'a table [dns]',
+  'dns.servers': 'an array of strings such as ["192.0.2.53", "[2001:db8::53]:53"]',
+  checks: 'a table [checks]',
+  'checks.old_tls': 'a string "host:port" such as "203.0.113.5:993"',
+  'checks.ca_file': 'a string: the path of a PEM file',
+  'checks.new_ports': 'a table [checks.new_ports] such as 993 = "198.51.100.7:993"',
 };
 
 function describeValue(v: unknown): string {
@@ -183,9 +243,13 @@ function valueAt(root: unknown, keys: readonly PropertyKey[]): unknown {
 
 /** Keys of a table in the schema, for "did you mean" hints. */
 function knownKeys(table: string): string[] {
-  if (table === '') return ['mail_domain', 'state_dir', 'old', 'new', 'relay', 'owners'];
-  if (table === 'old' || table === 'new') return ['host', 'agent', 'ssh'];
+  if (table === '') return ['mail_domain', 'state_dir', 'relay_dir', 'old', 'new', 'relay', 'dns', 'checks', 'owners'];
+  if (table === 'old') return ['host', 'agent', 'ssh'];
+  if (table === 'new') return ['host', 'agent', 'ssh', 'ipv4', 'ipv6'];
   if (table === 'relay') return ['mailboxes_dir'];
+  if (table === 'dns') return ['servers'];
+  if (table === 'checks') return ['old_tls', 'ca_file', 'new_ports'];
+  if (table === 'checks.new_ports') return [...MAIL_PORT_KEYS];
   if (table === 'owners') return [...OWNER_ROOTS];
   return [];
 }
@@ -317,7 +381,21 @@ export async function loadPlan(file: string): Promise<Plan> {
     new: hostPlan(p.new),
     mailboxesDir: p.relay?.mailboxes_dir ?? DEFAULT_MAILBOXES_DIR,
     owners: p.owners ? owners : { ...DEFAULT_OWNERS },
+    relayDir: p.relay_dir === undefined ? undefined : path.resolve(dir, p.relay_dir),
+    newAddresses: newAddresses(p.new),
+    dnsServers: p.dns?.servers ?? [],
+    checks: {
+      oldTls: p.checks?.old_tls,
+      newPorts: { ...(p.checks?.new_ports ?? {}) },
+      caFile: p.checks?.ca_file === undefined ? undefined : path.resolve(dir, p.checks.ca_file),
+    },
   };
+}
+
+/** The new host's addresses: as the plan lists them, else its host when that is an IP address. */
+function newAddresses(t: { host: string; ipv4?: string; ipv6?: string }): { ipv4: string[]; ipv6: string[] } {
+  if (t.ipv4 !== undefined || t.ipv6 !== undefined) return { ipv4: t.ipv4 ? [t.ipv4] : [], ipv6: t.ipv6 ? [t.ipv6] : [] };
+  return { ipv4: net.isIPv4(t.host) ? [t.host] : [], ipv6: net.isIPv6(t.host) ? [t.host] : [] };
 }
 
 function hostPlan(t: { host: string; agent?: string; ssh?: string }): HostPlan {
@@ -370,6 +448,9 @@ export function renderPlan(p: PlanInput): string {
     `# Where cmmigrate keeps this migration's TLS material and journal.`,
     `# A relative path is taken from this file's directory.`,
     `state_dir = ${str(p.stateDir ?? DEFAULT_STATE_DIR)}`,
+    `# Your checkout of chatmail/relay, the one you deploy this relay with: \`cmmigrate run\``,
+    `# runs its scripts/cmdeploy (from this directory, with its chatmail.ini).`,
+    p.relayDir === undefined ? `# relay_dir = "/home/you/relay"` : `relay_dir = ${str(p.relayDir)}`,
     ``,
     `# The host the relay runs on now. Its state is copied from here; at the end its mail`,
     `# service is off.`,
@@ -377,6 +458,24 @@ export function renderPlan(p: PlanInput): string {
     ``,
     `# The host the relay moves to. It stays inactive until the last step.`,
     ...side('new', p.new, 'root@127.0.0.3'),
+    `# Its public addresses: step 5 waits until the A and AAAA records of mail_domain show`,
+    `# exactly these. Without ipv6 the AAAA record must go. Default: host, when it is an IP address.`,
+    p.new.ipv4 === undefined ? `# ipv4 = "198.51.100.7"` : `ipv4 = ${str(p.new.ipv4)}`,
+    p.new.ipv6 === undefined ? `# ipv6 = "2001:db8::7"` : `ipv6 = ${str(p.new.ipv6)}`,
+    ``,
+    `# The zone's authoritative name servers, which step 5 asks for A and AAAA. Without this`,
+    `# table they are found by an NS look-up through this machine's resolver.`,
+    `# [dns]`,
+    `# servers = ["192.0.2.53", "[2001:db8::53]:53"]`,
+    ``,
+    `# Where the checks reach the hosts' mail services, when not at the hosts' own ports`,
+    `# (NAT, a firewall in between). old_tls: the old host's IMAPS, for the certificate expiry`,
+    `# check before step 1; new_ports: the new host's ports, checked after step 6.`,
+    `# [checks]`,
+    `# old_tls = "203.0.113.5:993"`,
+    `# ca_file = "relay-ca.pem"     # extra trust anchors (PEM), for a relay with its own CA`,
+    `# [checks.new_ports]`,
+    `# 993 = "198.51.100.7:993"`,
     ``,
     `[relay]`,
     `# Where the mailboxes live: the mailboxes_dir of chatmail.ini.`,

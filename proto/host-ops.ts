@@ -14,6 +14,7 @@ export const HOST_OPS = [
   'postsuper.requeue',
   'chatmail_version.read',
   'disk.free',
+  'tree.size',
 ] as const;
 
 export type HostOpName = (typeof HOST_OPS)[number];

@@ -44,9 +44,43 @@ describe('renderPlan and loadPlan', () => {
       new: { host: '127.0.0.3', agentHost: '127.0.0.3', agentPort: 7826, agent: '127.0.0.3:7826', ssh: 'root@127.0.0.3' },
       mailboxesDir: '/home/vmail/mail',
       owners: DEFAULT_OWNERS,
+      relayDir: undefined,
+      newAddresses: { ipv4: ['127.0.0.3'], ipv6: [] },
+      dnsServers: [],
+      checks: { oldTls: undefined, newPorts: {}, caFile: undefined },
     });
     // A loaded plan renders back to the same text.
     expect(renderPlan({ ...plan, stateDir: '.cmmigrate' })).toBe(text);
+  });
+
+  it('reads what run needs: relay_dir, the new addresses, dns.servers and the checks (issue 5)', async () => {
+    const text = renderPlan({ ...input, relayDir: 'relay', new: { ...input.new, ipv4: '198.51.100.7', ipv6: '2001:db8::7' } });
+    const extra = '\n[dns]\nservers = ["127.0.0.1:5353", "[::1]:53"]\n[checks]\nold_tls = "127.0.0.2:10993"\nca_file = "ca.pem"\n[checks.new_ports]\n993 = "127.0.0.3:10993"\n25 = "127.0.0.3:10025"\n';
+    const plan = await loadPlan(await write(text.replace('\n[owners]', `${extra}\n[owners]`)));
+    expect(plan.relayDir).toBe(path.join(dir, 'relay'));
+    expect(plan.newAddresses).toEqual({ ipv4: ['198.51.100.7'], ipv6: ['2001:db8::7'] });
+    expect(plan.dnsServers).toEqual(['127.0.0.1:5353', '[::1]:53']);
+    expect(plan.checks).toEqual({ oldTls: '127.0.0.2:10993', caFile: path.join(dir, 'ca.pem'), newPorts: { '993': '127.0.0.3:10993', '25': '127.0.0.3:10025' } });
+    // Without ipv4/ipv6 a host name gives no addresses: run's preflight then asks for them.
+    const named = await loadPlan(await write('mail_domain = "m.example.org"\n[old]\nhost = "127.0.0.2"\n[new]\nhost = "new.example.org"\n'));
+    expect(named.newAddresses).toEqual({ ipv4: [], ipv6: [] });
+  });
+
+  it('names the key and the expected shape for bad run settings (issue 5)', async () => {
+    const base = 'mail_domain = "m.example.org"\n[old]\nhost = "127.0.0.2"\n[new]\nhost = "127.0.0.3"\n';
+    for (const [extra, key, text] of [
+      ['[dns]\nservers = ["ns1.example.org"]\n', 'dns.servers.0', /IP address/],
+      ['[dns]\nserver = ["127.0.0.1"]\n', 'dns.server', /unknown key dns\.server \(did you mean dns\.servers\?\)/],
+      ['[checks.new_ports]\n995 = "127.0.0.3:995"\n', 'checks.new_ports.995', /unknown key checks\.new_ports\.995/],
+      ['[checks]\nold_tls = "127.0.0.2"\n', 'checks.old_tls', /host:port/],
+    ] as const) {
+      const err = await loadPlan(await write(base + extra)).then(() => undefined, (e: CmError) => e);
+      expect(err, extra).toBeInstanceOf(CmError);
+      expect(err!.details?.keys, extra).toContain(key);
+      expect(err!.message, extra).toMatch(text);
+    }
+    const ipv6 = await loadPlan(await write(base.replace('host = "127.0.0.3"\n', 'host = "127.0.0.3"\nipv6 = "127.0.0.3"\n'))).then(() => undefined, (e: CmError) => e);
+    expect(ipv6?.message).toMatch(/new\.ipv6 must be an IPv6 address/);
   });
 
   it('keeps IPv6 agents, custom owners and odd strings intact', async () => {

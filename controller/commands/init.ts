@@ -5,6 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as crypto from 'node:crypto';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { CmError } from '../../proto/errors';
@@ -18,15 +19,22 @@ import {
   type Plan,
   type PlanInput,
 } from '../plan';
+import { readChatmailIni } from '../cmdeploy';
 import { ensurePki, leafDir } from '../pki';
 
 export interface InitOptions {
   plan: string;
-  domain: string;
+  /** Required unless relayDir has a chatmail.ini, which then must agree. */
+  domain?: string;
   old: string;
   new: string;
   oldAgent?: string;
   newAgent?: string;
+  oldSsh?: string;
+  newSsh?: string;
+  newIpv4?: string;
+  newIpv6?: string;
+  relayDir?: string;
   force?: boolean;
 }
 
@@ -79,15 +87,51 @@ function conflicts(cur: Plan, want: PlanInput, opts: InitOptions): string[] {
   // An agent address the operator edited is no conflict unless the flag asks for another.
   if (opts.oldAgent !== undefined) diff('old.agent', cur.old.agent, want.old.agent ?? '');
   if (opts.newAgent !== undefined) diff('new.agent', cur.new.agent, want.new.agent ?? '');
+  if (opts.oldSsh !== undefined) diff('old.ssh', cur.old.ssh, want.old.ssh ?? '');
+  if (opts.newSsh !== undefined) diff('new.ssh', cur.new.ssh, want.new.ssh ?? '');
+  if (opts.relayDir !== undefined) diff('relay_dir', cur.relayDir ?? '', want.relayDir ?? '');
+  if (opts.newIpv4 !== undefined) diff('new.ipv4', cur.newAddresses.ipv4.join(','), want.new.ipv4 ?? '');
+  if (opts.newIpv6 !== undefined) diff('new.ipv6', cur.newAddresses.ipv6.join(','), want.new.ipv6 ?? '');
+  if (want.mailboxesDir !== undefined) diff('relay.mailboxes_dir', cur.mailboxesDir, want.mailboxesDir);
   return out;
 }
 
 /** Writes (or keeps) the plan, then makes sure the TLS material beside it is current. */
 export async function runInit(opts: InitOptions): Promise<InitResult> {
   const planFile = path.resolve(opts.plan);
-  const domain = opts.domain;
+  const relayDir = opts.relayDir === undefined ? undefined : path.resolve(opts.relayDir);
+  const ini = relayDir === undefined ? undefined : await readChatmailIni(relayDir);
+  if (relayDir !== undefined) {
+    const st = await fsp.stat(relayDir).catch(() => undefined);
+    if (!st?.isDirectory()) throw badOption('--relay-dir', opts.relayDir!, 'it is not a directory');
+  }
+  if (ini && opts.domain !== undefined && ini.mailDomain.toLowerCase() !== opts.domain.toLowerCase()) {
+    throw new CmError('usage.bad_option', `--domain ${opts.domain} disagrees with ${ini.file}, which says mail_domain = ${ini.mailDomain}`, {
+      hint: `give the relay's own mail_domain (--domain ${ini.mailDomain}), or the checkout the relay is deployed from as --relay-dir`,
+    });
+  }
+  const domain = opts.domain ?? ini?.mailDomain;
+  if (domain === undefined) {
+    throw new CmError('usage.missing_option', 'the mail domain is unknown: give --domain, or --relay-dir with a checkout whose chatmail.ini names mail_domain', {
+      hint: 'example: cmmigrate init --plan plan.toml --domain mail.example.org --old 203.0.113.5 --new 198.51.100.7',
+    });
+  }
   const domainProblem = hostProblem(domain);
   if (domainProblem) throw badOption('--domain', domain, domainProblem);
+  const ipOption = (flag: string, v: string | undefined, family: 4 | 6): string | undefined => {
+    if (v === undefined) return undefined;
+    const bare = v.replace(/^\[(.*)\]$/, '$1');
+    if (net.isIP(bare) !== family) throw badOption(flag, v, `it is not an IPv${family} address`);
+    return bare;
+  };
+  const newIpv4 = ipOption('--new-ipv4', opts.newIpv4, 4);
+  const newIpv6 = ipOption('--new-ipv6', opts.newIpv6, 6);
+  const sshOption = (flag: string, v: string | undefined): string | undefined => {
+    if (v !== undefined && (v === '' || /[\s\x00-\x1f\x7f]/.test(v) || v.startsWith('-'))) throw badOption(flag, v, 'it is not an ssh destination such as root@203.0.113.5');
+    return v;
+  };
+  const oldSsh = sshOption('--old-ssh', opts.oldSsh);
+  const newSsh = sshOption('--new-ssh', opts.newSsh);
   const oldHost = hostOption('--old', opts.old);
   const newHost = hostOption('--new', opts.new);
   const oldAgent = parseHostPort(opts.oldAgent ?? oldHost, DEFAULT_AGENT_PORT, opts.oldAgent ? '--old-agent' : '--old');
@@ -100,8 +144,10 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
 
   const want: PlanInput = {
     mailDomain: domain,
-    old: { host: oldHost, agent: formatHostPort(oldAgent.host, oldAgent.port), ssh: `root@${oldHost}` },
-    new: { host: newHost, agent: formatHostPort(newAgent.host, newAgent.port), ssh: `root@${newHost}` },
+    relayDir,
+    old: { host: oldHost, agent: formatHostPort(oldAgent.host, oldAgent.port), ssh: oldSsh ?? `root@${oldHost}` },
+    new: { host: newHost, agent: formatHostPort(newAgent.host, newAgent.port), ssh: newSsh ?? `root@${newHost}`, ipv4: newIpv4, ipv6: newIpv6 },
+    mailboxesDir: ini?.planMailboxesDir,
   };
   const text = renderPlan(want);
   const lines: string[] = [];
@@ -183,15 +229,22 @@ export function initCommand(): Command {
         'changes nothing; a plan you edited is kept.',
     )
     .requiredOption('--plan <file>', 'plan file to write; .cmmigrate/ is made in its directory')
-    .requiredOption('--domain <domain>', "the relay's mail_domain, as in its chatmail.ini")
+    .option('--domain <domain>', "the relay's mail_domain, as in its chatmail.ini (read from --relay-dir when not given)")
     .requiredOption('--old <host>', 'the host the relay runs on now (IP address or name)')
     .requiredOption('--new <host>', 'the host the relay moves to (IP address or name)')
     .option('--old-agent <host:port>', `where the old host's agent listens (default: OLD:${DEFAULT_AGENT_PORT})`)
     .option('--new-agent <host:port>', `where the new host's agent listens (default: NEW:${DEFAULT_AGENT_PORT})`)
+    .option('--relay-dir <dir>', 'your chatmail/relay checkout (with chatmail.ini), from which `cmmigrate run` runs cmdeploy; mail_domain and mailboxes_dir are read from its chatmail.ini')
+    .option('--old-ssh <dest>', 'ssh destination of the old host (default: root@OLD)')
+    .option('--new-ssh <dest>', 'ssh destination of the new host (default: root@NEW)')
+    .option('--new-ipv4 <addr>', "the new host's public IPv4 address, for the A record (default: NEW, if it is one)")
+    .option('--new-ipv6 <addr>', "the new host's public IPv6 address, for the AAAA record (without it, step 5 wants no AAAA record)")
     .option('--force', 'replace an existing plan and make a new CA (both agents then need their new material)')
     .addHelpText(
       'after',
       '\nExample:\n' +
+        '  $ cmmigrate init --plan move/plan.toml --relay-dir ~/relay \\\n' +
+        '      --old 203.0.113.5 --new 198.51.100.7 --new-ipv6 2001:db8::7\n' +
         '  $ cmmigrate init --plan move/plan.toml --domain mail.example.org \\\n' +
         '      --old 203.0.113.5 --new 198.51.100.7\n' +
         '  $ cmmigrate init --plan move/plan.toml --domain mail.example.org \\\n' +

@@ -17,6 +17,8 @@ export interface SyncOptions {
   dryRun?: boolean;
   /** At most this many deletes; negative: no limit. */
   maxDelete?: number;
+  /** Part of `cmmigrate run`: no "next:" line, the run says what comes next. */
+  embedded?: boolean;
 }
 
 export interface SyncSummary {
@@ -125,7 +127,7 @@ export async function runSync(opts: SyncOptions, out: Output): Promise<SyncSumma
       out.warn(`the new host has no ${summary.owners_defaulted.join(', ')} yet: those entries are owned by root until the final pass`);
     }
     if (summary.absent_roots.length) out.info(`not on the old host, so not carried: ${summary.absent_roots.join(', ')}`);
-    out.info(opts.phase === 'initial' ? `next: cmmigrate sync --plan ${opts.plan} --phase final (once mail is stopped on the old host)` : `next: cmmigrate verify --plan ${opts.plan}`);
+    if (!opts.embedded) out.info(opts.phase === 'initial' ? `next: cmmigrate sync --plan ${opts.plan} --phase final (once mail is stopped on the old host)` : `next: cmmigrate verify --plan ${opts.plan}`);
     return summary;
   } finally {
     out.endProgress();

@@ -11,6 +11,8 @@ export interface HostOpReply {
   'free_bytes'?: (number | string | Long);
   'total_bytes'?: (number | string | Long);
   'path'?: (string);
+  'tree_bytes'?: (number | string | Long);
+  'tree_files'?: (number | string | Long);
 }
 
 export interface HostOpReply__Output {
@@ -21,4 +23,6 @@ export interface HostOpReply__Output {
   'free_bytes': (string);
   'total_bytes': (string);
   'path': (string);
+  'tree_bytes': (string);
+  'tree_files': (string);
 }

@@ -1,0 +1,97 @@
+/**
+ * `cmmigrate run`: the whole move in six steps (see controller/run/). This file only
+ * parses the options.
+ */
+import { Command, Option } from 'commander';
+import { CmError, ExitCode } from '../../proto';
+import { createOutput } from '../output';
+import type { StepId } from '../run/journal';
+import { STEP_IDS } from '../run/journal';
+import { runMigration } from '../run/runner';
+
+function stepOption(flag: string) {
+  return (v: string): StepId => {
+    const id = v.replace(/^step\s*/i, '');
+    if (!(STEP_IDS as readonly string[]).includes(id)) {
+      throw new CmError('usage.bad_option', `${flag} ${JSON.stringify(v)}: expected preflight or a step number from 1 to 6`);
+    }
+    return id as StepId;
+  };
+}
+
+function seconds(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new CmError('usage.bad_option', `${flag} ${v}: expected a number of seconds greater than 0`);
+    return n;
+  };
+}
+
+export const RUN_STEPS_HELP = `
+The steps (each prints its title before it acts and is recorded in the journal, in the
+plan's state dir; a rerun continues at the first step that is not done):
+  preflight  both agents answer with the same version; the checkout honours
+             CMDEPLOY_STAGES and its chatmail.ini names this mail_domain; free disk on
+             the new host; warns on a DNS TTL above 300 s, a certificate expiring within
+             30 days, or a checkout at another commit than the old host's
+  1          initial sync of the mailboxes while the old relay still runs
+  2          CMDEPLOY_STAGES=install,configure scripts/cmdeploy run --ssh-host NEW, then
+             postfix, dovecot and opendkim are stopped on the new host (1 and 2 run side by side)
+  3          asks, then scripts/cmdeploy run --disable-mail --ssh-host OLD; checks that postfix
+             and dovecot are inactive there and stops doveauth, chatmail-metadata, lastlogin,
+             filtermail and chatmail-expire.timer
+  4          final sync of every root, postfix set-permissions, postsuper -s, verify
+  5          prints the A/AAAA records to set and waits until the zone's authoritative
+             servers show them
+  6          CMDEPLOY_STAGES=activate scripts/cmdeploy run --ssh-host NEW, restarts postfix,
+             dovecot and opendkim, checks ports 25 465 587 993 443 and the certificate
+
+Exit status:
+  ${ExitCode.ok}    every selected step is done
+  ${ExitCode.failed}    a step failed: the message names the step and the host; fix it and run again
+  ${ExitCode.usage}    bad usage: an option or the plan file is wrong
+  ${ExitCode.precondition}    a precondition is not met (preflight, a step out of order, no confirmation)
+  ${ExitCode.interrupted}  interrupted (Ctrl-C): run the same command again to continue
+
+Examples:
+  cmmigrate run --plan plan.toml --dry-run
+  cmmigrate run --plan plan.toml
+  cmmigrate run --plan plan.toml --yes --json > events.jsonl
+  cmmigrate run --plan plan.toml --only 6`;
+
+export function runCommand(): Command {
+  return new Command('run')
+    .summary('move the relay: all six steps, resumable')
+    .description(
+      "Move the relay from the old host to the new one: the relay project's six-step procedure, " +
+        'with every step checked and recorded, so that running the same command again after a ' +
+        'failure continues where it stopped. The plan must name your relay checkout (relay_dir).',
+    )
+    .requiredOption('--plan <file>', 'the plan file written by `cmmigrate init`')
+    .option('--yes', 'do not ask before disabling mail on the old host (step 3)')
+    .option('--dry-run', 'print every action and command the run would perform, run the read-only preflight checks, change nothing')
+    .addOption(new Option('--from <step>', 'start at this step (preflight, 1-6), running it and those after it again even if done').argParser(stepOption('--from')).conflicts('only'))
+    .addOption(new Option('--only <step>', 'run just this step (preflight, 1-6)').argParser(stepOption('--only')))
+    .option('--json', 'print one JSON event per line on stdout (people\'s text still goes to stderr)')
+    .option('--dns-timeout <seconds>', 'how long step 5 waits for the DNS records (default 1800)', seconds('--dns-timeout'))
+    .addOption(new Option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 10)').argParser(seconds('--dns-interval')).hideHelp())
+    .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')
+    .addHelpText('after', RUN_STEPS_HELP)
+    .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean }) => {
+      const out = createOutput(!!o.json);
+      await runMigration(
+        {
+          plan: o.plan,
+          yes: o.yes,
+          dryRun: o.dryRun,
+          from: o.from,
+          only: o.only,
+          json: o.json,
+          dnsTimeoutSeconds: o.dnsTimeout,
+          dnsIntervalSeconds: o.dnsInterval,
+          skipDnsWait: o.skipDnsWait,
+        },
+        out,
+      );
+    });
+}

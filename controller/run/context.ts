@@ -1,0 +1,93 @@
+/**
+ * What every step of `cmmigrate run` works with: the plan, the journal, both agents and
+ * their host operations, the output for people, the JSON events and the log file. Also
+ * the one place that turns a step's failure into an error naming the step, the host and
+ * the command to run next.
+ */
+import * as readline from 'node:readline';
+import pino from 'pino';
+import { asCmError, CmError, ExitCode } from '../../proto';
+import type { AgentHandle } from '../agent-client';
+import type { HostOps } from '../host-ops';
+import type { Output } from '../output';
+import type { Plan } from '../plan';
+import type { Journal, StepId } from './journal';
+
+export interface RunOptions {
+  /** The plan file as the operator gave it (for the commands we print). */
+  plan: string;
+  yes?: boolean;
+  dryRun?: boolean;
+  from?: StepId;
+  only?: StepId;
+  json?: boolean;
+  /** How long step 5 waits for the DNS records; default 30 minutes. */
+  dnsTimeoutSeconds?: number;
+  /** Between two DNS polls; default 10 s. */
+  dnsIntervalSeconds?: number;
+  skipDnsWait?: boolean;
+  /** Asks the operator; default: a y/N question on the terminal. */
+  confirm?: (question: string) => Promise<boolean>;
+  signal?: AbortSignal;
+}
+
+export interface RunContext {
+  plan: Plan;
+  opts: RunOptions;
+  out: Output;
+  log: pino.Logger;
+  journal: Journal;
+  relayDir: string;
+  agents: { old: AgentHandle; new: AgentHandle };
+  hosts: { old: HostOps; new: HostOps };
+  /** The command that continues the run: `cmmigrate run --plan FILE`. */
+  rerun: string;
+  /** One JSON event on stdout (--json) and in the log file. */
+  emit(event: string, fields?: Record<string, unknown>): void;
+  /** A warning for people, as an event, and in the log. */
+  warn(message: string): void;
+  /** Asks before a step that changes what users see; true with --yes. */
+  confirm(question: string): Promise<boolean>;
+}
+
+export function hostLabel(plan: Plan, side: 'old' | 'new'): string {
+  return `the ${side} host ${plan[side].host}`;
+}
+
+/** The run's log file: pino JSON lines, written synchronously so a kill loses nothing. */
+export function runLogger(file: string | undefined): pino.Logger {
+  if (!file) return pino({ enabled: false });
+  return pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: file, sync: true, mkdir: true }));
+}
+
+/** A y/N question on the terminal; refuses (with how to say yes) when there is no terminal. */
+export async function askTerminal(question: string, what: string, rerun: string): Promise<boolean> {
+  if (!process.stdin.isTTY) {
+    throw new CmError('step.confirmation_needed', `${what} needs your confirmation, and there is no terminal to ask on`, {
+      hint: `run ${rerun} --yes to confirm in advance`,
+      exitCode: ExitCode.precondition,
+    });
+  }
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await new Promise<string>((resolve) => rl.question(`${question} [y/N] `, resolve));
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/**
+ * A step's failure as the operator should read it: which step, on which host, what went
+ * wrong, and, last, the command that continues.
+ */
+export function stepError(err: unknown, step: { id: StepId; title: string }, host: string | undefined, rerun: string): CmError {
+  const e = asCmError(err);
+  const where = step.id === 'preflight' ? 'preflight' : `step ${step.id} (${step.title})`;
+  const on = host && !e.message.includes(host) ? ` on ${host}` : '';
+  const message = e.message.startsWith(where) ? e.message : `${where}${on}: ${e.message}`;
+  let hint = e.hint ?? `fix what is reported, then run ${rerun}`;
+  hint = hint.replace(/run the same command again/g, `run ${rerun}`).replace(/the same command again/g, rerun).replace(/the same command/g, rerun);
+  if (!hint.includes('cmmigrate ')) hint = `${hint}; then run ${rerun}`;
+  return new CmError(e.code, message, { hint, details: { ...e.details, step: step.id, host }, exitCode: e.exitCode, cause: e });
+}

@@ -1,0 +1,212 @@
+/**
+ * The run's journal: which steps of the migration are done, when, how long they took and
+ * what they moved, and which external effects inside a step already happened (so a rerun
+ * after a crash does not repeat them). One JSON file in the plan's state dir, written to a
+ * temp file, flushed and renamed, so a kill at any moment leaves the old or the new
+ * version, never a torn one.
+ */
+import { closeSync, fsyncSync, openSync, promises as fsp, renameSync, writeSync } from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { CmError } from '../../proto';
+
+/** The steps in the order they run. */
+export const STEP_IDS = ['preflight', '1', '2', '3', '4', '5', '6'] as const;
+export type StepId = (typeof STEP_IDS)[number];
+
+export type StepState = 'pending' | 'running' | 'done' | 'failed';
+
+const stepRecord = z.object({
+  state: z.enum(['pending', 'running', 'done', 'failed']),
+  started_at: z.string().optional(),
+  ended_at: z.string().optional(),
+  seconds: z.number().optional(),
+  /** Bytes of file content this step moved (steps 1 and 4). */
+  bytes: z.number().optional(),
+  files: z.number().optional(),
+  /** External effects already performed within the step, by name. */
+  marks: z.record(z.string(), z.string()).default({}),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** How often it was started. */
+  attempts: z.number().default(0),
+});
+export type StepRecord = z.infer<typeof stepRecord>;
+
+const journalSchema = z.object({
+  version: z.literal(1),
+  mail_domain: z.string(),
+  old_host: z.string(),
+  new_host: z.string(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  steps: z.record(z.string(), stepRecord),
+  /** From the start of step 3 (mail off) to the end of step 6 (mail on). */
+  outage: z.object({ started_at: z.string().optional(), ended_at: z.string().optional(), dns_seconds: z.number().optional() }).default({}),
+  /** Set by rollback: mail runs on the old host again. */
+  rolled_back_at: z.string().optional(),
+});
+export type JournalData = z.infer<typeof journalSchema>;
+
+export const JOURNAL_FILE = 'journal.json';
+
+export function journalPath(stateDir: string): string {
+  return path.join(stateDir, JOURNAL_FILE);
+}
+
+function fresh(ids: { mailDomain: string; oldHost: string; newHost: string }): JournalData {
+  const now = new Date().toISOString();
+  return {
+    version: 1,
+    mail_domain: ids.mailDomain,
+    old_host: ids.oldHost,
+    new_host: ids.newHost,
+    created_at: now,
+    updated_at: now,
+    steps: Object.fromEntries(STEP_IDS.map((id) => [id, { state: 'pending', marks: {}, attempts: 0 }])),
+    outage: {},
+  };
+}
+
+/** The journal of one migration; every change is saved before the method returns. */
+export class Journal {
+  private constructor(
+    readonly file: string,
+    public data: JournalData,
+    /** False for a dry run's view: nothing is written. */
+    private readonly persist = true,
+  ) {}
+
+  /** A journal of pending steps that is never written (a dry run before the first run). */
+  static inMemory(ids: { mailDomain: string; oldHost: string; newHost: string }): Journal {
+    return new Journal('', fresh(ids), false);
+  }
+
+  /** Reads the journal, or undefined when there is none. */
+  static async read(stateDir: string): Promise<Journal | undefined> {
+    const file = journalPath(stateDir);
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new CmError('journal.unreadable', `cannot read the run journal ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new CmError('journal.corrupt', `the run journal ${file} is not valid JSON`, {
+        hint: `it is written atomically, so something else changed it: restore it, or move it away to start the run's bookkeeping afresh (every step checks its own effect)`,
+        cause: err,
+      });
+    }
+    const parsed = journalSchema.safeParse(raw);
+    if (!parsed.success) {
+      throw new CmError('journal.corrupt', `the run journal ${file} is not a cmmigrate journal: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`, {
+        hint: `restore it, or move it away to start the run's bookkeeping afresh`,
+      });
+    }
+    for (const id of STEP_IDS) parsed.data.steps[id] ??= { state: 'pending', marks: {}, attempts: 0 };
+    return new Journal(file, parsed.data);
+  }
+
+  /** Reads the journal, or starts one for this plan; refuses one of another migration. */
+  static async open(stateDir: string, ids: { mailDomain: string; oldHost: string; newHost: string }): Promise<Journal> {
+    const j = await Journal.read(stateDir);
+    if (j) {
+      const d = j.data;
+      if (d.mail_domain !== ids.mailDomain || d.old_host !== ids.oldHost || d.new_host !== ids.newHost) {
+        throw new CmError(
+          'journal.other_migration',
+          `the run journal ${j.file} belongs to the move of ${d.mail_domain} from ${d.old_host} to ${d.new_host}, not of ${ids.mailDomain} from ${ids.oldHost} to ${ids.newHost}`,
+          { hint: `use a plan with its own state_dir for another migration, or move ${j.file} away` },
+        );
+      }
+      return j;
+    }
+    await fsp.mkdir(stateDir, { recursive: true, mode: 0o700 });
+    const created = new Journal(journalPath(stateDir), fresh(ids));
+    created.save();
+    return created;
+  }
+
+  step(id: StepId): StepRecord {
+    return this.data.steps[id]!;
+  }
+
+  isDone(id: StepId): boolean {
+    return this.step(id).state === 'done';
+  }
+
+  start(id: StepId): void {
+    const s = this.step(id);
+    s.state = 'running';
+    s.started_at = new Date().toISOString();
+    s.ended_at = undefined;
+    s.seconds = undefined;
+    s.error = undefined;
+    s.attempts += 1;
+    this.save();
+  }
+
+  finish(id: StepId, facts: { bytes?: number; files?: number } = {}): void {
+    const s = this.step(id);
+    s.state = 'done';
+    s.ended_at = new Date().toISOString();
+    s.seconds = s.started_at ? (Date.parse(s.ended_at) - Date.parse(s.started_at)) / 1000 : undefined;
+    if (facts.bytes !== undefined) s.bytes = facts.bytes;
+    if (facts.files !== undefined) s.files = facts.files;
+    this.save();
+  }
+
+  fail(id: StepId, err: { code: string; message: string }): void {
+    const s = this.step(id);
+    s.state = 'failed';
+    s.ended_at = new Date().toISOString();
+    s.seconds = s.started_at ? (Date.parse(s.ended_at) - Date.parse(s.started_at)) / 1000 : undefined;
+    s.error = { code: err.code, message: err.message };
+    this.save();
+  }
+
+  /** Back to pending, marks dropped (rollback). */
+  reset(id: StepId): void {
+    this.data.steps[id] = { state: 'pending', marks: {}, attempts: this.step(id).attempts };
+    this.save();
+  }
+
+  mark(id: StepId, name: string): void {
+    this.step(id).marks[name] = new Date().toISOString();
+    this.save();
+  }
+
+  hasMark(id: StepId, name: string): boolean {
+    return this.step(id).marks[name] !== undefined;
+  }
+
+  /** Changes the data and saves it. */
+  update(fn: (d: JournalData) => void): void {
+    fn(this.data);
+    this.save();
+  }
+
+  /** Temp file, fsync, rename, fsync of the directory. Synchronous: nothing interleaves. */
+  save(): void {
+    if (!this.persist) return;
+    this.data.updated_at = new Date().toISOString();
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(this.data, null, 2) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.file);
+    const dfd = openSync(path.dirname(this.file), 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+}

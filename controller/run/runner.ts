@@ -1,0 +1,235 @@
+/**
+ * `cmmigrate run`: the six steps in order, each announced by its title, guarded by its own
+ * check and recorded in the journal, so that a rerun after any failure (or a kill of the
+ * controller) continues at the step that did not finish. Steps 1 and 2 run side by side.
+ */
+import * as path from 'node:path';
+import { CmError, ExitCode } from '../../proto';
+import { connectAgent } from '../agent-client';
+import { hostOps } from '../host-ops';
+import { formatBytes, formatDuration, type Output } from '../output';
+import { loadPlan, type Plan } from '../plan';
+import { shQuote } from '../ssh';
+import { askTerminal, hostLabel, runLogger, stepError, type RunContext, type RunOptions } from './context';
+import { Journal, STEP_IDS, type StepId } from './journal';
+import { checkAgents } from './preflight';
+import { stepById, type Step } from './steps';
+
+/** What must be done before a step may run. */
+const REQUIRES: Record<StepId, StepId[]> = {
+  preflight: [],
+  '1': ['preflight'],
+  '2': ['preflight'],
+  '3': ['1', '2'],
+  '4': ['3'],
+  '5': ['4'],
+  '6': ['5'],
+};
+
+function prerequisites(id: StepId): Set<StepId> {
+  const out = new Set<StepId>();
+  const add = (s: StepId): void => {
+    for (const r of REQUIRES[s]) {
+      out.add(r);
+      add(r);
+    }
+  };
+  add(id);
+  return out;
+}
+
+export interface RunResult {
+  /** The steps this run performed (or, in a dry run, would perform). */
+  ran: StepId[];
+  complete: boolean;
+  outageSeconds?: number;
+  dnsSeconds?: number;
+}
+
+export function stepLabel(id: StepId): string {
+  return id === 'preflight' ? 'Preflight' : `Step ${id}/6`;
+}
+
+/** Which steps this invocation runs, in order; refuses a selection whose prerequisites are not done. */
+export function selectSteps(journal: Journal, opts: Pick<RunOptions, 'from' | 'only' | 'plan'>, rerun: string): StepId[] {
+  let chosen: StepId[];
+  if (opts.only) chosen = [opts.only];
+  else if (opts.from) chosen = STEP_IDS.slice(STEP_IDS.indexOf(opts.from));
+  else chosen = STEP_IDS.filter((id) => !journal.isDone(id));
+  if (chosen.length === 0) return chosen;
+  if (journal.isDone('6') && chosen.some((id) => id !== '6')) {
+    throw new CmError('step.already_migrated', `step 6 is done: the relay runs on the new host ${journal.data.new_host}, so the earlier steps must not run again`, {
+      hint: `see what was done with cmmigrate status --plan ${shQuote(opts.plan)}; only --only 6 (the checks of the new host) can run again`,
+      exitCode: ExitCode.precondition,
+    });
+  }
+  const first = chosen[0];
+  const missing = [...prerequisites(first)].filter((r) => !journal.isDone(r) && !chosen.includes(r));
+  if (missing.length > 0) {
+    const names = missing.sort((a, b) => STEP_IDS.indexOf(a) - STEP_IDS.indexOf(b)).map((m) => (m === 'preflight' ? 'preflight' : `step ${m}`));
+    throw new CmError('step.out_of_order', `${first === 'preflight' ? 'preflight' : `step ${first}`} needs ${names.join(' and ')} done first`, {
+      hint: `run ${rerun} without --from/--only: it continues at the first step not done`,
+      exitCode: ExitCode.precondition,
+    });
+  }
+  return chosen;
+}
+
+function bold(out: Output, s: string): string {
+  return !out.json && process.stderr.isTTY ? `\x1b[1m${s}\x1b[0m` : s;
+}
+
+async function runStep(ctx: RunContext, step: Step): Promise<void> {
+  const { journal, out } = ctx;
+  out.info(bold(out, `\n==> ${stepLabel(step.id)}: ${step.title}`));
+  ctx.emit('step', { step: step.id, title: step.title, state: 'started' });
+  journal.start(step.id);
+  ctx.log.info({ step: step.id }, 'step started');
+  try {
+    const facts = (await step.run(ctx)) ?? {};
+    journal.finish(step.id, facts);
+    const rec = journal.step(step.id);
+    ctx.log.info({ step: step.id, seconds: rec.seconds, bytes: rec.bytes }, 'step done');
+    ctx.emit('step', { step: step.id, title: step.title, state: 'done', seconds: rec.seconds, bytes: rec.bytes ?? null });
+    out.info(`    done in ${formatDuration(rec.seconds ?? 0)}${facts.bytes !== undefined ? `, ${formatBytes(facts.bytes)} in ${facts.files ?? 0} files moved` : ''}`);
+  } catch (err) {
+    const e = stepError(err, step, step.side ? hostLabel(ctx.plan, step.side) : undefined, ctx.rerun);
+    journal.fail(step.id, { code: e.code, message: e.message });
+    ctx.log.error({ step: step.id, err: { code: e.code, message: e.message } }, 'step failed');
+    ctx.emit('step', { step: step.id, title: step.title, state: 'failed', code: e.code, message: e.message });
+    throw e;
+  }
+}
+
+/** Steps 1 and 2 side by side: both are recorded, the first failure is reported. */
+async function runTogether(ctx: RunContext, steps: Step[]): Promise<void> {
+  const results = await Promise.allSettled(steps.map((s) => runStep(ctx, s)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+function printDryRun(ctx: RunContext, ids: StepId[]): void {
+  const { out } = ctx;
+  out.item(`dry run: nothing changes; cmmigrate run --plan ${ctx.opts.plan} would do this:`);
+  for (const id of STEP_IDS) {
+    const step = stepById(id);
+    const rec = ctx.journal.step(id);
+    if (!ids.includes(id)) {
+      out.item(`\n${stepLabel(id)}: ${step.title}: ${rec.state === 'done' ? `done ${rec.ended_at ?? ''}, skipped` : 'not selected'}`);
+      continue;
+    }
+    out.item(`\n${stepLabel(id)}: ${step.title}${rec.state !== 'pending' ? ` (${rec.state} before, runs again)` : ''}`);
+    for (const line of step.plan(ctx)) out.item(`  - ${line}`);
+    ctx.emit('step', { step: id, title: step.title, state: 'would_run', actions: step.plan(ctx) });
+  }
+}
+
+function printEnd(ctx: RunContext, result: RunResult): void {
+  const { out, plan } = ctx;
+  out.info(bold(out, `\nThe relay ${plan.mailDomain} now runs on the new host ${plan.new.host}.`));
+  if (result.outageSeconds !== undefined) {
+    out.info(
+      `Mail was off for ${formatDuration(result.outageSeconds)} (from the start of step 3 to the end of step 6)` +
+        (result.dnsSeconds !== undefined ? `, of which ${formatDuration(result.dnsSeconds)} waiting for DNS.` : '.'),
+    );
+  }
+  out.info(`Next:`);
+  out.info(`  - raise the TTL of the A and AAAA records of ${plan.mailDomain} again (14400 to 86400 s)`);
+  out.info(`  - remove the agents: cmmigrate uninstall-agent old --plan ${ctx.opts.plan}; cmmigrate uninstall-agent new --plan ${ctx.opts.plan}`);
+  out.info(`  - keep the old host until you are sure; its mail stays disabled`);
+}
+
+function outageOf(journal: Journal): Pick<RunResult, 'outageSeconds' | 'dnsSeconds'> {
+  const o = journal.data.outage;
+  if (!o.started_at || !o.ended_at) return {};
+  return { outageSeconds: (Date.parse(o.ended_at) - Date.parse(o.started_at)) / 1000, dnsSeconds: o.dns_seconds };
+}
+
+function requireRelayDir(plan: Plan, planArg: string): string {
+  if (!plan.relayDir) {
+    throw new CmError('plan.no_relay_dir', `the plan ${plan.file} names no relay checkout: cmmigrate run runs cmdeploy from your chatmail/relay checkout`, {
+      hint: `add relay_dir = "/path/to/relay" to ${plan.file} (or run cmmigrate init --plan ${planArg} --relay-dir DIR with the other options), then run cmmigrate run --plan ${planArg}`,
+    });
+  }
+  return plan.relayDir;
+}
+
+/** Performs the selected steps; resolves when they are done, rejects with the failing step's error. */
+export async function runMigration(opts: RunOptions, out: Output): Promise<RunResult> {
+  const plan = await loadPlan(opts.plan);
+  const rerun = `cmmigrate run --plan ${shQuote(opts.plan)}`;
+  const relayDir = requireRelayDir(plan, shQuote(opts.plan));
+  const ids = { mailDomain: plan.mailDomain, oldHost: plan.old.host, newHost: plan.new.host };
+  const journal = opts.dryRun ? ((await Journal.read(plan.stateDir)) ?? Journal.inMemory(ids)) : await Journal.open(plan.stateDir, ids);
+  const log = runLogger(opts.dryRun ? undefined : path.join(plan.stateDir, 'run.log'));
+  const selected = selectSteps(journal, opts, rerun);
+
+  const agents = { old: await connectAgent(plan, 'old'), new: await connectAgent(plan, 'new') };
+  const ctx: RunContext = {
+    plan,
+    opts,
+    out,
+    log,
+    journal,
+    relayDir,
+    agents,
+    hosts: { old: hostOps(agents.old), new: hostOps(agents.new) },
+    rerun,
+    emit(event, fields = {}) {
+      out.event({ event, ...fields });
+      if (event !== 'output' && event !== 'dns_poll') log.info({ event, ...fields }, event);
+    },
+    warn(message) {
+      out.warn(message);
+      out.event({ event: 'warning', message });
+      log.warn({ event: 'warning' }, message);
+    },
+    async confirm(question) {
+      if (opts.yes) return true;
+      const ok = await (opts.confirm ?? ((q) => askTerminal(q, 'step 3 (disable mail on the old host)', rerun)))(question);
+      log.info({ confirmed: ok }, 'confirmation');
+      return ok;
+    },
+  };
+  log.info({ argv: process.argv.slice(2), selected }, 'run started');
+  try {
+    if (selected.length === 0) {
+      out.info(`Every step is done (step 6 at ${journal.step('6').ended_at}).`);
+      const result: RunResult = { ran: [], complete: true, ...outageOf(journal) };
+      printEnd(ctx, result);
+      ctx.emit('done', { complete: true, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
+      return result;
+    }
+    if (opts.dryRun) {
+      if (selected.includes('preflight')) {
+        out.info('preflight checks (read only):');
+        await stepById('preflight').run(ctx);
+      } else await checkAgents(ctx);
+      printDryRun(ctx, selected);
+      ctx.emit('done', { dry_run: true, steps: selected });
+      return { ran: selected, complete: false };
+    }
+    // Every run first makes sure both agents answer, whatever step it continues at.
+    if (!selected.includes('preflight')) await checkAgents(ctx);
+    for (const id of STEP_IDS) {
+      if (id === '2' && selected.includes('1')) continue; // ran beside step 1
+      if (!selected.includes(id)) continue;
+      if (id === '1' && selected.includes('2')) await runTogether(ctx, [stepById('1'), stepById('2')]);
+      else await runStep(ctx, stepById(id));
+    }
+    const complete = journal.isDone('6');
+    const result: RunResult = { ran: selected, complete, ...outageOf(journal) };
+    if (complete) printEnd(ctx, result);
+    else {
+      const next = STEP_IDS.find((id) => !journal.isDone(id));
+      if (next) out.info(`\nnext: ${rerun} (continues at ${next === 'preflight' ? 'preflight' : `step ${next}`})`);
+    }
+    ctx.emit('done', { complete, steps: selected, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
+    log.info({ complete }, 'run ended');
+    return result;
+  } finally {
+    agents.old.client.close();
+    agents.new.client.close();
+    log.flush?.();
+  }
+}

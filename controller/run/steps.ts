@@ -1,0 +1,310 @@
+/**
+ * The six steps of the relay project's move procedure, as objects: a title printed before
+ * the step acts, what it would do (for --dry-run), and the action, which checks its own
+ * effect and records in the journal each external effect that must not be repeated.
+ */
+import { promises as fsp } from 'node:fs';
+import { CmError, ExitCode, formatHostPort } from '../../proto';
+import { cmdeployCommand, runCmdeploy, type CmdeployAction } from '../cmdeploy';
+import { recordsToSet, serverLabel, waitForRecords } from '../dns';
+import { MAIL_UNITS, MAILBOX_WRITERS } from '../host-ops';
+import { formatDuration } from '../output';
+import { checkServices, MAIL_PORTS } from '../service-check';
+import { runSync } from '../commands/sync';
+import { runVerify } from '../commands/verify';
+import { hostLabel, type RunContext } from './context';
+import type { StepId } from './journal';
+import { nameServers, preflight } from './preflight';
+
+export interface StepFacts {
+  bytes?: number;
+  files?: number;
+}
+
+export interface Step {
+  id: StepId;
+  title: string;
+  /** The host a failure is reported on. */
+  side?: 'old' | 'new';
+  /** What the step would do, one line each (--dry-run). */
+  plan(ctx: RunContext): string[];
+  run(ctx: RunContext): Promise<StepFacts | void>;
+}
+
+/** States that count as running: a stop has not taken effect. */
+const RUNNING = new Set(['active', 'activating', 'reloading', 'deactivating', 'refreshing']);
+
+function cmdeployLine(ctx: RunContext, side: 'old' | 'new', action: CmdeployAction): string {
+  const c = cmdeployCommand(ctx.relayDir, ctx.plan[side].host, action);
+  return `[$ ${c.display}]   (in ${c.cwd})`;
+}
+
+/** Runs cmdeploy for one host, echoing the command and streaming its output. */
+async function cmdeploy(ctx: RunContext, side: 'old' | 'new', action: CmdeployAction): Promise<void> {
+  const prefix = ctx.opts.json ? '' : `  ${side}| `;
+  await runCmdeploy({
+    relayDir: ctx.relayDir,
+    sshHost: ctx.plan[side].host,
+    side,
+    action,
+    rerun: ctx.rerun,
+    signal: ctx.opts.signal,
+    echo: (line) => {
+      ctx.out.info(line);
+      ctx.emit('command', { host: ctx.plan[side].host, side, command: line.replace(/^\[\$ (.*)\]$/, '$1') });
+    },
+    onLine: (line, stream) => {
+      ctx.out.info(prefix + line);
+      ctx.emit('output', { host: ctx.plan[side].host, side, stream, line });
+    },
+  });
+}
+
+/** Units of `units` that still run, with their states. */
+function stillRunning(states: Record<string, string>, units: readonly string[]): string[] {
+  return units.filter((u) => RUNNING.has(states[u] ?? 'unknown')).map((u) => `${u} (${states[u]})`);
+}
+
+/** Stops the units on one host and checks that they stopped. */
+async function stopUnits(ctx: RunContext, side: 'old' | 'new', units: readonly string[], why: string): Promise<void> {
+  ctx.out.info(`  stopping ${units.join(', ')} on ${hostLabel(ctx.plan, side)} (${why})`);
+  ctx.emit('host_op', { side, op: 'service.stop', units });
+  const after = await ctx.hosts[side].stopServices([...units]);
+  const left = stillRunning(after, units);
+  if (left.length > 0) {
+    throw new CmError('step.service_still_active', `${left.join(', ')} still run on ${hostLabel(ctx.plan, side)} after systemctl stop`, {
+      hint: `stop them by hand (systemctl stop ${units.join(' ')}) on ${ctx.plan[side].host}, then run ${ctx.rerun}`,
+    });
+  }
+}
+
+/** Mail must be off on the old host: postfix and dovecot inactive. */
+async function requireMailOff(ctx: RunContext, afterFailedCmdeploy = false): Promise<void> {
+  const states = await ctx.hosts.old.serviceStates(['postfix', 'dovecot']);
+  const left = stillRunning(states, ['postfix', 'dovecot']);
+  if (left.length > 0) {
+    throw new CmError(
+      'step.mail_still_active',
+      `mail still runs on ${hostLabel(ctx.plan, 'old')}: ${left.join(', ')}${afterFailedCmdeploy ? '' : ' (cmdeploy --disable-mail did not stop it)'}`,
+      {
+        hint: `check the old host (systemctl status postfix dovecot on ${ctx.plan.old.host}); stop them with cmdeploy run --disable-mail --ssh-host ${ctx.plan.old.host}, or by hand; nothing was copied in the meantime; then run ${ctx.rerun}`,
+        details: { states },
+      },
+    );
+  }
+}
+
+const preflightStep: Step = {
+  id: 'preflight',
+  title: 'Preflight checks',
+  plan: () => [
+    'check that both agents answer and run the same version',
+    "check the checkout: chatmail.ini names this mail_domain, cmdeploy honours CMDEPLOY_STAGES, the old host's /etc/chatmail-version",
+    'check free disk on the new host against the size of the relay state (hard links counted once)',
+    "check the TTL of A and AAAA at the zone's authoritative servers, and the old host's certificate expiry",
+  ],
+  async run(ctx) {
+    const warnings = await preflight(ctx);
+    for (const w of warnings) ctx.warn(w);
+  },
+};
+
+const initialSync: Step = {
+  id: '1',
+  title: 'Copy the mailboxes while the old relay still runs (initial sync)',
+  side: 'new',
+  plan: (ctx) => [`the new agent ${ctx.plan.new.agent} pulls ${ctx.plan.mailboxesDir} from the old agent ${ctx.plan.old.agent} (a live pass; same as cmmigrate sync --phase initial)`],
+  async run(ctx) {
+    const s = await runSync({ plan: ctx.plan.file, phase: 'initial', embedded: true }, ctx.out);
+    ctx.emit('sync', { step: '1', ...s });
+    return { bytes: s.bytes, files: s.files };
+  },
+};
+
+const preconfigure: Step = {
+  id: '2',
+  title: 'Pre-configure the new host and keep it inactive (cmdeploy install,configure)',
+  side: 'new',
+  plan: (ctx) => [cmdeployLine(ctx, 'new', 'preconfigure'), `stop ${MAIL_UNITS.join(', ')} on the new host through its agent, and check that they stay stopped until step 6`],
+  async run(ctx) {
+    if (!ctx.journal.hasMark('2', 'cmdeploy')) {
+      await cmdeploy(ctx, 'new', 'preconfigure');
+      ctx.journal.mark('2', 'cmdeploy');
+    } else ctx.out.info('  cmdeploy install,configure already ran for the new host');
+    await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
+  },
+};
+
+const disableMail: Step = {
+  id: '3',
+  title: 'Disable mail on the old host (cmdeploy --disable-mail)',
+  side: 'old',
+  plan: (ctx) => [
+    'ask for confirmation (unless --yes): from here on users cannot send or receive until step 6',
+    cmdeployLine(ctx, 'old', 'disable-mail'),
+    'check through the old agent that postfix and dovecot are inactive',
+    `stop ${MAILBOX_WRITERS.join(', ')} on the old host (they can still change mailboxes)`,
+  ],
+  async run(ctx) {
+    const { plan, journal } = ctx;
+    if (!journal.hasMark('3', 'cmdeploy')) {
+      const ok = await ctx.confirm(
+        `Disable mail on the old host ${plan.old.host} now? Users of ${plan.mailDomain} cannot send or receive from now until step 6 (other servers retry: nothing is lost).`,
+      );
+      if (!ok) {
+        throw new CmError('step.not_confirmed', 'you did not confirm disabling mail on the old host; nothing was changed', {
+          hint: `run ${ctx.rerun} when you are ready (or with --yes)`,
+          exitCode: ExitCode.precondition,
+        });
+      }
+      journal.update((d) => {
+        d.outage.started_at ??= new Date().toISOString();
+      });
+      try {
+        await cmdeploy(ctx, 'old', 'disable-mail');
+      } catch (err) {
+        // cmdeploy stops mail only at its very end: say whether mail still runs.
+        await requireMailOff(ctx, true);
+        throw err;
+      }
+      journal.mark('3', 'cmdeploy');
+    } else ctx.out.info('  cmdeploy --disable-mail already ran for the old host');
+    await requireMailOff(ctx);
+    ctx.out.info(`  postfix and dovecot are inactive on the old host`);
+    await stopUnits(ctx, 'old', MAILBOX_WRITERS, 'they can still change mailboxes during the final sync');
+  },
+};
+
+const finalSync: Step = {
+  id: '4',
+  title: 'Final sync of every root, then set permissions, requeue and verify',
+  side: 'new',
+  plan: (ctx) => [
+    'check that mail is off on the old host and postfix, dovecot, opendkim are stopped on the new host',
+    `the new agent pulls every root (mailboxes, DKIM keys, ACME, postfix spool, extras) from the old agent (a strict pass; same as cmmigrate sync --phase final)`,
+    `on the new host through its agent: [$ postfix set-permissions], [$ postsuper -s]`,
+    `verify both trees entry by entry (same as cmmigrate verify --plan ${ctx.opts.plan}); the step fails if they differ`,
+  ],
+  async run(ctx) {
+    await requireMailOff(ctx);
+    const states = await ctx.hosts.new.serviceStates([...MAIL_UNITS]);
+    const early = stillRunning(states, MAIL_UNITS);
+    if (early.length > 0) {
+      ctx.warn(`${early.join(', ')} ran on the new host before step 6; stopping them again`);
+      await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
+    }
+    const s = await runSync({ plan: ctx.plan.file, phase: 'final', embedded: true }, ctx.out);
+    ctx.emit('sync', { step: '4', ...s });
+    for (const [op, label, fn] of [
+      ['postfix.set_permissions', 'postfix set-permissions', () => ctx.hosts.new.postfixSetPermissions()],
+      ['postsuper.requeue', 'postsuper -s', () => ctx.hosts.new.postsuperRequeue()],
+    ] as const) {
+      ctx.out.info(`[$ ${label}]   (on the new host ${ctx.plan.new.host}, through its agent)`);
+      ctx.emit('command', { host: ctx.plan.new.host, side: 'new', command: label, op });
+      const output = await fn();
+      for (const line of output.split('\n').filter(Boolean)) ctx.out.info(`  new| ${line}`);
+    }
+    const v = await runVerify({ plan: ctx.plan.file }, ctx.out);
+    ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first });
+    if (!v.ok) {
+      throw new CmError('step.verify_failed', `the new host differs from the old host in ${v.differences} path(s): ${v.first.slice(0, 5).map((d) => `${d.path} (${d.what})`).join('; ')}`, {
+        hint: `nothing on the old host changed and mail stays off; find out what changes the listed paths (a service still running on either host?), then run ${ctx.rerun}`,
+        details: { differences: v.differences },
+      });
+    }
+    ctx.out.info('  verify: the new host matches the old host');
+    return { bytes: s.bytes, files: s.files };
+  },
+};
+
+const switchDns: Step = {
+  id: '5',
+  title: 'Point the DNS records of the mail domain at the new host',
+  plan: (ctx) => [
+    ...recordsToSet(ctx.plan.mailDomain, ctx.plan.newAddresses).map((l) => `print: ${l}`),
+    ctx.opts.skipDnsWait
+      ? 'do not wait for the records (--skip-dns-wait)'
+      : `poll the zone's authoritative servers (${ctx.plan.dnsServers.length ? ctx.plan.dnsServers.join(', ') : 'found by NS look-up'}) until A and AAAA show exactly the new addresses (at most ${formatDuration(ctx.opts.dnsTimeoutSeconds ?? 1800)})`,
+  ],
+  async run(ctx) {
+    const { plan } = ctx;
+    const records = recordsToSet(plan.mailDomain, plan.newAddresses);
+    ctx.out.info(`  set these records at your DNS provider now:`);
+    for (const r of records) ctx.out.info(`    ${r}`);
+    ctx.emit('dns_records', { domain: plan.mailDomain, records, expected: plan.newAddresses });
+    const started = Date.now();
+    if (ctx.opts.skipDnsWait) {
+      ctx.warn(`not waiting for the DNS records (--skip-dns-wait): until they point at ${plan.new.host}, mail for ${plan.mailDomain} goes to the old host, which no longer accepts it (senders retry)`);
+      return;
+    }
+    const { servers } = await nameServers(plan);
+    ctx.out.info(`  waiting for ${servers.map(serverLabel).join(', ')} to answer with the new addresses ...`);
+    try {
+      await waitForRecords(plan.mailDomain, servers, plan.newAddresses, {
+        timeoutMs: (ctx.opts.dnsTimeoutSeconds ?? 1800) * 1000,
+        intervalMs: (ctx.opts.dnsIntervalSeconds ?? 10) * 1000,
+        signal: ctx.opts.signal,
+        onPoll: (check, elapsed) => {
+          ctx.emit('dns_poll', { matches: check.matches, problems: check.problems, elapsed_seconds: elapsed / 1000 });
+          if (!check.matches) ctx.out.progress(`  DNS not switched yet after ${formatDuration(elapsed / 1000)}: ${check.problems.join('; ')}`);
+        },
+      });
+    } finally {
+      ctx.out.endProgress();
+      ctx.journal.update((d) => {
+        d.outage.dns_seconds = (d.outage.dns_seconds ?? 0) + (Date.now() - started) / 1000;
+      });
+    }
+    ctx.out.info(`  every authoritative server answers with the new addresses`);
+  },
+};
+
+async function caOf(ctx: RunContext): Promise<Buffer | undefined> {
+  if (!ctx.plan.checks.caFile) return undefined;
+  try {
+    return await fsp.readFile(ctx.plan.checks.caFile);
+  } catch (err) {
+    throw new CmError('plan.invalid', `cannot read checks.ca_file ${ctx.plan.checks.caFile}: ${(err as Error).message}`, { hint: `correct checks.ca_file in ${ctx.plan.file}` });
+  }
+}
+
+const activate: Step = {
+  id: '6',
+  title: 'Activate the new host (cmdeploy activate) and check that it serves mail',
+  side: 'new',
+  plan: (ctx) => [
+    cmdeployLine(ctx, 'new', 'activate'),
+    `restart ${MAIL_UNITS.join(', ')} on the new host through its agent (activate does not restart a running service)`,
+    `check that the new host accepts connections on ${MAIL_PORTS.join(', ')} and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465`,
+  ],
+  async run(ctx) {
+    const { plan, journal } = ctx;
+    if (!journal.hasMark('6', 'cmdeploy')) {
+      await cmdeploy(ctx, 'new', 'activate');
+      journal.mark('6', 'cmdeploy');
+    } else ctx.out.info('  cmdeploy activate already ran for the new host');
+    ctx.out.info(`  restarting ${MAIL_UNITS.join(', ')} on the new host`);
+    ctx.emit('host_op', { side: 'new', op: 'service.restart', units: MAIL_UNITS });
+    const states = await ctx.hosts.new.restartServices([...MAIL_UNITS]);
+    const down = MAIL_UNITS.filter((u) => states[u] !== 'active').map((u) => `${u} (${states[u] ?? 'unknown'})`);
+    if (down.length > 0) {
+      throw new CmError('step.service_not_active', `${down.join(', ')} did not start on ${hostLabel(plan, 'new')}`, {
+        hint: `read why with journalctl -u ${MAIL_UNITS.join(' -u ')} on ${plan.new.host}, fix it, then run ${ctx.rerun}`,
+        details: { states },
+      });
+    }
+    const endpoints = Object.fromEntries(MAIL_PORTS.map((p) => [p, plan.checks.newPorts[String(p) as keyof typeof plan.checks.newPorts] ?? formatHostPort(plan.new.host, p)]));
+    const report = await checkServices({ host: plan.new.host, mailDomain: plan.mailDomain, side: 'new', endpoints, ca: await caOf(ctx) });
+    for (const r of report.results) ctx.out.info(`  port ${r.port} at ${r.endpoint}: open${r.certificate ? `, certificate for ${plan.mailDomain} valid until ${r.certificate.validTo.toISOString().slice(0, 10)}` : ''}`);
+    for (const w of report.warnings) ctx.warn(w);
+    journal.update((d) => {
+      d.outage.ended_at = new Date().toISOString();
+    });
+  },
+};
+
+export const STEPS: readonly Step[] = [preflightStep, initialSync, preconfigure, disableMail, finalSync, switchDns, activate];
+
+export function stepById(id: StepId): Step {
+  return STEPS.find((s) => s.id === id)!;
+}
