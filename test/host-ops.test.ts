@@ -18,7 +18,7 @@ import { hostOps, MAIL_UNITS, MAILBOX_WRITERS, type HostOps } from '../controlle
 import { loadTls } from '../controller/pki';
 import { loadPlan, type Plan } from '../controller/plan';
 import { failure } from './support/expect-error';
-import { freePort, setupMigration, startAgentProcess, type AgentProcess, type Migration } from './support/harness';
+import { ALL_ROOT_PATHS, freePort, setupMigration, startAgentProcess, type AgentProcess, type Migration } from './support/harness';
 import { clearFailure, hostToolsEnv, injectFailure, readCalls, setUnitState, unitState } from './support/host-tools';
 
 const TEST_TIMEOUT = 30_000;
@@ -157,6 +157,25 @@ describe('host operations through the agent', { timeout: TEST_TIMEOUT }, () => {
     expect(fresh.path).toBe('/');
     expect(fresh.freeBytes).toBeGreaterThan(0);
     expect(fresh.totalBytes).toBe(old.totalBytes);
+  });
+
+  it('sizes the tree of every root, each hard-linked file once (issue 5: the disk check)', async () => {
+    const seen = new Set<number>();
+    let bytes = 0;
+    let files = 0;
+    const walk = async (p: string): Promise<void> => {
+      const st = await fs.lstat(p).catch(() => undefined);
+      if (!st) return;
+      if (st.isDirectory()) for (const n of await fs.readdir(p)) await walk(path.join(p, n));
+      else if (st.isFile() && !seen.has(st.ino)) {
+        seen.add(st.ino);
+        bytes += st.size;
+        files += 1;
+      }
+    };
+    for (const r of ALL_ROOT_PATHS) await walk(path.join(m.oldRoot, r));
+    expect(files).toBeGreaterThan(5);
+    expect(await oldOps.treeSize()).toEqual({ bytes, files });
   });
 
   it('a failing stop is host.command_failed naming the host, the command and its output, and leaves the unit', async () => {

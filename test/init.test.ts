@@ -283,3 +283,36 @@ describe('mutual TLS with the issued material', () => {
     }
   });
 });
+
+describe('runInit with a relay checkout (issue 5)', () => {
+  async function checkout(ini: string): Promise<string> {
+    const relay = path.join(dir, 'relay');
+    await fsp.mkdir(relay, { recursive: true });
+    await fsp.writeFile(path.join(relay, 'chatmail.ini'), ini);
+    return relay;
+  }
+
+  it('reads mail_domain and mailboxes_dir from chatmail.ini and writes the run settings', async () => {
+    const relay = await checkout('[params]\nmail_domain = mail.example.org\nmailboxes_dir = /srv/vmail/mail.example.org\n');
+    await runInit({ plan: path.join(dir, 'move', 'plan.toml'), old: '127.0.0.2', new: '127.0.0.3', relayDir: relay, newIpv4: '198.51.100.7', newIpv6: '[2001:db8::7]', oldSsh: 'admin@127.0.0.2' });
+    const plan = await loadPlan(path.join(dir, 'move', 'plan.toml'));
+    expect(plan.mailDomain).toBe('mail.example.org');
+    expect(plan.relayDir).toBe(relay);
+    expect(plan.mailboxesDir).toBe('/srv/vmail');
+    expect(plan.newAddresses).toEqual({ ipv4: ['198.51.100.7'], ipv6: ['2001:db8::7'] });
+    expect(plan.old.ssh).toBe('admin@127.0.0.2');
+    expect(plan.new.ssh).toBe('root@127.0.0.3');
+  });
+
+  it('refuses a --domain that disagrees with chatmail.ini, and a missing domain, writing nothing', async () => {
+    const relay = await checkout('[params]\nmail_domain = other.example.org\n');
+    const err = await failure(runInit(options({ relayDir: relay })));
+    expect(err.code).toBe('usage.bad_option');
+    expect(err.message).toContain('other.example.org');
+    const none = await failure(runInit({ plan: path.join(dir, 'move', 'plan.toml'), old: '127.0.0.2', new: '127.0.0.3' }));
+    expect(none.code).toBe('usage.missing_option');
+    const bad = await failure(runInit(options({ newIpv4: '2001:db8::7' })));
+    expect(bad.message).toContain('--new-ipv4');
+    await expect(fsp.stat(path.join(dir, 'move', 'plan.toml'))).rejects.toThrow();
+  });
+});
