@@ -69,10 +69,11 @@ export interface AgentProcess {
 }
 
 /** Start `cmmigrate-agent serve` and wait until it listens. */
-export async function startAgentProcess(opts: { listen: string; root: string; tlsDir: string; extra?: string[]; node?: string; script?: string; cwd?: string }): Promise<AgentProcess> {
+export async function startAgentProcess(opts: { listen: string; root: string; tlsDir: string; extra?: string[]; node?: string; script?: string; cwd?: string; env?: NodeJS.ProcessEnv }): Promise<AgentProcess> {
   const child = spawn(opts.node ?? process.execPath, [...AGENT_NODE_FLAGS, opts.script ?? AGENT_CLI, 'serve', '--listen', opts.listen, '--root', opts.root, '--tls-dir', opts.tlsDir, ...(opts.extra ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
   });
   let log = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
