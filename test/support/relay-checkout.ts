@@ -165,21 +165,31 @@ function sources(how: CheckoutOptions['stages']): Record<string, string> {
   return common;
 }
 
-/** Writes a checkout into `dir` (created). Returns `dir`. */
-export async function makeRelayCheckout(dir: string, o: CheckoutOptions): Promise<string> {
-  const put = async (rel: string, text: string, mode = 0o644): Promise<void> => {
-    await fsp.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
-    await fsp.writeFile(path.join(dir, rel), text, { mode });
-  };
+/** Writes a file of a checkout, making its directories. */
+async function put(dir: string, rel: string, text: string, mode = 0o644): Promise<void> {
+  await fsp.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
+  await fsp.writeFile(path.join(dir, rel), text, { mode });
+}
+
+/**
+ * Everything of a checkout but `scripts/cmdeploy`: chatmail.ini, CHANGELOG.md and the
+ * cmdeploy sources that stage detection reads. For stand-ins with another cmdeploy script.
+ */
+export async function writeCheckoutSources(dir: string, o: CheckoutOptions): Promise<void> {
   const ini = ['[params]', '', '# mail domain (MUST be set to fully qualified chat mail domain)', `mail_domain = ${o.mailDomain ?? 'mail.example.org'}`, ''];
   if (o.mailboxesDir) ini.push(`mailboxes_dir = ${o.mailboxesDir}`);
   ini.push('max_user_send_per_minute = 60', 'passthrough_recipients =', '    echo@example.org', '    @example.net', '');
-  await put('chatmail.ini', ini.join('\n'));
-  await put('CHANGELOG.md', changelog(o));
-  await put('scripts/cmdeploy', fakeCmdeploy(), 0o755);
+  await put(dir, 'chatmail.ini', ini.join('\n'));
+  await put(dir, 'CHANGELOG.md', changelog(o));
   // The docker setup mentions the variable too; it is no part of cmdeploy.
-  await put('docker/files/setup_chatmail_docker.sh', 'export CMDEPLOY_STAGES="${CMDEPLOY_STAGES:-configure,activate}"\n');
-  for (const [rel, text] of Object.entries(sources(o.stages))) await put(path.join('cmdeploy/src/cmdeploy', rel), text);
+  await put(dir, 'docker/files/setup_chatmail_docker.sh', 'export CMDEPLOY_STAGES="${CMDEPLOY_STAGES:-configure,activate}"\n');
+  for (const [rel, text] of Object.entries(sources(o.stages))) await put(dir, path.join('cmdeploy/src/cmdeploy', rel), text);
+}
+
+/** Writes a checkout into `dir` (created). Returns `dir`. */
+export async function makeRelayCheckout(dir: string, o: CheckoutOptions): Promise<string> {
+  await writeCheckoutSources(dir, o);
+  await put(dir, 'scripts/cmdeploy', fakeCmdeploy(), 0o755);
   return dir;
 }
 

@@ -1,0 +1,290 @@
+/**
+ * A whole migration on one machine, with real processes wherever they can run here: two
+ * agents of the built CLI on 127.0.0.2 (old) and 127.0.0.3 (new) serving separate roots,
+ * a real NSD serving the zone of `mail.example.org`, a chatmail/relay checkout whose
+ * cmdeploy is the behaving stand-in of standin-relay.ts, host states that the stand-in
+ * host tools on the agents' PATH read and write, and each host's mail ports (relay-
+ * services.ts) open while the units behind them run. The plan is the full one that
+ * `cmmigrate run` reads.
+ *
+ * Starting state: the old root is a generated relay with a real self-signed certificate for
+ * the mail domain in its acmetool tree and `/etc/chatmail-version` = the checkout's HEAD;
+ * every relay unit of the old host runs. The new root knows only root (step 2 adds the
+ * relay's users, at other ids); no unit of the new host runs. DNS: `mail A 127.0.0.2` and an
+ * AAAA that the switch removes, the new host having no IPv6.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cmmigrate, freePort, REPO, startAgentProcess, type AgentProcess, type CliResult } from './harness';
+import { startNsd, type TestNsd, type ZoneRecord } from './nsd';
+import { generateRelayTree, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
+import { startRelayServices, SERVICE_PORTS, type RelayServices, type ServicePort } from './relay-services';
+import { makeStandinRelay, RELAY_UNITS, setUnitState, type LoggedCall, type StandinRelay } from './standin-relay';
+import { selfSignedCertificate } from './test-certs';
+
+/** Where the stand-in host tools (systemctl, postfix, postsuper) live; first on the agents' PATH. */
+export const HOST_TOOLS_DIR = path.join(REPO, 'test/support/host-tools');
+
+export const MAIL_DOMAIN = 'mail.example.org';
+export const ZONE = 'example.org';
+export const OLD_HOST = '127.0.0.2';
+export const NEW_HOST = '127.0.0.3';
+/** The AAAA the old relay has; the new host has none, so the switch removes it. */
+export const OLD_IPV6 = '2001:db8::2';
+const NSD_ADDRESS = '127.0.0.1';
+
+export type Side = 'old' | 'new';
+
+export interface RehearsalOptions {
+  /** Options of the old tree (root and domain are the rehearsal's). Default: 6 small addresses. */
+  tree?: Partial<RelayTreeOptions>;
+  /** Ports of the new host that never listen (a fault). */
+  closedPorts?: number[];
+  /** TTL of the mail domain's A and AAAA. Default 300. */
+  dnsTtl?: number;
+}
+
+export interface Rehearsal {
+  dir: string;
+  /** `<dir>/plan.toml`. */
+  plan: string;
+  relayDir: string;
+  oldRoot: string;
+  newRoot: string;
+  oldHostState: string;
+  newHostState: string;
+  /** What generateRelayTree wrote into the old root. */
+  stats: RelayTreeStats;
+  /** The checkout's HEAD, also in the old root's etc/chatmail-version. */
+  relayHead: string;
+  /** `ip:port` of each host's mail ports. */
+  ports: Record<Side, Record<ServicePort, string>>;
+  old: AgentProcess;
+  new: AgentProcess;
+  nsd: TestNsd;
+  services: Record<Side, RelayServices>;
+  /** When switchDns last completed, if it did. */
+  dnsSwitchedAt?: Date;
+  calls(): LoggedCall[];
+  setFault(name: string, on: boolean): void;
+  /** Points `mail` A at the new host and removes its AAAA; resolves once NSD serves it. */
+  switchDns(): Promise<void>;
+  /** Switches DNS `delayMs` after the journal shows step 5 running. Returns a stop function. */
+  autoSwitchDns(delayMs?: number): () => void;
+  /** `<dir>/.cmmigrate/journal.json`, parsed; undefined while there is none. */
+  journal(): any;
+  /** The cmmigrate CLI, with `dir` as working directory. */
+  run(args: string[], timeoutMs?: number): Promise<CliResult>;
+  restartAgent(side: Side): Promise<void>;
+  /** Stops everything; removes `dir` unless `keep`. */
+  close(opts?: { keep?: boolean }): Promise<void>;
+}
+
+function zone(mailA: string, mailAAAA: string | undefined, ttl: number): ZoneRecord[] {
+  return [
+    { name: '@', type: 'NS', data: `ns1.${ZONE}.` },
+    { name: 'ns1', type: 'A', data: NSD_ADDRESS },
+    { name: 'mail', ttl, type: 'A', data: mailA },
+    ...(mailAAAA ? [{ name: 'mail', ttl, type: 'AAAA', data: mailAAAA }] : []),
+    { name: 'mail', type: 'MX', data: `10 ${MAIL_DOMAIN}.` },
+  ];
+}
+
+/** Free ports on `host`, all different. */
+async function freePorts(host: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  while (out.length < n) {
+    const p = await freePort(host);
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+/** Replaces the generated (random) certificate the old root's live/ link points at with a real one. */
+async function installRelayCertificate(root: string): Promise<string> {
+  const live = path.join(root, 'var/lib/acme/live', MAIL_DOMAIN);
+  const certDir = await fsp.realpath(live);
+  const { cert, key } = await selfSignedCertificate({ dnsNames: [MAIL_DOMAIN, `mta-sts.${MAIL_DOMAIN}`, `www.${MAIL_DOMAIN}`] });
+  // Through the existing files and the privkey symlink: owner, mode and links stay as acmetool made them.
+  await fsp.writeFile(path.join(certDir, 'cert'), cert);
+  await fsp.writeFile(path.join(certDir, 'fullchain'), cert);
+  await fsp.writeFile(await fsp.realpath(path.join(certDir, 'privkey')), key);
+  return cert;
+}
+
+function planText(r: { relayDir: string; agents: Record<Side, string>; nsd: string; ports: Record<Side, Record<ServicePort, string>>; caFile: string }): string {
+  const q = JSON.stringify;
+  return [
+    `mail_domain = ${q(MAIL_DOMAIN)}`,
+    `state_dir = ".cmmigrate"`,
+    `relay_dir = ${q(r.relayDir)}`,
+    '',
+    '[old]',
+    `host = ${q(OLD_HOST)}`,
+    `agent = ${q(r.agents.old)}`,
+    `ssh = ${q(`root@${OLD_HOST}`)}`,
+    '',
+    '[new]',
+    `host = ${q(NEW_HOST)}`,
+    `agent = ${q(r.agents.new)}`,
+    `ssh = ${q(`root@${NEW_HOST}`)}`,
+    `ipv4 = ${q(NEW_HOST)}`,
+    '# ipv6 omitted: no AAAA must remain',
+    '',
+    '[relay]',
+    'mailboxes_dir = "/home/vmail/mail"',
+    '',
+    '[dns]',
+    `servers = [${q(r.nsd)}]`,
+    '',
+    '[checks]',
+    `old_tls = ${q(r.ports.old[993])}`,
+    `ca_file = ${q(r.caFile)}`,
+    '',
+    '[checks.new_ports]',
+    ...SERVICE_PORTS.map((p) => `${p} = ${q(r.ports.new[p])}`),
+    '',
+  ].join('\n');
+}
+
+/** Sets up the whole environment; see the module comment for the starting state. */
+export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehearsal> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cmm-rehearsal-'));
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const undo = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const oldRoot = path.join(dir, 'old');
+    const newRoot = path.join(dir, 'new');
+    const oldHostState = path.join(dir, 'host-old');
+    const newHostState = path.join(dir, 'host-new');
+    const relayDir = path.join(dir, 'relay');
+    const dnsTtl = opts.dnsTtl ?? 300;
+    const tree: RelayTreeOptions = { seed: 1, addresses: 6, messagesPerAddress: 8, uidBase: 5000, ...opts.tree, root: oldRoot, domain: MAIL_DOMAIN };
+    if (tree.mailboxesDir !== undefined && tree.mailboxesDir !== '/home/vmail/mail') {
+      throw new Error('setupRehearsal: the plan carries /home/vmail/mail; another mailboxesDir is not supported');
+    }
+
+    const stats = await generateRelayTree(tree);
+    const cert = await installRelayCertificate(oldRoot);
+    const caFile = path.join(dir, 'relay-cert.pem');
+    await fsp.writeFile(caFile, cert);
+    await fsp.mkdir(path.join(newRoot, 'etc'), { recursive: true });
+    await fsp.writeFile(path.join(newRoot, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\n');
+    await fsp.writeFile(path.join(newRoot, 'etc/group'), 'root:x:0:\n');
+    for (const unit of RELAY_UNITS) setUnitState(oldHostState, unit, 'active');
+    await fsp.mkdir(path.join(newHostState, 'units'), { recursive: true });
+
+    const relay: StandinRelay = await makeStandinRelay({
+      dir: relayDir,
+      mailDomain: MAIL_DOMAIN,
+      hosts: {
+        [OLD_HOST]: { role: 'old', root: oldRoot, hostState: oldHostState },
+        [NEW_HOST]: { role: 'new', root: newRoot, hostState: newHostState },
+      },
+      newUidBase: (tree.uidBase ?? 5000) + 2000,
+    });
+    const version = path.join(oldRoot, 'etc/chatmail-version');
+    await fsp.writeFile(version, `${relay.head}\n`, { mode: 0o644 });
+
+    const [oldPorts, newPorts] = await Promise.all([freePorts(OLD_HOST, 6), freePorts(NEW_HOST, 6)]);
+    const agents: Record<Side, string> = { old: `${OLD_HOST}:${oldPorts[0]}`, new: `${NEW_HOST}:${newPorts[0]}` };
+    const endpoints = (host: string, ports: number[]): Record<ServicePort, string> =>
+      Object.fromEntries(SERVICE_PORTS.map((p, i) => [p, `${host}:${ports[i + 1]}`])) as Record<ServicePort, string>;
+    const ports: Record<Side, Record<ServicePort, string>> = { old: endpoints(OLD_HOST, oldPorts), new: endpoints(NEW_HOST, newPorts) };
+
+    const plan = path.join(dir, 'plan.toml');
+    const init = await cmmigrate(['init', '--plan', plan, '--domain', MAIL_DOMAIN, '--old', OLD_HOST, '--new', NEW_HOST, '--old-agent', agents.old, '--new-agent', agents.new]);
+    if (init.code !== 0) throw new Error(`cmmigrate init failed (${init.code}):\n${init.stderr}`);
+
+    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(OLD_HOST, OLD_IPV6, dnsTtl) });
+    cleanups.push(() => nsd.stop());
+    await fsp.writeFile(plan, planText({ relayDir, agents, nsd: nsd.endpoint, ports, caFile }));
+
+    const tls = path.join(dir, '.cmmigrate', 'tls');
+    const sides: Record<Side, { root: string; hostState: string }> = { old: { root: oldRoot, hostState: oldHostState }, new: { root: newRoot, hostState: newHostState } };
+    const startAgent = (side: Side): Promise<AgentProcess> =>
+      startAgentProcess({
+        listen: agents[side],
+        root: sides[side].root,
+        tlsDir: path.join(tls, side),
+        env: { PATH: `${HOST_TOOLS_DIR}:${process.env.PATH ?? '/usr/bin:/bin'}`, CMMIGRATE_HOST_STATE: sides[side].hostState },
+      });
+    const agentOld = await startAgent('old');
+    cleanups.push(() => agentOld.stop());
+    const agentNew = await startAgent('new');
+    cleanups.push(() => agentNew.stop());
+
+    const servicesOld = await startRelayServices({ hostState: oldHostState, root: oldRoot, mailDomain: MAIL_DOMAIN, endpoints: ports.old });
+    cleanups.push(() => servicesOld.stop());
+    const servicesNew = await startRelayServices({ hostState: newHostState, root: newRoot, mailDomain: MAIL_DOMAIN, endpoints: ports.new, closed: opts.closedPorts });
+    cleanups.push(() => servicesNew.stop());
+
+    const journalFile = path.join(dir, '.cmmigrate', 'journal.json');
+    const watchers = new Set<() => void>();
+    const r: Rehearsal = {
+      dir,
+      plan,
+      relayDir,
+      oldRoot,
+      newRoot,
+      oldHostState,
+      newHostState,
+      stats,
+      relayHead: relay.head,
+      ports,
+      old: agentOld,
+      new: agentNew,
+      nsd,
+      services: { old: servicesOld, new: servicesNew },
+      calls: () => relay.calls(),
+      setFault: (name, on) => relay.setFault(name, on),
+      async switchDns() {
+        await nsd.setZone(ZONE, zone(NEW_HOST, undefined, dnsTtl));
+        r.dnsSwitchedAt = new Date();
+      },
+      autoSwitchDns(delayMs = 0) {
+        let delay: NodeJS.Timeout | undefined;
+        const poll = setInterval(() => {
+          if (r.journal()?.steps?.['5']?.state !== 'running') return;
+          clearInterval(poll);
+          delay = setTimeout(() => {
+            r.switchDns().catch((err: unknown) => process.stderr.write(`rehearsal: switching DNS failed: ${String(err)}\n`));
+          }, delayMs);
+        }, 100);
+        const stop = (): void => {
+          clearInterval(poll);
+          if (delay) clearTimeout(delay);
+          watchers.delete(stop);
+        };
+        watchers.add(stop);
+        return stop;
+      },
+      journal() {
+        try {
+          return JSON.parse(fs.readFileSync(journalFile, 'utf8'));
+        } catch {
+          return undefined;
+        }
+      },
+      run: (args, timeoutMs) => cmmigrate(args, { cwd: dir, timeoutMs }),
+      async restartAgent(side) {
+        await r[side].stop();
+        r[side] = await startAgent(side);
+      },
+      async close(o = {}) {
+        for (const stop of [...watchers]) stop();
+        await Promise.all([r.services.old.stop(), r.services.new.stop(), r.old.stop(), r.new.stop(), nsd.stop()]);
+        if (!o.keep) await fsp.rm(dir, { recursive: true, force: true });
+      },
+    };
+    return r;
+  } catch (err) {
+    await undo();
+    await fsp.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
