@@ -72,7 +72,7 @@ export function runCommand(): Command {
     .option('--dry-run', 'print every action and command the run would perform, run the read-only preflight checks, change nothing')
     .addOption(new Option('--from <step>', 'start at this step (preflight, 1-6), running it and those after it again even if done').argParser(stepOption('--from')).conflicts('only'))
     .addOption(new Option('--only <step>', 'run just this step (preflight, 1-6)').argParser(stepOption('--only')))
-    .option('--json', 'print one JSON event per line on stdout (people\'s text still goes to stderr)')
+    .option('--json', 'print one JSON event per line on stdout; only warnings and errors go to stderr')
     .option('--dns-timeout <seconds>', 'how long step 5 waits for the DNS records (default 1800)', seconds('--dns-timeout'))
     .addOption(new Option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 10)').argParser(seconds('--dns-interval')).hideHelp())
     .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')

@@ -167,9 +167,13 @@ const disableMail: Step = {
         await requireMailOff(ctx, true);
         throw err;
       }
+      // Marked only once its effect is seen: a rerun after "mail still active" runs it again.
+      await requireMailOff(ctx);
       journal.mark('3', 'cmdeploy');
-    } else ctx.out.info('  cmdeploy --disable-mail already ran for the old host');
-    await requireMailOff(ctx);
+    } else {
+      ctx.out.info('  cmdeploy --disable-mail already ran for the old host');
+      await requireMailOff(ctx);
+    }
     ctx.out.info(`  postfix and dovecot are inactive on the old host`);
     await stopUnits(ctx, 'old', MAILBOX_WRITERS, 'they can still change mailboxes during the final sync');
   },
@@ -177,13 +181,13 @@ const disableMail: Step = {
 
 const finalSync: Step = {
   id: '4',
-  title: 'Final sync of every root, then set permissions, requeue and verify',
+  title: 'Final sync of every root, verify, then postfix set-permissions and postsuper -s',
   side: 'new',
   plan: (ctx) => [
     'check that mail is off on the old host and postfix, dovecot, opendkim are stopped on the new host',
     `the new agent pulls every root (mailboxes, DKIM keys, ACME, postfix spool, extras) from the old agent (a strict pass; same as cmmigrate sync --phase final)`,
-    `on the new host through its agent: [$ postfix set-permissions], [$ postsuper -s]`,
     `verify both trees entry by entry (same as cmmigrate verify --plan ${ctx.opts.plan}); the step fails if they differ`,
+    `on the new host through its agent: [$ postfix set-permissions], [$ postsuper -s]`,
   ],
   async run(ctx) {
     await requireMailOff(ctx);
@@ -195,15 +199,8 @@ const finalSync: Step = {
     }
     const s = await runSync({ plan: ctx.plan.file, phase: 'final', embedded: true }, ctx.out);
     ctx.emit('sync', { step: '4', ...s });
-    for (const [op, label, fn] of [
-      ['postfix.set_permissions', 'postfix set-permissions', () => ctx.hosts.new.postfixSetPermissions()],
-      ['postsuper.requeue', 'postsuper -s', () => ctx.hosts.new.postsuperRequeue()],
-    ] as const) {
-      ctx.out.info(`[$ ${label}]   (on the new host ${ctx.plan.new.host}, through its agent)`);
-      ctx.emit('command', { host: ctx.plan.new.host, side: 'new', command: label, op });
-      const output = await fn();
-      for (const line of output.split('\n').filter(Boolean)) ctx.out.info(`  new| ${line}`);
-    }
+    // Verify before postfix touches the spool: postsuper -s renames queue files after their
+    // new inode numbers and set-permissions may repair modes, and both are meant to differ.
     const v = await runVerify({ plan: ctx.plan.file }, ctx.out);
     ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first });
     if (!v.ok) {
@@ -213,6 +210,15 @@ const finalSync: Step = {
       });
     }
     ctx.out.info('  verify: the new host matches the old host');
+    for (const [op, label, fn] of [
+      ['postfix.set_permissions', 'postfix set-permissions', () => ctx.hosts.new.postfixSetPermissions()],
+      ['postsuper.requeue', 'postsuper -s', () => ctx.hosts.new.postsuperRequeue()],
+    ] as const) {
+      ctx.out.info(`[$ ${label}]   (on the new host ${ctx.plan.new.host}, through its agent)`);
+      ctx.emit('command', { host: ctx.plan.new.host, side: 'new', command: label, op });
+      const output = await fn();
+      for (const line of output.split('\n').filter(Boolean)) ctx.out.info(`  new| ${line}`);
+    }
     return { bytes: s.bytes, files: s.files };
   },
 };
