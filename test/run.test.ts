@@ -10,6 +10,7 @@ import { CmError } from '../proto/errors';
 import { Journal } from '../controller/run/journal';
 import { selectSteps } from '../controller/run/runner';
 import { setupRehearsal, type Rehearsal } from './support/rehearsal';
+import { writeCheckoutSources } from './support/relay-checkout';
 import { unitState } from './support/standin-relay';
 import { snapshotTree } from './support/tree-snapshot';
 import { ALL_ROOT_PATHS, findTempFiles } from './support/harness';
@@ -260,6 +261,41 @@ describe('cmmigrate run', () => {
       expect(fin.stderr).not.toContain('==> Step 1/6');
       expect(cmdeployCalls(r)).toEqual(['preconfigure 127.0.0.3', 'disable-mail 127.0.0.2', 'enable-mail 127.0.0.2', 'disable-mail 127.0.0.2', 'activate 127.0.0.3']);
       expect(states(r)).toEqual(ALL_DONE);
+    },
+    TIMEOUT,
+  );
+});
+
+describe('run: preflight', () => {
+  it(
+    'refuses a checkout without CMDEPLOY_STAGES and a chatmail.ini of another domain before anything changes, and warns on a long TTL',
+    async () => {
+      r = await setupRehearsal({ dnsTtl: 3600 });
+      const plan = 'plan.toml';
+      // A checkout from before relay 1.8.0: its cmdeploy never reads CMDEPLOY_STAGES.
+      await fsp.rm(path.join(r.relayDir, 'cmdeploy'), { recursive: true });
+      await writeCheckoutSources(r.relayDir, { stages: 'none', release: '1.7.0', mailDomain: 'mail.example.org' });
+      const old = await r.run(['run', '--plan', plan, '--yes', '--dns-timeout', '1'], TIMEOUT);
+      expect(old.code, old.stderr).toBe(3);
+      expect(old.stderr).toContain('[precondition.no_cmdeploy_stages]');
+      expect(old.stderr).toMatch(/next: .*1\.8\.0/);
+      expect(r.journal().steps.preflight.state).toBe('failed');
+      expect(r.journal().steps['1'].state).toBe('pending');
+
+      await writeCheckoutSources(r.relayDir, { stages: 'basedeploy', release: '1.8.0', mailDomain: 'other.example.org' });
+      const other = await r.run(['run', '--plan', plan, '--yes', '--dns-timeout', '1'], TIMEOUT);
+      expect(other.code, other.stderr).toBe(3);
+      expect(other.stderr).toContain('[precondition.chatmail_ini]');
+      expect(other.stderr).toContain('other.example.org');
+      expect(r.calls()).toEqual([]);
+      expect(await fsp.readdir(r.newRoot)).toEqual(['etc']);
+
+      await writeCheckoutSources(r.relayDir, { stages: 'basedeploy', release: '1.8.0', mailDomain: 'mail.example.org' });
+      const ok = await r.run(['run', '--plan', plan, '--only', 'preflight'], TIMEOUT);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stderr).toMatch(/warning: the A record of mail\.example\.org has a TTL of 3600 s/);
+      expect(r.journal().steps.preflight.state).toBe('done');
+      expect(r.calls()).toEqual([]);
     },
     TIMEOUT,
   );

@@ -248,7 +248,7 @@ const switchDns: Step = {
     try {
       await waitForRecords(plan.mailDomain, servers, plan.newAddresses, {
         timeoutMs: (ctx.opts.dnsTimeoutSeconds ?? 1800) * 1000,
-        intervalMs: (ctx.opts.dnsIntervalSeconds ?? 10) * 1000,
+        intervalMs: (ctx.opts.dnsIntervalSeconds ?? 5) * 1000,
         signal: ctx.opts.signal,
         onPoll: (check, elapsed) => {
           ctx.emit('dns_poll', { matches: check.matches, problems: check.problems, elapsed_seconds: elapsed / 1000 });
