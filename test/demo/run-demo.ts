@@ -1,13 +1,30 @@
 /**
- * `npm run demo`: a rehearsal on one machine. It generates a relay tree, makes the plan and
- * the TLS material with `cmmigrate init`, starts two real agents on 127.0.0.2 and 127.0.0.3
- * with separate roots (the relay's users have other ids on the new root), and runs the
- * commands an operator would: sync initial, sync final, verify.
+ * `npm run demo`: the whole migration rehearsed on one machine. setupRehearsal builds an old
+ * relay (a generated tree of DEMO_ADDRESSES addresses, default 100, with its certificate,
+ * DKIM key and Postfix spool) served by a real agent on 127.0.0.2, an empty new host with
+ * its agent on 127.0.0.3, a real NSD for example.org, and a chatmail/relay checkout whose
+ * cmdeploy is the behaving stand-in. Then it runs what an operator runs:
+ *
+ *     cmmigrate run --plan plan.toml --yes
+ *     cmmigrate status --plan plan.toml
+ *     cmmigrate verify --plan plan.toml
+ *
+ * and plays the operator's part at step 5: two seconds after the journal shows step 5
+ * running, it changes the A record at the DNS server and removes the AAAA. It ends with a
+ * summary read from the journal, the hosts' states and the stand-in's log. `--keep` keeps
+ * the directory (plan, journal, roots, checkout) for a look afterwards.
  */
 import { spawn } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { CONTROLLER_CLI, setupMigration } from '../support/harness';
+import * as tls from 'node:tls';
 import { formatBytes } from '../../controller/output';
+import { CONTROLLER_CLI } from '../support/harness';
+import { MAIL_DOMAIN, setupRehearsal, type Rehearsal } from '../support/rehearsal';
+import { RELAY_UNITS, unitState } from '../support/standin-relay';
+
+/** How long the "operator" takes to change the DNS records once step 5 shows them. */
+const DNS_DELAY_MS = 2000;
 
 function run(cwd: string, args: string[]): Promise<number | null> {
   process.stdout.write(`\n[$ cmmigrate ${args.join(' ')}]\n`);
@@ -18,39 +35,104 @@ function run(cwd: string, args: string[]): Promise<number | null> {
   });
 }
 
+/** A time in the journal (ISO text), if it is there. */
+function time(v: unknown): Date | undefined {
+  if (typeof v !== 'string') return undefined;
+  const d = new Date(v);
+  return Number.isNaN(d.getTime()) ? undefined : d;
+}
+
+const seconds = (a: Date, b: Date): string => `${((b.getTime() - a.getTime()) / 1000).toFixed(1)} s`;
+
+/** Whether the endpoint presents a certificate that the relay's own (the CA file) validates for the mail domain. */
+function presentsRelayCertificate(endpoint: string, ca: string): Promise<boolean> {
+  const i = endpoint.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: endpoint.slice(0, i), port: Number(endpoint.slice(i + 1)), servername: MAIL_DOMAIN, ca, rejectUnauthorized: false }, () => {
+      resolve(s.authorized);
+      s.end();
+    });
+    s.on('error', () => resolve(false));
+  });
+}
+
+async function summary(r: Rehearsal): Promise<void> {
+  console.log('\n=== rehearsal summary ===');
+  const journal = r.journal();
+  const steps: Record<string, Record<string, unknown>> = journal?.steps ?? {};
+  const ids = ['preflight', '1', '2', '3', '4', '5', '6'];
+  console.log(`journal: ${ids.map((id) => `${id} ${String(steps[id]?.state ?? 'missing')}`).join(', ')}`);
+
+  // The run records the window itself; the steps' own times are the fallback.
+  const outage: Record<string, unknown> = journal?.outage ?? {};
+  const outageStart = time(outage.started_at) ?? time(steps['3']?.started_at);
+  const outageEnd = time(outage.ended_at) ?? time(steps['6']?.ended_at);
+  if (outageStart && outageEnd) {
+    const dnsStart = time(steps['5']?.started_at);
+    const dnsEnd = time(steps['5']?.ended_at);
+    const dnsSeconds = typeof outage.dns_seconds === 'number' ? `${outage.dns_seconds.toFixed(1)} s` : dnsStart && dnsEnd ? seconds(dnsStart, dnsEnd) : undefined;
+    const dns = dnsSeconds ? `, of which waiting for DNS ${dnsSeconds}` : '';
+    console.log(`outage window (start of step 3 to end of step 6): ${seconds(outageStart, outageEnd)}${dns}`);
+  } else {
+    console.log('outage window: the journal has no start time for step 3 or no end time for step 6');
+  }
+  if (r.dnsSwitchedAt) console.log(`DNS switched at the server ${DNS_DELAY_MS / 1000} s after step 5 started: ${r.dnsSwitchedAt.toISOString()}`);
+
+  const calls = r.calls();
+  const wrong = calls.filter((c) => c.verdict !== 'ok');
+  console.log(`cmdeploy (stand-in): ${calls.length} calls: ${calls.map((c) => `${c.action ?? '?'} on ${c.host ?? '?'} (exit ${c.exit})`).join(', ')}`);
+  for (const c of wrong) console.log(`  ! ${c.verdict}: argv ${JSON.stringify(c.argv)}, CMDEPLOY_STAGES ${JSON.stringify(c.stages)}`);
+
+  const active = (state: string): string => RELAY_UNITS.filter((u) => unitState(state, u) === 'active').join(' ') || 'none';
+  console.log(`old host, running: ${active(r.oldHostState)}`);
+  console.log(`new host, running: ${active(r.newHostState)}`);
+  console.log(`new host, listening: ${r.services.new.listening().join(' ') || 'nothing'}`);
+
+  const ca = await fsp.readFile(path.join(r.dir, 'relay-cert.pem'), 'utf8');
+  for (const port of [993, 465] as const) {
+    console.log(`new host ${port}: ${(await presentsRelayCertificate(r.ports.new[port], ca)) ? "presents the relay's certificate" : "does NOT present the relay's certificate"}`);
+  }
+  const dkim = 'etc/dkimkeys/opendkim.private';
+  const [a, b] = await Promise.all([fsp.readFile(path.join(r.oldRoot, dkim)), fsp.readFile(path.join(r.newRoot, dkim)).catch(() => Buffer.alloc(0))]);
+  console.log(`DKIM key: ${a.equals(b) ? 'the old relay\'s, carried over' : 'DIFFERENT from the old relay\'s: other relays would reject its mail'}`);
+}
+
 async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
   const addresses = Number(process.env.DEMO_ADDRESSES ?? 100);
-  console.log(`cmmigrate demo: generating a relay with ${addresses} addresses ...`);
-  const m = await setupMigration({ tree: { addresses, messagesPerAddress: 20, seed: 7 } });
-  let failed = false;
+  console.log(`cmmigrate demo: a rehearsal of the whole move, with a relay of ${addresses} addresses ...`);
+  const r = await setupRehearsal({ tree: { addresses, messagesPerAddress: 20, seed: 7 } });
+  // Ctrl-C reaches cmmigrate too (same process group): let it stop, then clean up below.
+  let interrupted = false;
+  process.on('SIGINT', () => (interrupted = true));
+  let code: number | null = 1;
   try {
-    console.log(`old host root: ${m.oldRoot} (agent ${m.oldAddress})`);
-    console.log(`new host root: ${m.newRoot} (agent ${m.newAddress})`);
-    console.log(`generated: ${m.stats.files} files, ${formatBytes(m.stats.bytes)}, ${m.stats.hardlinks} hard links, ${m.stats.fifos} FIFOs, ${m.stats.sockets} socket`);
-    const plan = path.relative(m.dir, m.plan);
-    for (const args of [
-      ['sync', '--plan', plan, '--phase', 'initial'],
-      ['sync', '--plan', plan, '--phase', 'final'],
-      ['verify', '--plan', plan],
-    ]) {
-      const code = await run(m.dir, args);
-      if (code !== 0) {
-        failed = true;
-        console.error(`demo: cmmigrate ${args[0]} exited with ${code}`);
-        break;
-      }
+    const s = r.stats;
+    console.log(`old host 127.0.0.2: root ${r.oldRoot}, agent ${r.old.address}: ${s.files} files, ${formatBytes(s.bytes)}, ${s.hardlinks} hard links`);
+    console.log(`new host 127.0.0.3: root ${r.newRoot}, agent ${r.new.address}: nothing installed yet`);
+    console.log(`relay checkout: ${r.relayDir} (cmdeploy stand-in, HEAD ${r.relayHead.slice(0, 12)})`);
+    console.log(`DNS: NSD on ${r.nsd.endpoint} serves ${MAIL_DOMAIN} A 127.0.0.2 and an AAAA; it is switched ${DNS_DELAY_MS / 1000} s after step 5 starts`);
+    console.log(`plan: ${r.plan}`);
+
+    const stopDns = r.autoSwitchDns(DNS_DELAY_MS);
+    try {
+      code = await run(r.dir, ['run', '--plan', 'plan.toml', '--yes']);
+    } finally {
+      stopDns();
     }
+    if (!interrupted) await run(r.dir, ['status', '--plan', 'plan.toml']);
+    if (code === 0 && !interrupted) code = await run(r.dir, ['verify', '--plan', 'plan.toml']);
+    if (!interrupted) await summary(r);
   } finally {
-    if (keep) {
-      await Promise.all([m.old.stop(), m.new.stop()]);
-      console.log(`\nkept ${m.dir} (the plan, the TLS material and both roots)`);
-    } else {
-      await m.close();
-    }
+    await r.close({ keep });
+    if (keep) console.log(`\nkept ${r.dir} (plan, journal, both roots, host states, the checkout and its calls.jsonl)`);
   }
-  if (failed) process.exit(1);
-  console.log('\ndemo: done — the new root holds the old relay\'s state, verified entry by entry.');
+  if (interrupted) process.exit(130);
+  if (code !== 0) {
+    console.error(`\ndemo: failed (exit ${code})`);
+    process.exit(1);
+  }
+  console.log("\ndemo: done — the new host holds the old relay's state, verified, and serves mail; the old host's mail is off.");
 }
 
 main().catch((err) => {

@@ -1,9 +1,12 @@
 /**
  * The network face of a stand-in relay host: SMTP on 25 and 587, SMTPS on 465, IMAPS on 993
  * and HTTPS on 443, each listening only while the unit that serves it is active in the
- * host state (25, 465, 587: postfix; 993: dovecot; 443: nginx). Unit files are polled, and a
- * unit file rewritten while active (a restart by the stand-in systemctl) restarts its
- * listeners.
+ * host state (25, 465, 587: postfix; 993: dovecot; 443: nginx). The unit files are watched
+ * (inotify, and a poll as a fallback); a unit file rewritten while active is a restart: the
+ * ports stay bound, open connections drop and TLS reads its files again. What is applied is
+ * published in `<hostState>/relay-services.json`, so that the cmdeploy stand-in can return
+ * only once the ports follow, as `systemctl start` returns once a service is up. A
+ * `systemctl start` by the host tools stand-in is followed within milliseconds, not waited for.
  *
  * A TLS listener reads the certificate and key when it starts, as the real daemons do, from
  * the host's root: `<root>/var/lib/acme/live/<mailDomain>/{fullchain,privkey}`. When they
@@ -74,6 +77,12 @@ interface Listener {
 
 const MAX_LINE = 64 * 1024;
 
+/**
+ * `<hostState>/relay-services.json`: `{ pid, applied: { <unit>: "<ino>:<mtimeMs>" | null } }`,
+ * the unit file versions the listeners follow now (null: stopped).
+ */
+export const APPLIED_FILE = 'relay-services.json';
+
 /** Starts polling the host state; resolves once the current unit states are applied. */
 export async function startRelayServices(o: RelayServicesOptions): Promise<RelayServices> {
   const listeners = new Map<ServicePort, Listener>();
@@ -143,17 +152,61 @@ export async function startRelayServices(o: RelayServicesOptions): Promise<Relay
     await done;
   };
 
+  /** A restart: the listener stays bound (as systemd's socket hand-over would), connections drop, TLS reads its files again. */
+  const restart = async (l: Listener, version: string): Promise<void> => {
+    for (const s of l.sockets) s.destroy();
+    if (l.server instanceof tls.Server) {
+      const c = await credentials();
+      l.server.setSecureContext({ cert: c.cert, key: c.key });
+      l.source = c.source;
+    }
+    l.version = version;
+  };
+
+  const appliedFile = path.join(o.hostState, APPLIED_FILE);
+  let appliedText = '';
   const sync = async (): Promise<void> => {
+    const applied: Record<string, string | null> = {};
     for (const port of SERVICE_PORTS) {
-      const version = stopped || closed.has(port) ? undefined : unitVersion(PORT_SPECS[port].unit);
+      const unit = PORT_SPECS[port].unit;
+      const unitVer = stopped ? undefined : unitVersion(unit);
+      applied[unit] = unitVer ?? null;
+      const want = closed.has(port) ? undefined : unitVer;
       const l = listeners.get(port);
-      if (l && l.version !== version) await close(port);
-      if (version !== undefined && !listeners.has(port)) await open(port, version);
+      if (l && want === undefined) await close(port);
+      else if (l && want !== undefined && l.version !== want) await restart(l, want);
+      else if (!l && want !== undefined) await open(port, want);
+    }
+    // What is applied, for the cmdeploy stand-in to wait on, as systemctl waits for a unit to start.
+    if (stopped) {
+      fs.rmSync(appliedFile, { force: true });
+      return;
+    }
+    const text = JSON.stringify({ pid: process.pid, applied });
+    if (text !== appliedText) {
+      fs.writeFileSync(`${appliedFile}.tmp`, text);
+      fs.renameSync(`${appliedFile}.tmp`, appliedFile);
+      appliedText = text;
     }
   };
-  const serialized = (): Promise<void> => (queue = queue.then(sync, sync));
+  // One sync at a time; events while one waits to start join it.
+  let next: Promise<void> | undefined;
+  const serialized = (): Promise<void> => {
+    if (next) return next;
+    const run = queue.then(() => {
+      next = undefined;
+      return sync();
+    });
+    next = run;
+    queue = run.catch(() => undefined);
+    return run;
+  };
 
+  fs.mkdirSync(path.join(o.hostState, 'units'), { recursive: true });
   await serialized();
+  // inotify for a prompt reaction; the poll for anything it misses.
+  const watcher = fs.watch(path.join(o.hostState, 'units'), () => void serialized());
+  watcher.on('error', () => undefined);
   const timer = setInterval(() => void serialized(), o.pollMs ?? 100);
   return {
     endpoints: o.endpoints,
@@ -167,6 +220,7 @@ export async function startRelayServices(o: RelayServicesOptions): Promise<Relay
     async stop() {
       stopped = true;
       clearInterval(timer);
+      watcher.close();
       await serialized();
     },
   };

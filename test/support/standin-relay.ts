@@ -20,7 +20,9 @@
  * `keep-mail-<unit>` makes `--disable-mail` exit 0 but leave the unit running.
  *
  * Host state is the stand-in host tools' format: `<hostState>/units/<unit>` holds `active`
- * or `inactive`; a missing file is inactive.
+ * or `inactive`; a missing file is inactive. When relay-services.ts runs for a host, a call
+ * returns only once its ports follow the units the call started or stopped (at most 5 s),
+ * as systemd returns once a service is up.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -101,6 +103,8 @@ export interface StandinRelay {
 }
 
 const STATE = '.standin';
+/** Where relay-services.ts publishes what it applied (its APPLIED_FILE), read by the script. */
+const APPLIED_FILE_NAME = 'relay-services.json';
 
 /** Writes the checkout (a git repository with one commit) and returns its handle. */
 export async function makeStandinRelay(o: StandinRelayOptions): Promise<StandinRelay> {
@@ -241,6 +245,35 @@ function stop(h, unit) {
   call.stopped.push(unit);
 }
 
+function unitVersion(h, unit) {
+  try {
+    if (fs.readFileSync(unitFile(h, unit), 'utf8').trim() !== 'active') return null;
+    const st = fs.statSync(unitFile(h, unit));
+    return st.ino + ':' + st.mtimeMs;
+  } catch { return null; }
+}
+const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+/**
+ * As systemctl returns once a unit has started or stopped: when the host's relay services
+ * run (${APPLIED_FILE_NAME}), wait until they follow the units this call changed.
+ */
+function waitForServices(h, units) {
+  const file = path.join(h.hostState, ${JSON.stringify(APPLIED_FILE_NAME)});
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    let info;
+    try { info = JSON.parse(fs.readFileSync(file, 'utf8')); } catch { return; }
+    try { process.kill(info.pid, 0); } catch { return; }
+    const behind = units.filter((u) => u in info.applied && info.applied[u] !== unitVersion(h, u));
+    if (behind.length === 0) return;
+    if (Date.now() > deadline) {
+      process.stderr.write('cmdeploy stand-in: the relay services did not follow ' + behind.join(', ') + ' within 5 s\\n');
+      return;
+    }
+    sleep(10);
+  }
+}
+
 function writeAtomic(file, text, mode) {
   const tmp = file + '.standin-tmp';
   fs.writeFileSync(tmp, text, { mode });
@@ -377,6 +410,7 @@ function main() {
       for (const unit of UNITS) start(h, unit);
       break;
   }
+  waitForServices(h, call.started.concat(call.stopped));
   process.stderr.write('Deploy completed, call \`cmdeploy dns\` next.\\n');
   finish('ok', 0);
 }
