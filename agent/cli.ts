@@ -51,6 +51,12 @@ It reads and writes only the relay's state under --root: the mailboxes dir, /etc
 /etc/ssl/certs/mailserver.pem, /etc/ssl/private/mailserver.key, /home/vmail/passdb.sqlite.
 User and group names come from <root>/etc/passwd and <root>/etc/group.
 
+For the controller it also runs a fixed list of host operations, nothing else: systemctl
+is-active/stop/start/restart of the relay's units (postfix, dovecot, opendkim, doveauth,
+chatmail-metadata, lastlogin, filtermail, filtermail-incoming, chatmail-expire.timer,
+nginx), postfix set-permissions and postsuper -s (the host's own commands, from PATH,
+without a shell), and reading /etc/chatmail-version, free disk and the size of the roots.
+
 Example:
   cmmigrate-agent serve --listen 127.0.0.2:${DEFAULT_AGENT_PORT} --root / --tls-dir /opt/cmmigrate/tls`,
     )

@@ -1,0 +1,79 @@
+/**
+ * The controller killed (SIGKILL) at every step of `cmmigrate run`, one after the other in
+ * one move (issues 5 and 7): each rerun continues where the journal says, no cmdeploy call
+ * is ever one a move does not make, effects are repeated only where that is safe (a cmdeploy
+ * run killed before its mark), and the move ends verified with nothing torn or left over.
+ */
+import { spawn } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CONTROLLER_CLI, findTempFiles } from './support/harness';
+import { setupRehearsal, type Rehearsal } from './support/rehearsal';
+import { unitState } from './support/standin-relay';
+
+const TIMEOUT = 300_000;
+let r: Rehearsal | undefined;
+afterEach(async () => {
+  await r?.close();
+  r = undefined;
+});
+
+const STEPS = ['preflight', '1', '2', '3', '4', '5', '6'] as const;
+
+/** Starts `run`, SIGKILLs it as soon as the journal shows `step` in `state`; what it saw then. */
+async function killAt(r: Rehearsal, step: string, state: 'running' | 'done'): Promise<string> {
+  const child = spawn(process.execPath, [CONTROLLER_CLI, 'run', '--plan', 'plan.toml', '--yes', '--dns-interval', '0.2'], { cwd: r.dir, stdio: 'ignore' });
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const s = r.journal()?.steps?.[step]?.state;
+    if (s === state || (state === 'running' && s === 'done')) break;
+    if (child.exitCode !== null) throw new Error(`run exited with ${child.exitCode} before step ${step} was ${state}: ${JSON.stringify(r.journal()?.steps)}`);
+    if (Date.now() > deadline) throw new Error(`step ${step} never got ${state}`);
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  child.kill('SIGKILL');
+  await exited;
+  return `${step}:${r.journal().steps[step].state}`;
+}
+
+describe('the controller killed during run', () => {
+  it(
+    'at the start and at the end of every step, and the move still finishes, verified',
+    async () => {
+      r = await setupRehearsal({ tree: { addresses: 12, messagesPerAddress: 10 } });
+      const points: string[] = [];
+      for (const step of STEPS) {
+        if (step === '5') await r.switchDns().catch(() => undefined);
+        points.push(await killAt(r, step, 'running'));
+        if (step !== '6') points.push(await killAt(r, step, 'done'));
+      }
+      // Killed 13 times; the run that follows finishes.
+      expect(points).toHaveLength(13);
+      const fin = await r.run(['run', '--plan', 'plan.toml', '--yes', '--dns-interval', '0.2'], TIMEOUT);
+      expect(fin.code, fin.stderr).toBe(0);
+      expect(Object.values(r.journal().steps).map((s) => (s as { state: string }).state)).toEqual(STEPS.map(() => 'done'));
+
+      // Every cmdeploy call was one a move makes, each action at most twice (once more
+      // only when a kill came between the call and its mark), in the procedure's order.
+      const calls = r.calls();
+      for (const c of calls) expect(c.verdict, JSON.stringify(c)).toBe('ok');
+      const actions = calls.map((c) => c.action);
+      for (const a of ['preconfigure', 'disable-mail', 'activate'] as const) {
+        const n = actions.filter((x) => x === a).length;
+        expect(n, a).toBeGreaterThanOrEqual(1);
+        expect(n, a).toBeLessThanOrEqual(2);
+      }
+      expect(actions).not.toContain('enable-mail');
+      expect(actions.lastIndexOf('preconfigure')).toBeLessThan(actions.indexOf('disable-mail'));
+      expect(actions.lastIndexOf('disable-mail')).toBeLessThan(actions.indexOf('activate'));
+
+      for (const u of ['postfix', 'dovecot', 'opendkim']) expect(unitState(r.newHostState, u), u).toBe('active');
+      for (const u of ['postfix', 'dovecot']) expect(unitState(r.oldHostState, u), u).toBe('inactive');
+      const verify = await r.run(['verify', '--plan', 'plan.toml'], TIMEOUT);
+      expect(verify.code, verify.stderr).toBe(0);
+      expect(await findTempFiles(r.newRoot)).toEqual([]);
+      console.log(`run: controller SIGKILLed at ${points.length} points (${points.join(', ')}); finished and verified`);
+    },
+    TIMEOUT,
+  );
+});
