@@ -17,15 +17,14 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cmmigrate, freePort, REPO, startAgentProcess, type AgentProcess, type CliResult } from './harness';
+import { cmmigrate, freePort, startAgentProcess, type AgentProcess, type CliResult } from './harness';
+import { hostToolsEnv } from './host-tools';
 import { startNsd, type TestNsd, type ZoneRecord } from './nsd';
 import { generateRelayTree, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
 import { startRelayServices, SERVICE_PORTS, type RelayServices, type ServicePort } from './relay-services';
 import { makeStandinRelay, RELAY_UNITS, setUnitState, type LoggedCall, type StandinRelay } from './standin-relay';
 import { selfSignedCertificate } from './test-certs';
 
-/** Where the stand-in host tools (systemctl, postfix, postsuper) live; first on the agents' PATH. */
-export const HOST_TOOLS_DIR = path.join(REPO, 'test/support/host-tools');
 
 export const MAIL_DOMAIN = 'mail.example.org';
 export const ZONE = 'example.org';
@@ -211,7 +210,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         listen: agents[side],
         root: sides[side].root,
         tlsDir: path.join(tls, side),
-        env: { PATH: `${HOST_TOOLS_DIR}:${process.env.PATH ?? '/usr/bin:/bin'}`, CMMIGRATE_HOST_STATE: sides[side].hostState },
+        env: hostToolsEnv(sides[side].hostState),
       });
     const agentOld = await startAgent('old');
     cleanups.push(() => agentOld.stop());

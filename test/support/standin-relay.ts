@@ -28,23 +28,13 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ALLOWED_UNITS, type UnitName } from '../../proto';
 import { writeIdentity } from './relay-tree';
 import { writeCheckoutSources } from './relay-checkout';
 
-/** The units of a relay host, as the stand-in host tools know them. */
-export const RELAY_UNITS = [
-  'postfix',
-  'dovecot',
-  'opendkim',
-  'doveauth',
-  'chatmail-metadata',
-  'lastlogin',
-  'filtermail',
-  'filtermail-incoming',
-  'chatmail-expire.timer',
-  'nginx',
-] as const;
-export type RelayUnit = (typeof RELAY_UNITS)[number];
+/** The units of a relay host, as the stand-in host tools know them: those an agent may touch. */
+export const RELAY_UNITS = ALLOWED_UNITS;
+export type RelayUnit = UnitName;
 
 /** What the stand-in does, by argv and CMDEPLOY_STAGES. */
 export type StandinAction = 'preconfigure' | 'disable-mail' | 'activate' | 'enable-mail';
