@@ -215,6 +215,8 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     );
   }
   lines.push(`next: cmmigrate install-agent old --plan ${planFile}; cmmigrate install-agent new --plan ${planFile}`);
+  if (!plan.relayDir) lines.push(`before cmmigrate run: add relay_dir (your chatmail/relay checkout) to ${planFile}, or run init again with --relay-dir`);
+  else lines.push(`then: cmmigrate run --plan ${planFile} --dry-run`);
   return { planFile, tlsDir: pki.tlsDir, caCreated: pki.created, planWritten, lines };
 }
 
