@@ -185,6 +185,9 @@ class ActionQueue {
     this.wakeConsumer?.();
     this.wakeConsumer = null;
   }
+  get empty(): boolean {
+    return this.items.length === 0;
+  }
   close(): void {
     this.closed = true;
     this.wakeConsumer?.();
@@ -734,6 +737,8 @@ class Puller {
 
   private async execute(): Promise<void> {
     for (;;) {
+      // About to wait: what was applied must be on record, or a kill now orphans it.
+      if (this.queue.empty) this.flushJournal();
       const a = await this.queue.shift();
       if (!a) return;
       await this.apply(a);
@@ -983,13 +988,15 @@ class FetchReader {
 
   /** The next entry of the answer stream, settling the pending file with its header. */
   private async next(): Promise<TarEntry> {
+    // The file settled by the last entry is in place now; its record must be on disk before
+    // this entry's data is awaited, or a kill meanwhile leaves a file no pass owns.
+    this.owner.flushJournal();
     if (this.peeked) {
       const e = this.peeked;
       this.peeked = null;
       return e;
     }
     this.flush();
-    this.owner.flushJournal();
     let n: IteratorResult<TarEntry>;
     try {
       n = await this.entries.next();
