@@ -23,6 +23,7 @@ import { execFile } from 'node:child_process';
 import { constants as C } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as tar from 'tar-stream';
@@ -218,7 +219,7 @@ export async function pull(opts: PullOptions): Promise<PullSummary> {
     await p.run();
   } catch (err) {
     await p.abort();
-    throw err;
+    throw diskFull(err, (err as NodeJS.ErrnoException).path ?? opts.cfg.root);
   }
   return p.summary;
 }
@@ -1098,7 +1099,7 @@ class FetchReader {
       fsSync.closeSync(fd);
       await fs.rm(tmp, { force: true });
       this.currentTmp = null;
-      throw translateTarError(err);
+      throw diskFull(translateTarError(err), '/' + rel);
     }
     fsSync.closeSync(fd);
     this.currentTmp = null;
@@ -1147,6 +1148,16 @@ class FetchReader {
       }
     }
   }
+}
+
+/** ENOSPC and EDQUOT as an error that names this host and the path being written. */
+function diskFull(err: unknown, where: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return new CmError('transfer.disk_full', `the new host ${os.hostname()} ran out of ${code === 'EDQUOT' ? 'disk quota' : 'disk space'} writing ${where}; what was committed before stays`, {
+    hint: 'free space on the new host (or grow its filesystem), then run the same command again: it continues where it stopped',
+    cause: err,
+  });
 }
 
 function translateTarError(err: unknown): unknown {
