@@ -35,7 +35,7 @@ interface KillPoint {
 
 const POINTS: KillPoint[] = [];
 for (const phase of ['initial', 'final'] as const) {
-  const at = phase === 'initial' ? [4_000, 0.5 * BIG, 0.95 * BIG] : [20_000, 0.4 * BIG, 0.85 * BIG];
+  const at = phase === 'initial' ? [4_000, 0.3 * BIG, 0.65 * BIG, 0.95 * BIG] : [20_000, 0.15 * BIG, 0.5 * BIG, 0.85 * BIG];
   for (const victim of ['old', 'new', 'controller'] as const) for (const b of at) POINTS.push({ phase, victim, afterBytes: Math.round(b) });
 }
 
@@ -205,6 +205,8 @@ describe('faults between and inside passes', () => {
     const rel = path.join(MAIL, 'mail.example.org', addr, 'cur', `1775200000.M1P88.faults,S=${size},W=${size}:2,S`);
     const abs = path.join(m.oldRoot, rel);
     await fs.writeFile(abs, Buffer.concat(Array.from({ length: 7 }, (_, i) => bigData(2000 + i))));
+    const dir = await fs.stat(path.dirname(abs));
+    await fs.chown(abs, dir.uid, dir.gid);
     known = await knownContents([m.oldRoot, m.newRoot]);
     const reached = proxy.holdAfter(2 * MIB);
     const run = m.cli(['sync', '--plan', plan, '--phase', 'final'], 60_000);
