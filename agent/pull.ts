@@ -956,6 +956,11 @@ class FetchReader {
     const extract = tar.extract();
     this.extract = extract;
     const self = this;
+    // A header it cannot parse destroys the entry being read too, which then reports only
+    // "Stream was destroyed": keep the reason.
+    extract.on('error', (err: unknown) => {
+      if (!self.feedError) self.feedError = translateTarError(err);
+    });
     (async () => {
       for await (const data of ch.data) {
         self.wireBytes += data.length;
@@ -1053,12 +1058,12 @@ class FetchReader {
     let e = await this.next();
     const ctl = (x: TarEntry): string | undefined => ((x.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL];
     while (ctl(e) === 'digest') {
-      await drain(e);
+      await this.drain(e);
       e = await this.next();
     }
     const pax = (e.header.pax ?? {}) as Record<string, string>;
     if (ctl(e) === 'skipped') {
-      await drain(e);
+      await this.drain(e);
       if (e.header.name !== CONTROL_NAME || pax[PAX_SKIPPED] !== rel) throw wireError(`expected /${rel}, the sender skipped ${JSON.stringify(pax[PAX_SKIPPED])}`);
       return null;
     }
@@ -1099,7 +1104,8 @@ class FetchReader {
       fsSync.closeSync(fd);
       await fs.rm(tmp, { force: true });
       this.currentTmp = null;
-      throw diskFull(translateTarError(err), '/' + rel);
+      // The stream was destroyed under us: the reason is the error that destroyed it.
+      throw diskFull(this.feedError ?? translateTarError(err), '/' + rel);
     }
     fsSync.closeSync(fd);
     this.currentTmp = null;
@@ -1108,11 +1114,20 @@ class FetchReader {
     // when it has nothing more to send.
     this.peeked = await this.next();
     if (ctl(this.peeked) === 'digest') {
-      await drain(this.peeked);
+      await this.drain(this.peeked);
       this.peeked = null;
     }
     if (this.lastTorn === rel) return null; // it changed while read: dropped, left for the final pass
     return { size, mtimeNs, ino };
+  }
+
+  /** Read an entry to its end; a stream destroyed meanwhile reports why. */
+  private async drain(entry: TarEntry): Promise<void> {
+    try {
+      await drain(entry);
+    } catch (err) {
+      throw this.feedError ?? translateTarError(err);
+    }
   }
 
   /** After the last want: the end of the stream. */
@@ -1122,11 +1137,11 @@ class FetchReader {
     this.ended = true;
     let e = await this.next();
     while (((e.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL] === 'digest') {
-      await drain(e);
+      await this.drain(e);
       e = await this.next();
     }
     if (((e.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL] !== 'end') throw wireError(`unexpected entry ${JSON.stringify(e.header.name)} after the last file`);
-    await drain(e);
+    await this.drain(e);
     const n = await this.entries.next().catch((err) => {
       throw this.feedError ?? translateTarError(err);
     });
@@ -1163,7 +1178,7 @@ function diskFull(err: unknown, where: string): unknown {
 function translateTarError(err: unknown): unknown {
   if (err instanceof CmError) return err;
   const msg = (err as Error)?.message ?? String(err);
-  if (/Unexpected end of data|Invalid tar header|size mismatch|unknown format|Invalid/i.test(msg)) return wireError(`bad tar stream: ${msg}`, err);
+  if (/Unexpected end of data|Invalid tar header|size mismatch|unknown format|Invalid|Header exceeds max size/i.test(msg)) return wireError(`bad tar stream: ${msg}`, err);
   return err;
 }
 
