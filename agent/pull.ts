@@ -23,6 +23,7 @@ import { execFile } from 'node:child_process';
 import { constants as C } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as tar from 'tar-stream';
@@ -185,6 +186,9 @@ class ActionQueue {
     this.wakeConsumer?.();
     this.wakeConsumer = null;
   }
+  get empty(): boolean {
+    return this.items.length === 0;
+  }
   close(): void {
     this.closed = true;
     this.wakeConsumer?.();
@@ -215,7 +219,7 @@ export async function pull(opts: PullOptions): Promise<PullSummary> {
     await p.run();
   } catch (err) {
     await p.abort();
-    throw err;
+    throw diskFull(err, (err as NodeJS.ErrnoException).path ?? opts.cfg.root);
   }
   return p.summary;
 }
@@ -734,6 +738,8 @@ class Puller {
 
   private async execute(): Promise<void> {
     for (;;) {
+      // About to wait: what was applied must be on record, or a kill now orphans it.
+      if (this.queue.empty) this.flushJournal();
       const a = await this.queue.shift();
       if (!a) return;
       await this.apply(a);
@@ -950,6 +956,11 @@ class FetchReader {
     const extract = tar.extract();
     this.extract = extract;
     const self = this;
+    // A header it cannot parse destroys the entry being read too, which then reports only
+    // "Stream was destroyed": keep the reason.
+    extract.on('error', (err: unknown) => {
+      if (!self.feedError) self.feedError = translateTarError(err);
+    });
     (async () => {
       for await (const data of ch.data) {
         self.wireBytes += data.length;
@@ -983,13 +994,15 @@ class FetchReader {
 
   /** The next entry of the answer stream, settling the pending file with its header. */
   private async next(): Promise<TarEntry> {
+    // The file settled by the last entry is in place now; its record must be on disk before
+    // this entry's data is awaited, or a kill meanwhile leaves a file no pass owns.
+    this.owner.flushJournal();
     if (this.peeked) {
       const e = this.peeked;
       this.peeked = null;
       return e;
     }
     this.flush();
-    this.owner.flushJournal();
     let n: IteratorResult<TarEntry>;
     try {
       n = await this.entries.next();
@@ -1045,12 +1058,12 @@ class FetchReader {
     let e = await this.next();
     const ctl = (x: TarEntry): string | undefined => ((x.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL];
     while (ctl(e) === 'digest') {
-      await drain(e);
+      await this.drain(e);
       e = await this.next();
     }
     const pax = (e.header.pax ?? {}) as Record<string, string>;
     if (ctl(e) === 'skipped') {
-      await drain(e);
+      await this.drain(e);
       if (e.header.name !== CONTROL_NAME || pax[PAX_SKIPPED] !== rel) throw wireError(`expected /${rel}, the sender skipped ${JSON.stringify(pax[PAX_SKIPPED])}`);
       return null;
     }
@@ -1091,7 +1104,8 @@ class FetchReader {
       fsSync.closeSync(fd);
       await fs.rm(tmp, { force: true });
       this.currentTmp = null;
-      throw translateTarError(err);
+      // The stream was destroyed under us: the reason is the error that destroyed it.
+      throw diskFull(this.feedError ?? translateTarError(err), '/' + rel);
     }
     fsSync.closeSync(fd);
     this.currentTmp = null;
@@ -1100,11 +1114,20 @@ class FetchReader {
     // when it has nothing more to send.
     this.peeked = await this.next();
     if (ctl(this.peeked) === 'digest') {
-      await drain(this.peeked);
+      await this.drain(this.peeked);
       this.peeked = null;
     }
     if (this.lastTorn === rel) return null; // it changed while read: dropped, left for the final pass
     return { size, mtimeNs, ino };
+  }
+
+  /** Read an entry to its end; a stream destroyed meanwhile reports why. */
+  private async drain(entry: TarEntry): Promise<void> {
+    try {
+      await drain(entry);
+    } catch (err) {
+      throw this.feedError ?? translateTarError(err);
+    }
   }
 
   /** After the last want: the end of the stream. */
@@ -1114,11 +1137,11 @@ class FetchReader {
     this.ended = true;
     let e = await this.next();
     while (((e.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL] === 'digest') {
-      await drain(e);
+      await this.drain(e);
       e = await this.next();
     }
     if (((e.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL] !== 'end') throw wireError(`unexpected entry ${JSON.stringify(e.header.name)} after the last file`);
-    await drain(e);
+    await this.drain(e);
     const n = await this.entries.next().catch((err) => {
       throw this.feedError ?? translateTarError(err);
     });
@@ -1142,10 +1165,20 @@ class FetchReader {
   }
 }
 
+/** ENOSPC and EDQUOT as an error that names this host and the path being written. */
+function diskFull(err: unknown, where: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  return new CmError('transfer.disk_full', `the new host ${os.hostname()} ran out of ${code === 'EDQUOT' ? 'disk quota' : 'disk space'} writing ${where}; what was committed before stays`, {
+    hint: 'free space on the new host (or grow its filesystem), then run the same command again: it continues where it stopped',
+    cause: err,
+  });
+}
+
 function translateTarError(err: unknown): unknown {
   if (err instanceof CmError) return err;
   const msg = (err as Error)?.message ?? String(err);
-  if (/Unexpected end of data|Invalid tar header|size mismatch|unknown format|Invalid/i.test(msg)) return wireError(`bad tar stream: ${msg}`, err);
+  if (/Unexpected end of data|Invalid tar header|size mismatch|unknown format|Invalid|Header exceeds max size/i.test(msg)) return wireError(`bad tar stream: ${msg}`, err);
   return err;
 }
 

@@ -60,11 +60,12 @@ export interface CraftedSender {
 
 /**
  * Start a crafted sender on `host` (a loopback address that the certificate in `tlsDir`,
- * an agent directory made by `cmmigrate init` or `ensurePki`, names).
+ * an agent directory made by `cmmigrate init` or `ensurePki`, names). `serverOptions`
+ * override the agents' (a larger send limit, to send oversized messages).
  */
-export async function startCraftedSender(host: string, tlsDir: string): Promise<CraftedSender> {
+export async function startCraftedSender(host: string, tlsDir: string, serverOptions: grpc.ServerOptions = {}): Promise<CraftedSender> {
   const m = await loadTls(tlsDir, 'agent');
-  const server = new grpc.Server(SERVER_OPTIONS);
+  const server = new grpc.Server({ ...SERVER_OPTIONS, ...serverOptions });
   const sender: CraftedSender = {
     address: '',
     pass: { list: [] },
