@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
+import { reportFigure } from './support/fault-checks';
 import { CONTROLLER_CLI, findTempFiles } from './support/harness';
 import { setupRehearsal, type Rehearsal } from './support/rehearsal';
 import { unitState } from './support/standin-relay';
@@ -72,7 +73,7 @@ describe('the controller killed during run', () => {
       const verify = await r.run(['verify', '--plan', 'plan.toml'], TIMEOUT);
       expect(verify.code, verify.stderr).toBe(0);
       expect(await findTempFiles(r.newRoot)).toEqual([]);
-      console.log(`run: controller SIGKILLed at ${points.length} points (${points.join(', ')}); finished and verified`);
+      reportFigure('run-kills', { points: points.length, at: points.join(' ') });
     },
     TIMEOUT,
   );

@@ -13,6 +13,7 @@ import { setupRehearsal, type Rehearsal } from './support/rehearsal';
 import { writeCheckoutSources } from './support/relay-checkout';
 import { unitState } from './support/standin-relay';
 import { snapshotTree } from './support/tree-snapshot';
+import { reportFigure } from './support/fault-checks';
 import { ALL_ROOT_PATHS, findTempFiles } from './support/harness';
 
 const TIMEOUT = 240_000;
@@ -184,6 +185,7 @@ describe('cmmigrate run', () => {
       const fin = await run();
       expect(fin.code, fin.stderr).toBe(0);
       expect(states(r)).toEqual(ALL_DONE);
+      reportFigure('run-step-faults', { faults: 5, steps: '2 3 4 5 6' });
       // No cmdeploy effect was repeated beyond what was safe: activate ran once (its mark held).
       expect(cmdeployCalls(r)).toEqual(['preconfigure 127.0.0.3', 'preconfigure 127.0.0.3', 'disable-mail 127.0.0.2', 'disable-mail 127.0.0.2', 'activate 127.0.0.3']);
       expect(r.journal().steps['2'].attempts).toBe(2);

@@ -43,7 +43,9 @@ function main(): void {
   const hostile = of('hostile')[0] ?? {};
   const tiny = of('tiny-entries')[0] ?? {};
   const peers = of('peers')[0] ?? {};
-  const faults = Number(kills.points ?? 0) + cuts.length + stalls.length + full.length + changed.length;
+  const runKills = of('run-kills')[0] ?? {};
+  const stepFaults = of('run-step-faults')[0] ?? {};
+  const faults = Number(kills.points ?? 0) + cuts.length + stalls.length + full.length + changed.length + Number(runKills.points ?? 0) + Number(stepFaults.faults ?? 0);
   const out: string[] = [];
   out.push('## Reliability: what was tried, and the result');
   out.push('');
@@ -52,6 +54,8 @@ function main(): void {
   out.push('| What | Tried | Result |');
   out.push('| --- | ---: | --- |');
   out.push(`| SIGKILL of the old agent, the new agent and the controller at byte-exact points of the initial and final passes (test/faults.test.ts) | ${kills.points ?? 0} (${kills.initial ?? 0} initial, ${kills.final ?? 0} final; ${kills.old ?? 0} old, ${kills.new ?? 0} new, ${kills.controller ?? 0} controller) | resumed and verified |`);
+  out.push(`| SIGKILL of the controller during \`cmmigrate run\`, at the start and the end of every step, one after the other in one move (test/run-kill.test.ts) | ${runKills.points ?? 0} | each rerun continued where the journal said; cmdeploy never called out of order or with wrong stages; finished and verified |`);
+  out.push(`| A fault at each step of \`cmmigrate run\`: cmdeploy exits 1, mail still running after --disable-mail, verify fails, DNS never switches, a port closed after activate (test/run.test.ts) | ${stepFaults.faults ?? 0} | a clear error naming step and host, the journal shows the failed step; the rerun after the fix continued there and finished |`);
   out.push(`| Connection between the agents cut (TCP reset) mid-stream | ${cuts.length} | failed within ${Math.max(0, ...cuts.map((c) => Number(c.failedInMs)))} ms, resumed, verified |`);
   out.push(`| Stalled peer (proxy stops forwarding), --stall-timeout 3 s | ${stalls.length} | failed within ${Math.max(0, ...stalls.map((c) => Number(c.failedInMs)))} ms, resumed, verified |`);
   out.push(`| Disk full on the new host (tmpfs), freed by deleting a filler and by growing the filesystem | ${full.length} | \`transfer.disk_full\` naming host and file; committed files intact; resumed, verified |`);
