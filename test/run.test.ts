@@ -101,6 +101,16 @@ describe('cmmigrate run', () => {
       expect(run.stderr).not.toContain('==> Step');
       // The log file: pino lines, one per event.
       const log = await fsp.readFile(path.join(r.dir, '.cmmigrate', 'run.log'), 'utf8');
+      // Neither the log nor the events nor the text carry key material or password hashes.
+      const dkim = (await fsp.readFile(path.join(r.oldRoot, 'etc/dkimkeys/opendkim.private'), 'utf8')).split('\n').filter((l) => l.length >= 40 && !l.startsWith('-----'));
+      const mailboxes = path.join(r.oldRoot, 'home/vmail/mail/mail.example.org');
+      const address = (await fsp.readdir(mailboxes)).find((n) => n.includes('@'))!;
+      const hash = (await fsp.readFile(path.join(mailboxes, address, 'password'), 'utf8')).trim();
+      expect(dkim.length).toBeGreaterThan(0);
+      expect(hash.length).toBeGreaterThan(10);
+      for (const secret of [...dkim, hash]) {
+        for (const [name, text] of [['run.log', log], ['--json', run.stdout], ['stderr', run.stderr]] as const) expect(text.includes(secret), name).toBe(false);
+      }
       expect(log.split('\n').filter(Boolean).map((l) => JSON.parse(l).msg)).toEqual(expect.arrayContaining(['run started', 'step done', 'run ended']));
 
       // status shows the journal; a rerun has nothing left to do and calls nothing.
