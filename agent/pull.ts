@@ -175,6 +175,15 @@ const us = (ns: bigint): bigint => ns / 1000n;
 class ActionQueue {
   private items: Action[] = [];
   private closed = false;
+
+  /** An action was taken and is not applied yet (the executor clears it). */
+  busy = false;
+
+  /** Nothing queued and nothing being applied. */
+  get empty(): boolean {
+    return this.items.length === 0 && !this.busy;
+  }
+
   private failed: unknown = null;
   private wakeConsumer: (() => void) | null = null;
   private wakeProducer: (() => void) | null = null;
@@ -202,6 +211,7 @@ class ActionQueue {
     while (!this.items.length && !this.closed && !this.failed) await new Promise<void>((r) => (this.wakeConsumer = r));
     if (this.failed) throw this.failed;
     const a = this.items.shift() ?? null;
+    this.busy = a !== null;
     if (this.items.length < QUEUE_LIMIT / 2) {
       this.wakeProducer?.();
       this.wakeProducer = null;
@@ -530,7 +540,7 @@ class Puller {
           const what = differs(here, s, meta);
           if (!what.length) {
             this.summary.unchanged++;
-            if (!dry && isOurs) await this.queue.push({ k: 'keep', rec: record(rel, here, s) });
+            if (!dry && isOurs) await this.keep(record(rel, here, s));
             return;
           }
           this.item({ op: 'changed', path: '/' + rel, what: what.join(',') });
@@ -551,7 +561,7 @@ class Puller {
               if (top) top.dirty = true;
             } else if (!dry && isOurs) {
               // Recorded before its contents: the manifest stays in walk order.
-              await this.queue.push({ k: 'keep', rec: record(rel, te!, s) });
+              await this.keep(record(rel, te!, s));
             }
             const name = path.posix.basename(rel);
             if ((name === 'cur' || name === 'new') && te && te.type === 'dir') maildirs.add(path.posix.dirname(rel));
@@ -585,7 +595,7 @@ class Puller {
               if (!what.length) {
                 this.summary.unchanged++;
                 this.tick(1, Number(s.size));
-                if (!dry && isOurs) await this.queue.push({ k: 'keep', rec: record(rel, te, s) });
+                if (!dry && isOurs) await this.keep(record(rel, te, s));
                 break;
               }
               if (!what.includes('size') && !what.includes('mtime')) {
@@ -743,8 +753,19 @@ class Puller {
       const a = await this.queue.shift();
       if (!a) return;
       await this.apply(a);
+      this.queue.busy = false;
       this.activity();
     }
+  }
+
+  /**
+   * The record of an entry this pass leaves as it is. When nothing waits in the queue before
+   * it, it goes straight into the journal: the journal stays in walk order, and an unchanged
+   * entry costs no trip through the executor.
+   */
+  private async keep(rec: ManifestRecord): Promise<void> {
+    if (this.writer && this.queue.empty) this.writer.append(rec);
+    else await this.queue.push({ k: 'keep', rec });
   }
 
   private async apply(a: Action): Promise<void> {
