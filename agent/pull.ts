@@ -179,9 +179,16 @@ class ActionQueue {
   /** An action was taken and is not applied yet (the executor clears it). */
   busy = false;
 
+  /** Where the next action to take is: Array.shift() moves the whole array each time. */
+  private head = 0;
+
+  private get length(): number {
+    return this.items.length - this.head;
+  }
+
   /** Nothing queued and nothing being applied. */
   get empty(): boolean {
-    return this.items.length === 0 && !this.busy;
+    return this.length === 0 && !this.busy;
   }
 
   private failed: unknown = null;
@@ -189,7 +196,7 @@ class ActionQueue {
   private wakeProducer: (() => void) | null = null;
 
   async push(a: Action): Promise<void> {
-    while (this.items.length >= QUEUE_LIMIT && !this.failed) await new Promise<void>((r) => (this.wakeProducer = r));
+    while (this.length >= QUEUE_LIMIT && !this.failed) await new Promise<void>((r) => (this.wakeProducer = r));
     if (this.failed) throw this.failed;
     this.items.push(a);
     this.wakeConsumer?.();
@@ -208,11 +215,22 @@ class ActionQueue {
     this.wakeConsumer?.();
   }
   async shift(): Promise<Action | null> {
-    while (!this.items.length && !this.closed && !this.failed) await new Promise<void>((r) => (this.wakeConsumer = r));
+    while (!this.length && !this.closed && !this.failed) await new Promise<void>((r) => (this.wakeConsumer = r));
     if (this.failed) throw this.failed;
-    const a = this.items.shift() ?? null;
+    let a: Action | null = null;
+    if (this.length) {
+      a = this.items[this.head];
+      this.items[this.head++] = undefined as unknown as Action;
+      if (this.head === this.items.length) {
+        this.items = [];
+        this.head = 0;
+      } else if (this.head >= QUEUE_LIMIT) {
+        this.items = this.items.slice(this.head);
+        this.head = 0;
+      }
+    }
     this.busy = a !== null;
-    if (this.items.length < QUEUE_LIMIT / 2) {
+    if (this.length < QUEUE_LIMIT / 2) {
       this.wakeProducer?.();
       this.wakeProducer = null;
     }
