@@ -32,7 +32,7 @@ import type { Identity } from './identity';
 import { ManifestReader, ManifestWriter, type ManifestRecord } from './manifest';
 import { checkWirePath, ensureParents, type AgentRoots, type ResolvedRoot } from './paths';
 import type { FetchWant } from './source';
-import { parsePaxTime, utimesSeconds, walkRoot, type WalkEntry } from './walk';
+import { parsePaxTime, ReadAhead, utimesSeconds, walkRoot, type WalkEntry } from './walk';
 import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN } from './wire-format';
 
 const execFileP = promisify(execFile);
@@ -111,6 +111,8 @@ export const TMP_PREFIX = '.cmmigrate-tmp-';
 const QUEUE_LIMIT = 4096;
 const WANT_BATCH = 256;
 const MAX_DEFERRED = 50_000;
+/** Entries of this host's walk read ahead of the merge, at most. */
+const LOCAL_AHEAD = 8192;
 const REPORT_LIMIT = 100;
 
 interface Meta {
@@ -285,6 +287,7 @@ class Puller {
 
   async run(): Promise<void> {
     const list = this.o.list[Symbol.asyncIterator]();
+    if (this.o.roots.length) this.startLocalWalk(this.o.roots[0]);
     const first = await list.next();
     if (first.done) throw wireError('the sender\'s listing was empty');
     const announced = this.begin(first.value);
@@ -432,11 +435,28 @@ class Puller {
   // ------------------------------------------------------------------------------------
   // The merge
 
+  private localWalks = new Map<string, ReadAhead<WalkEntry>>();
+
+  /**
+   * Start walking a root of this host ahead of the merge: the first one while the sender
+   * still walks its tree for the announcement, the others as their merge begins.
+   */
+  private startLocalWalk(root: ResolvedRoot): void {
+    if (!this.localWalks.has(root.name)) this.localWalks.set(root.name, new ReadAhead(walkRoot(root)[Symbol.asyncIterator](), LOCAL_AHEAD));
+  }
+
+  private takeLocalWalk(root: ResolvedRoot): ReadAhead<WalkEntry> {
+    this.startLocalWalk(root);
+    const w = this.localWalks.get(root.name)!;
+    this.localWalks.delete(root.name);
+    return w;
+  }
+
   private async mergeRoot(root: ResolvedRoot, batches: AsyncGenerator<ListBatch__Output>): Promise<void> {
     const dry = !!this.o.dryRun;
     const ours = await ManifestReader.open(this.o.stateDir, root.name);
     if (!dry) this.writer = new ManifestWriter(this.o.stateDir, root.name);
-    const local = walkRoot(root)[Symbol.asyncIterator]();
+    const local = this.takeLocalWalk(root);
     let t = (await local.next()).value as WalkEntry | undefined;
     const nextT = async (): Promise<void> => {
       t = ((await local.next()).value as WalkEntry | undefined) ?? undefined;

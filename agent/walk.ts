@@ -116,3 +116,61 @@ export function utimesSeconds(ns: bigint): number {
   const rest = us % 1_000_000n;
   return Number(sec) + (Number(rest) + 0.5) / 1e6;
 }
+
+/**
+ * An iterator that pulls up to `cap` items ahead of its consumer, so that a walk of this
+ * host's tree goes on while the consumer waits for the network. It only ever runs ahead:
+ * what it yields is what the plain walk would have yielded, at most `cap` items earlier.
+ * A failure of the source is thrown where its item would have been.
+ */
+export class ReadAhead<T> implements AsyncIterator<T> {
+  private buf: (T | undefined)[] = [];
+  private head = 0;
+  private done = false;
+  private err: unknown = null;
+  private pumping: Promise<void> | null = null;
+
+  constructor(
+    private readonly src: AsyncIterator<T>,
+    private readonly cap: number,
+  ) {
+    void this.pump();
+  }
+
+  private pump(): Promise<void> {
+    if (!this.pumping && !this.done) {
+      this.pumping = (async () => {
+        try {
+          while (!this.done && this.buf.length - this.head < this.cap) {
+            const n = await this.src.next();
+            if (n.done) this.done = true;
+            else this.buf.push(n.value);
+          }
+        } catch (err) {
+          this.err = err;
+          this.done = true;
+        }
+        this.pumping = null;
+      })();
+    }
+    return this.pumping ?? Promise.resolve();
+  }
+
+  async next(): Promise<IteratorResult<T>> {
+    for (;;) {
+      if (this.head < this.buf.length) {
+        const value = this.buf[this.head] as T;
+        this.buf[this.head++] = undefined;
+        if (this.head >= 1024 && this.head * 2 >= this.buf.length) {
+          this.buf = this.buf.slice(this.head);
+          this.head = 0;
+        }
+        if (!this.pumping && !this.done) void this.pump();
+        return { value, done: false };
+      }
+      if (this.err) throw this.err;
+      if (this.done) return { value: undefined, done: true };
+      await this.pump();
+    }
+  }
+}
