@@ -9,11 +9,9 @@
  * previous manifest and any journal of an interrupted pass stay, and count as "ours".
  * Readers merge all of a root's files in walk order, holding one line of each.
  */
-import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { comparePaths } from '../proto';
 
 export interface ManifestRecord {
@@ -37,9 +35,52 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
   return names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl')).map((n) => path.join(dir, n));
 }
 
+/** The lines of a file, read synchronously in blocks: a manifest is local and read in order. */
+class LineReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  private fd: number | null;
+
+  constructor(file: string) {
+    this.fd = fsSync.openSync(file, 'r');
+  }
+
+  /** The next line without its newline, or null at the end. */
+  next(): string | null {
+    for (;;) {
+      const nl = this.buf.indexOf(10, this.pos);
+      if (nl !== -1) {
+        const line = this.buf.toString('utf8', this.pos, nl);
+        this.pos = nl + 1;
+        return line;
+      }
+      if (this.fd === null) {
+        if (this.pos >= this.buf.length) return null;
+        const line = this.buf.toString('utf8', this.pos); // a last line without newline: torn
+        this.pos = this.buf.length;
+        return line;
+      }
+      const rest = this.buf.length - this.pos;
+      const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
+      this.buf.copy(chunk, 0, this.pos);
+      const n = fsSync.readSync(this.fd, chunk, rest, chunk.length - rest, null);
+      if (n === 0) this.close();
+      this.buf = chunk.subarray(0, rest + n);
+      this.pos = 0;
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) fsSync.closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+const READ_BLOCK = 64 * 1024;
+
 /** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
 export class ManifestReader {
-  private heads: { rec: ManifestRecord | null; it: AsyncIterator<string> }[] = [];
+  private heads: { rec: ManifestRecord | null; lines: LineReader }[] = [];
 
   static async open(dir: string, root: string): Promise<ManifestReader> {
     const r = new ManifestReader();
@@ -50,45 +91,49 @@ export class ManifestReader {
       /* no manifest yet */
     }
     for (const file of filesOf(dir, root, names)) {
-      const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-      const it = rl[Symbol.asyncIterator]();
-      const head = { rec: null as ManifestRecord | null, it };
-      await r.advance(head);
+      const head = { rec: null as ManifestRecord | null, lines: new LineReader(file) };
       r.heads.push(head);
+      r.advance(head);
     }
     return r;
   }
 
-  private async advance(h: { rec: ManifestRecord | null; it: AsyncIterator<string> }): Promise<void> {
+  private advance(h: { rec: ManifestRecord | null; lines: LineReader }): void {
     for (;;) {
-      const n = await h.it.next();
-      if (n.done) {
+      const line = h.lines.next();
+      if (line === null) {
         h.rec = null;
         return;
       }
-      if (!n.value) continue;
+      if (!line) continue;
       try {
-        h.rec = JSON.parse(n.value) as ManifestRecord;
+        h.rec = JSON.parse(line) as ManifestRecord;
         return;
       } catch {
         // A torn last line of an interrupted pass: the rest of that file is unusable.
         h.rec = null;
+        h.lines.close();
         return;
       }
     }
   }
 
   /** The record of `p`, if any. Calls must come in walk order. */
-  async at(p: string): Promise<ManifestRecord | undefined> {
+  at(p: string): ManifestRecord | undefined {
     let found: ManifestRecord | undefined;
     for (const h of this.heads) {
-      while (h.rec && comparePaths(h.rec.p, p) < 0) await this.advance(h);
+      while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
       if (h.rec && h.rec.p === p) {
         found = h.rec; // later files (newer passes) win
-        await this.advance(h);
+        this.advance(h);
       }
     }
     return found;
+  }
+
+  /** Close the files still open (a pass that stopped early). */
+  close(): void {
+    for (const h of this.heads) h.lines.close();
   }
 }
 

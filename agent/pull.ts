@@ -329,6 +329,7 @@ class Puller {
       await executor.catch(() => undefined);
       throw err;
     }
+    for (const m of this.manifests.splice(0)) m.close();
     if (this.fetch) await this.fetch.finish();
     this.summary.ownersDefaulted = [...this.defaulted].sort();
     this.summary.wireBytes = this.fetch?.wireBytes ?? 0;
@@ -345,6 +346,7 @@ class Puller {
   }
 
   async abort(): Promise<void> {
+    for (const m of this.manifests.splice(0)) m.close();
     await this.fetch?.cleanup();
     this.writer?.close();
   }
@@ -436,6 +438,8 @@ class Puller {
   // The merge
 
   private localWalks = new Map<string, ReadAhead<WalkEntry>>();
+  /** The manifests read so far: each closes its files at their end, or in abort(). */
+  private readonly manifests: ManifestReader[] = [];
 
   /**
    * Start walking a root of this host ahead of the merge: the first one while the sender
@@ -455,6 +459,7 @@ class Puller {
   private async mergeRoot(root: ResolvedRoot, batches: AsyncGenerator<ListBatch__Output>): Promise<void> {
     const dry = !!this.o.dryRun;
     const ours = await ManifestReader.open(this.o.stateDir, root.name);
+    this.manifests.push(ours);
     if (!dry) this.writer = new ManifestWriter(this.o.stateDir, root.name);
     const local = this.takeLocalWalk(root);
     let t = (await local.next()).value as WalkEntry | undefined;
@@ -494,7 +499,7 @@ class Puller {
         if (parentFrame) parentFrame.dirty = true;
         return;
       }
-      const m = await ours.at(te.rel);
+      const m = ours.at(te.rel);
       const isOurs = !!m && m.t === te.type && m.i === String(te.st.ino) && (te.type !== 'file' || (m.s === Number(te.st.size) && m.m === String(us(te.st.mtimeNs))));
       const g: Gone = { rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false };
       gone.push(g);
@@ -570,7 +575,7 @@ class Puller {
         if (mtimeNs === undefined || !/^\d{1,21}$/.test(s.mtime_ns)) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
         const { uid, gid } = this.owner(root, s.user, s.group, rel);
         const meta: Meta = { uid, gid, mode: s.mode & 0o7777, mtimeNs: BigInt(s.mtime_ns) };
-        const m = te ? await ours.at(rel) : undefined;
+        const m = te ? ours.at(rel) : undefined;
         const isOurs = !!m && te !== undefined && m.i === String(te.st.ino);
         const top = stack[stack.length - 1];
         /** The same entry of the same type here: unchanged, or only its attributes to set. */
