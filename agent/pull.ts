@@ -204,9 +204,6 @@ class ActionQueue {
     this.wakeConsumer?.();
     this.wakeConsumer = null;
   }
-  get empty(): boolean {
-    return this.items.length === 0;
-  }
   close(): void {
     this.closed = true;
     this.wakeConsumer?.();
