@@ -112,7 +112,7 @@ const QUEUE_LIMIT = 4096;
 const WANT_BATCH = 256;
 const MAX_DEFERRED = 50_000;
 /** Entries of this host's walk read ahead of the merge, at most. */
-const LOCAL_AHEAD = 8192;
+const LOCAL_AHEAD = 1024;
 const REPORT_LIMIT = 100;
 
 interface Meta {
