@@ -43,7 +43,7 @@ import { HostOpRunner } from './host-ops';
 import { loadIdentity } from './identity';
 import { resolveRoots, type AgentRoots } from './paths';
 import { pull, type FetchChannel, type OwnerNames } from './pull';
-import { announceRoots, checkRequiredRoots, fetchTar, listRoots, type FetchWant } from './source';
+import { announceAndList, checkRequiredRoots, fetchTar, type FetchWant } from './source';
 import { peerCredentials, roleOf, type AgentTls } from './tls';
 import { digestRoot } from './tree-digest';
 
@@ -202,13 +202,13 @@ export class AgentService {
     const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, phase), req.scope.mailboxes_dir);
     const identity = await loadIdentity(this.opts.roots.root);
     const log = this.opts.log.child({ method: 'List', phase, peer: call.getPeer() });
-    const announced = await announceRoots(roots, identity);
+    const { announced, entries } = await announceAndList(roots, phase, identity, (msg, f) => log.warn(f, msg));
     checkRequiredRoots(phase, roots, announced);
     log.info({ roots: announced.map((a) => ({ name: a.name, present: a.present, files: a.files, bytes: a.bytes })) }, 'listing');
     const first: ListBatch = { protocol: PROTOCOL_VERSION, roots: announced };
     if (!call.write(first)) await waitDrain(call, signal);
     let batch: ListBatch['entries'] = [];
-    for await (const item of listRoots(roots, phase, identity, (msg, f) => log.warn(f, msg))) {
+    for await (const item of entries) {
       if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
       if ('path' in item) {
         batch.push(item);

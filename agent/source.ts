@@ -1,7 +1,7 @@
 /**
  * The sending side of a pass, in two calls the receiver drives:
  *
- * - `listRoots`: the roots' entries in walk order, metadata only, after an announcement of
+ * - `announceAndList`: the roots' entries in walk order, metadata only, after an announcement of
  *   every root (presence, totals, the owner names it uses) so that the receiver can refuse
  *   a pass before it writes anything. Hard links name the first listed path of their inode.
  * - `fetchTar`: the content of the regular files the receiver asks for, as a pax tar
@@ -21,7 +21,7 @@ import * as tar from 'tar-stream';
 import { CHUNK_MAX_BYTES, CHUNK_MIN_BYTES, CmError, type Phase } from '../proto';
 import { nameOr, type Identity } from './identity';
 import { checkWirePath, rootOf, type ResolvedRoot } from './paths';
-import { paxTime, walkRoot } from './walk';
+import { paxTime, walkRoot, type WalkEntry } from './walk';
 import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN } from './wire-format';
 
 type HeaderArg = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
@@ -71,10 +71,108 @@ function deviceNode(rel: string): CmError {
   });
 }
 
-/** Announce every root: presence, totals, and the owner names it uses. */
-export async function announceRoots(roots: ResolvedRoot[], identity: Identity): Promise<RootAnnouncement[]> {
-  const out: RootAnnouncement[] = [];
-  for (const root of roots) {
+/** The roots a final pass cannot do without. */
+export function checkRequiredRoots(phase: Phase, roots: ResolvedRoot[], announced: RootAnnouncement[]): void {
+  const missing = announced.filter((a) => !a.present && !roots.find((r) => r.name === a.name)!.optional);
+  if (missing.length > 0 && phase === 'final') {
+    throw new CmError('transfer.source_root_missing', `the source has no ${missing.map((m) => '/' + m.rel).join(', ')}`, {
+      hint: 'check the agent\'s --root on the old host; a relay deployed by cmdeploy has all of these',
+    });
+  }
+}
+
+/** Entries that the announcing walk keeps for the listing, at most: up to this many, one walk does. */
+const LIST_AHEAD = 32_768;
+
+/** Turns one root's walk into listed entries: hard-link leaders, sockets, vanished entries. */
+class RootLister {
+  readonly end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
+  private readonly leaders = new Map<string, { rel: string; left: bigint }>();
+
+  constructor(
+    private readonly strict: boolean,
+    private readonly identity: Identity,
+    private readonly onWarning?: (msg: string, fields: Record<string, unknown>) => void,
+  ) {}
+
+  readonly vanished = (rel: string): void => {
+    if (this.strict) throw strictChange(rel, 'vanished');
+    this.end.vanished++;
+    if (this.end.vanished_paths.length < REPORT_LIMIT) this.end.vanished_paths.push('/' + rel);
+    this.onWarning?.('source entry vanished during a live pass; the final pass settles it', { path: '/' + rel });
+  };
+
+  /** The listed form of a walked entry, or null (a socket, or gone meanwhile). */
+  async entry(e: WalkEntry): Promise<ListedEntry | null> {
+    if (e.type === 'socket') {
+      this.end.sockets_skipped++;
+      return null;
+    }
+    if (e.type === 'device') throw deviceNode(e.rel);
+    const uid = Number(e.st.uid);
+    const gid = Number(e.st.gid);
+    const ino = `${e.st.dev}:${e.st.ino}`;
+    let leader = '';
+    if (e.type === 'file' && e.st.nlink > 1n) {
+      const l = this.leaders.get(ino);
+      if (l) {
+        leader = l.rel;
+        if (--l.left <= 0n) this.leaders.delete(ino);
+      } else this.leaders.set(ino, { rel: e.rel, left: e.st.nlink - 1n });
+    }
+    let link = '';
+    if (e.type === 'symlink') {
+      try {
+        link = fsSync.readlinkSync(e.abs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          this.vanished(e.rel);
+          return null;
+        }
+        throw err;
+      }
+    }
+    return {
+      path: e.rel,
+      type: e.type,
+      size: e.type === 'file' ? Number(e.st.size) : 0,
+      mtime_ns: String(e.st.mtimeNs),
+      mode: Number(e.st.mode & 0o7777n),
+      user: nameOr(uid, this.identity.userName(uid)),
+      group: nameOr(gid, this.identity.groupName(gid)),
+      link,
+      ino,
+      leader,
+      nlink: Number(e.st.nlink),
+    };
+  }
+}
+
+export interface Listing {
+  /** Every root: presence, totals, and the owner names it uses. */
+  announced: RootAnnouncement[];
+  /** Every entry of the roots in walk order, each root's entries followed by its end record. */
+  entries: AsyncGenerator<ListedEntry | ListEnd>;
+}
+
+/**
+ * Announce the roots, then list them. The walk that counts for the announcement keeps the
+ * first LIST_AHEAD entries it lists, so a tree of that size is walked once; beyond it the
+ * listing walks again from where the kept entries stop. Sockets are left out and counted;
+ * a device node stops the pass.
+ */
+export async function announceAndList(
+  roots: ResolvedRoot[],
+  phase: Phase,
+  identity: Identity,
+  onWarning?: (msg: string, fields: Record<string, unknown>) => void,
+  keep = LIST_AHEAD,
+): Promise<Listing> {
+  const strict = phase === 'final';
+  const announced: RootAnnouncement[] = [];
+  let kept: (ListedEntry | ListEnd | null)[] = [];
+  let resume: { index: number; after: string | undefined; lister: RootLister } | null = null;
+  for (const [index, root] of roots.entries()) {
     const users = new Set<string>();
     const groups = new Set<string>();
     const seen = new Set<string>();
@@ -82,9 +180,23 @@ export async function announceRoots(roots: ResolvedRoot[], identity: Identity): 
     let bytes = 0;
     let entries = 0;
     let present = false;
-    for await (const e of walkRoot(root)) {
+    const keeping = resume === null;
+    const lister = new RootLister(strict, identity, onWarning);
+    let lastKept: string | undefined;
+    // Vanished entries count where they are listed: here while keeping, else in the second walk.
+    const onVanished = (rel: string): void => {
+      if (keeping && resume === null) lister.vanished(rel);
+    };
+    for await (const e of walkRoot(root, { onVanished })) {
       present = true;
       if (e.type === 'device') throw deviceNode(e.rel);
+      if (keeping && resume === null) {
+        if (kept.length < keep) {
+          const listed = await lister.entry(e);
+          if (listed) kept.push(listed);
+          lastKept = e.rel;
+        } else resume = { index, after: lastKept, lister };
+      }
       if (e.type === 'socket') continue;
       entries++;
       users.add(nameOr(Number(e.st.uid), identity.userName(Number(e.st.uid))));
@@ -99,87 +211,29 @@ export async function announceRoots(roots: ResolvedRoot[], identity: Identity): 
         bytes += Number(e.st.size);
       }
     }
-    out.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });
+    if (keeping && resume === null) kept.push(lister.end);
+    announced.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });
   }
-  return out;
-}
-
-/** The roots a final pass cannot do without. */
-export function checkRequiredRoots(phase: Phase, roots: ResolvedRoot[], announced: RootAnnouncement[]): void {
-  const missing = announced.filter((a) => !a.present && !roots.find((r) => r.name === a.name)!.optional);
-  if (missing.length > 0 && phase === 'final') {
-    throw new CmError('transfer.source_root_missing', `the source has no ${missing.map((m) => '/' + m.rel).join(', ')}`, {
-      hint: 'check the agent\'s --root on the old host; a relay deployed by cmdeploy has all of these',
-    });
-  }
-}
-
-/**
- * Every entry of the roots in walk order (sockets left out and counted), each root's
- * entries followed by its end record.
- */
-export async function* listRoots(
-  roots: ResolvedRoot[],
-  phase: Phase,
-  identity: Identity,
-  onWarning?: (msg: string, fields: Record<string, unknown>) => void,
-): AsyncGenerator<ListedEntry | ListEnd> {
-  const strict = phase === 'final';
-  let end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
-  const vanished = (rel: string): void => {
-    if (strict) throw strictChange(rel, 'vanished');
-    end.vanished++;
-    if (end.vanished_paths.length < REPORT_LIMIT) end.vanished_paths.push('/' + rel);
-    onWarning?.('source entry vanished during a live pass; the final pass settles it', { path: '/' + rel });
-  };
-  for (const root of roots) {
-    const leaders = new Map<string, { rel: string; left: bigint }>();
-    for await (const e of walkRoot(root, { onVanished: vanished })) {
-      if (e.type === 'socket') {
-        end.sockets_skipped++;
-        continue;
-      }
-      if (e.type === 'device') throw deviceNode(e.rel);
-      const uid = Number(e.st.uid);
-      const gid = Number(e.st.gid);
-      const ino = `${e.st.dev}:${e.st.ino}`;
-      let leader = '';
-      if (e.type === 'file' && e.st.nlink > 1n) {
-        const l = leaders.get(ino);
-        if (l) {
-          leader = l.rel;
-          if (--l.left <= 0n) leaders.delete(ino);
-        } else leaders.set(ino, { rel: e.rel, left: e.st.nlink - 1n });
-      }
-      let link = '';
-      if (e.type === 'symlink') {
-        try {
-          link = await fs.readlink(e.abs);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-            vanished(e.rel);
-            continue;
-          }
-          throw err;
-        }
-      }
-      yield {
-        path: e.rel,
-        type: e.type,
-        size: e.type === 'file' ? Number(e.st.size) : 0,
-        mtime_ns: String(e.st.mtimeNs),
-        mode: Number(e.st.mode & 0o7777n),
-        user: nameOr(uid, identity.userName(uid)),
-        group: nameOr(gid, identity.groupName(gid)),
-        link,
-        ino,
-        leader,
-        nlink: Number(e.st.nlink),
-      };
+  const rest = resume as { index: number; after: string | undefined; lister: RootLister } | null;
+  const entries = async function* (): AsyncGenerator<ListedEntry | ListEnd> {
+    for (let i = 0; i < kept.length; i++) {
+      const item = kept[i]!;
+      kept[i] = null; // gone out: let it go
+      yield item;
     }
-    yield end;
-    end = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
-  }
+    kept = [];
+    if (!rest) return;
+    for (let i = rest.index; i < roots.length; i++) {
+      const resuming = i === rest.index;
+      const lister = resuming ? rest.lister : new RootLister(strict, identity, onWarning);
+      for await (const e of walkRoot(roots[i], { onVanished: lister.vanished, after: resuming ? rest.after : undefined })) {
+        const listed = await lister.entry(e);
+        if (listed) yield listed;
+      }
+      yield lister.end;
+    }
+  };
+  return { announced, entries: entries() };
 }
 
 export interface FetchWant {

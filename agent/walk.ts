@@ -5,7 +5,7 @@
  */
 import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { compareNames } from '../proto';
+import { compareNames, comparePaths } from '../proto';
 import type { ResolvedRoot } from './paths';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'device';
@@ -30,6 +30,11 @@ export function typeOf(st: BigIntStats): EntryType {
 export interface WalkOptions {
   /** Called for an entry that vanished between readdir and lstat (a live relay). */
   onVanished?: (rel: string) => void;
+  /**
+   * Resume a walk: yield only the entries after this path in walk order. What sorts
+   * before it is skipped without an lstat, except the directories on its way.
+   */
+  after?: string;
 }
 
 /** Entries between two turns of the event loop. */
@@ -55,7 +60,7 @@ export async function* walkRoot(root: ResolvedRoot, opts: WalkOptions = {}): Asy
     throw err;
   }
   const entry: WalkEntry = { rel: root.rel, abs: root.abs, st, type: typeOf(st) };
-  yield entry;
+  if (opts.after === undefined || comparePaths(root.rel, opts.after) > 0) yield entry;
   if (entry.type === 'dir') yield* walkDir(root.rel, root.abs, opts, { n: 0 });
 }
 
@@ -75,6 +80,11 @@ async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n:
     if (++count.n % YIELD_EVERY === 0) await new Promise<void>((r) => setImmediate(r));
     const childRel = `${rel}/${name}`;
     const childAbs = `${abs}/${name}`;
+    // Resuming: what sorts before `after` went out already, except the way down to it; `after`
+    // itself went out too, but a directory's contents come after it.
+    const c = opts.after === undefined ? 1 : comparePaths(childRel, opts.after);
+    const before = c <= 0;
+    if (c < 0 && !opts.after!.startsWith(childRel + '/')) continue;
     let cst: BigIntStats;
     try {
       cst = fsSync.lstatSync(childAbs, { bigint: true });
@@ -86,7 +96,7 @@ async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n:
       throw err;
     }
     const child: WalkEntry = { rel: childRel, abs: childAbs, st: cst, type: typeOf(cst) };
-    yield child;
+    if (!before) yield child;
     if (child.type === 'dir') yield* walkDir(childRel, childAbs, opts, count);
   }
 }

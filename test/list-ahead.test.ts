@@ -1,0 +1,60 @@
+/**
+ * The sender's listing walks a tree once when it is small and resumes a second walk where
+ * the kept entries stop when it is not (issue 6): wherever that cut falls, the listing is
+ * the same as the one of a plain walk.
+ */
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadIdentity } from '../agent/identity';
+import type { ResolvedRoot } from '../agent/paths';
+import { announceAndList, type ListedEntry, type ListEnd } from '../agent/source';
+
+async function collect(roots: ResolvedRoot[], root: string, keep?: number): Promise<{ announced: unknown; items: (ListedEntry | ListEnd)[] }> {
+  const listing = await announceAndList(roots, 'initial', await loadIdentity(root), undefined, keep);
+  const items: (ListedEntry | ListEnd)[] = [];
+  for await (const i of listing.entries) items.push(i);
+  return { announced: listing.announced, items };
+}
+
+describe('announce and list', () => {
+  let dir: string;
+  let roots: ResolvedRoot[];
+
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cmm-list-ahead-'));
+    await fs.mkdir(path.join(dir, 'etc'));
+    await fs.writeFile(path.join(dir, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    await fs.writeFile(path.join(dir, 'etc/group'), 'root:x:0:\n');
+    const mail = path.join(dir, 'home/vmail/mail/d');
+    for (const a of ['a', 'b', 'c']) {
+      for (const sub of ['cur', 'new', 'tmp']) await fs.mkdir(path.join(mail, a, sub), { recursive: true });
+      for (let i = 0; i < 3; i++) await fs.writeFile(path.join(mail, a, 'cur', `m${i}:2,S`), `${a}${i}\n`);
+      await fs.writeFile(path.join(mail, a, 'password'), 'x');
+    }
+    await fs.link(path.join(mail, 'a/cur/m0:2,S'), path.join(mail, 'b/new/m0'));
+    await fs.link(path.join(mail, 'a/cur/m0:2,S'), path.join(mail, 'c/new/m0'));
+    await fs.symlink('../a', path.join(mail, 'b/link'));
+    await fs.mkdir(path.join(dir, 'etc/dkimkeys'));
+    await fs.writeFile(path.join(dir, 'etc/dkimkeys/opendkim.private'), 'k');
+    roots = [
+      { name: 'mailboxes', rel: 'home/vmail/mail', abs: path.join(dir, 'home/vmail/mail'), optional: false },
+      { name: 'dkim', rel: 'etc/dkimkeys', abs: path.join(dir, 'etc/dkimkeys'), optional: false },
+    ] as ResolvedRoot[];
+  });
+  afterAll(async () => {
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('lists the same entries wherever the kept part ends', async () => {
+    const whole = await collect(roots, dir);
+    expect(whole.items.filter((i) => 'path' in i).length).toBeGreaterThan(30);
+    expect(whole.items.filter((i) => 'path' in i && i.leader).length).toBe(2);
+    for (let keep = 0; keep <= whole.items.length; keep++) {
+      const cut = await collect(roots, dir, keep);
+      expect(cut.announced, `keep ${keep}`).toEqual(whole.announced);
+      expect(cut.items, `keep ${keep}`).toEqual(whole.items);
+    }
+  });
+});
