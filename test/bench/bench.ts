@@ -156,6 +156,14 @@ async function peakRssMiB(pid: number): Promise<number> {
   return m ? Math.round(Number(m[1]) / 1024) : NaN;
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
 function runOrThrow(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
@@ -409,7 +417,8 @@ class Bench {
   private async startAgents(m: Migration): Promise<[AgentProcess, AgentProcess]> {
     this.checkRunning();
     const start = async (listen: string, root: string, side: 'old' | 'new'): Promise<AgentProcess> => {
-      const a = await startAgentProcess({ listen, root, tlsDir: path.join(m.tls, side) });
+      // CMMIGRATE_BENCH_AGENT_NODE: another node to start the agents with (a wrapper that adds --cpu-prof, say).
+      const a = await startAgentProcess({ listen, root, tlsDir: path.join(m.tls, side), node: process.env.CMMIGRATE_BENCH_AGENT_NODE || undefined });
       this.agents.add(a);
       if (this.stopped) {
         await a.stop();
@@ -421,16 +430,19 @@ class Bench {
   }
 
   /** One timed cmmigrate command with fresh agents; throws if it fails. */
-  private async cmmigrateOp(m: Migration, args: string[]): Promise<{ seconds: number; foreign: number; out: Record<string, unknown>; rss: { old: number; new: number } }> {
+  private async cmmigrateOp(m: Migration, args: string[]): Promise<{ seconds: number; foreign: number; out: Record<string, unknown>; rss: { old: number; new: number }; cpu: { old: number; new: number } }> {
     const [old, neu] = await this.startAgents(m);
     try {
       flush();
       const others = foreignTicks();
+      const cpu0 = { old: await cpuSeconds(old.child.pid!), new: await cpuSeconds(neu.child.pid!) };
       const t0 = process.hrtime.bigint();
       const r = await cmmigrate([...args, '--plan', m.plan, '--json'], { cwd: m.dir, timeoutMs: 6 * HOUR });
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const foreign = foreignSeconds(others, foreignTicks());
       const rss = { old: await peakRssMiB(old.child.pid!), new: await peakRssMiB(neu.child.pid!) };
+      // CPU time is what the agents cost, whatever else the machine was doing meanwhile.
+      const cpu = { old: (await cpuSeconds(old.child.pid!)) - cpu0.old, new: (await cpuSeconds(neu.child.pid!)) - cpu0.new };
       let out: Record<string, unknown> = {};
       try {
         out = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -440,7 +452,7 @@ class Bench {
       if (r.code !== 0 && !(args[0] === 'verify' && r.code === 1)) {
         throw new Error(`cmmigrate ${args.join(' ')} exited with ${r.code}:\n${r.stderr}\nold agent log (tail):\n${old.log().slice(-2000)}\nnew agent log (tail):\n${neu.log().slice(-2000)}`);
       }
-      return { seconds, foreign, out, rss };
+      return { seconds, foreign, out, rss, cpu };
     } finally {
       for (const a of [old, neu]) {
         await a.stop();
@@ -449,7 +461,7 @@ class Bench {
     }
   }
 
-  private record(name: string, seconds: number, run: number, extra: { foreign: number; rss?: { old: number; new: number }; summary?: Record<string, unknown> }): void {
+  private record(name: string, seconds: number, run: number, extra: { foreign: number; rss?: { old: number; new: number }; cpu?: { old: number; new: number }; summary?: Record<string, unknown> }): void {
     const c = this.results.get(name)!;
     c.seconds.push(seconds);
     c.foreignCpuSeconds.push(Math.round(extra.foreign * 100) / 100);
@@ -461,8 +473,9 @@ class Bench {
     if (extra.rss) {
       c.peakRssMiB = { old: Math.max(c.peakRssMiB?.old ?? 0, extra.rss.old), new: Math.max(c.peakRssMiB?.new ?? 0, extra.rss.new) };
     }
+    if (extra.cpu) (c.agentCpuSeconds ??= []).push({ old: Math.round(extra.cpu.old * 100) / 100, new: Math.round(extra.cpu.new * 100) / 100 });
     if (extra.summary) c.summary = extra.summary;
-    log(`${name} run ${run + 1}/${this.o.runs}: ${seconds.toFixed(2)} s${extra.rss ? ` (agents' peak RSS ${extra.rss.old} / ${extra.rss.new} MiB)` : ''}`);
+    log(`${name} run ${run + 1}/${this.o.runs}: ${seconds.toFixed(2)} s${extra.rss ? ` (agents' peak RSS ${extra.rss.old} / ${extra.rss.new} MiB)` : ''}${extra.cpu ? ` (agents' CPU ${extra.cpu.old.toFixed(2)} / ${extra.cpu.new.toFixed(2)} s)` : ''}`);
   }
 
   private checkRunning(): void {
@@ -493,7 +506,7 @@ class Bench {
         await writeIdentity(this.newRoot, 7000);
         const m = name === 'initial-cmmigrate' ? this.direct : this.delayed;
         const r = await this.cmmigrateOp(m, ['sync', '--phase', 'initial']);
-        this.record(name, r.seconds, run, { foreign: r.foreign, rss: r.rss, summary: pick(r.out, SYNC_FIELDS) });
+        this.record(name, r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, summary: pick(r.out, SYNC_FIELDS) });
         if (Number(r.out.files) <= 0) this.anomalies.push(`${name} run ${run + 1}: sent ${String(r.out.files)} files`);
         return;
       }
@@ -533,7 +546,7 @@ class Bench {
 
     if (wantCmm) {
       const r = await this.cmmigrateOp(this.direct, ['sync', '--phase', 'final']);
-      if (this.has('final-cmmigrate')) this.record('final-cmmigrate', r.seconds, run, { foreign: r.foreign, rss: r.rss, summary: pick(r.out, SYNC_FIELDS) });
+      if (this.has('final-cmmigrate')) this.record('final-cmmigrate', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, summary: pick(r.out, SYNC_FIELDS) });
       // What a pass that renames instead of resending must send: the changed files, and the
       // roots the initial pass does not carry (DKIM, ACME, spool, extras).
       const expected = report.changedBytes + (await regularBytes(this.src, this.finalRoots.filter((p) => p !== MAILBOXES)));
@@ -545,7 +558,7 @@ class Bench {
     if (wantRsync) await this.shellCase('final-rsync-ssh', rsyncSsh(this.sshConfig, SSH_DIRECT, this.src, this.finalRoots, this.peer, true), run);
     if (this.has('verify')) {
       const r = await this.cmmigrateOp(this.direct, ['verify']);
-      this.record('verify', r.seconds, run, { foreign: r.foreign, rss: r.rss, summary: pick(r.out, ['ok', 'differences', 'first']) });
+      this.record('verify', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, summary: pick(r.out, ['ok', 'differences', 'first']) });
       if (r.out.ok !== true) this.anomalies.push(`verify run ${run + 1}: the trees differ after the final pass: ${JSON.stringify(r.out.first ?? r.out)}`);
     }
   }

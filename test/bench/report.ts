@@ -19,6 +19,8 @@ export interface CaseResult {
   ratios: Record<string, number>;
   /** Peak RSS (VmHWM) of each agent in MiB, the highest over the runs (cmmigrate cases). */
   peakRssMiB?: { old: number; new: number };
+  /** CPU seconds (user + system) each agent used during each run (cmmigrate cases). */
+  agentCpuSeconds?: { old: number; new: number }[];
   /** CPU seconds that other processes on the machine used during each run. */
   foreignCpuSeconds: number[];
   /** tar and rsync: seconds of a `sync -f` of the target right after each run (not in `seconds`). */
