@@ -60,6 +60,16 @@ async function cmdeploy(ctx: RunContext, side: 'old' | 'new', action: CmdeployAc
   });
 }
 
+/** Runs cmdeploy unless the journal shows that this step already ran it to success. */
+async function cmdeployOnce(ctx: RunContext, step: StepId, side: 'old' | 'new', action: CmdeployAction, what: string): Promise<void> {
+  if (ctx.journal.hasMark(step, 'cmdeploy')) {
+    ctx.out.info(`  cmdeploy ${what} already ran for the ${side} host`);
+    return;
+  }
+  await cmdeploy(ctx, side, action);
+  ctx.journal.mark(step, 'cmdeploy');
+}
+
 /** Units of `units` that still run, with their states. */
 function stillRunning(states: Record<string, string>, units: readonly string[]): string[] {
   return units.filter((u) => RUNNING.has(states[u] ?? 'unknown')).map((u) => `${u} (${states[u]})`);
@@ -127,10 +137,7 @@ const preconfigure: Step = {
   side: 'new',
   plan: (ctx) => [cmdeployLine(ctx, 'new', 'preconfigure'), `stop ${MAIL_UNITS.join(', ')} on the new host through its agent, and check that they stay stopped until step 6`],
   async run(ctx) {
-    if (!ctx.journal.hasMark('2', 'cmdeploy')) {
-      await cmdeploy(ctx, 'new', 'preconfigure');
-      ctx.journal.mark('2', 'cmdeploy');
-    } else ctx.out.info('  cmdeploy install,configure already ran for the new host');
+    await cmdeployOnce(ctx, '2', 'new', 'preconfigure', 'install,configure');
     await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
   },
 };
@@ -285,10 +292,7 @@ const activate: Step = {
   ],
   async run(ctx) {
     const { plan, journal } = ctx;
-    if (!journal.hasMark('6', 'cmdeploy')) {
-      await cmdeploy(ctx, 'new', 'activate');
-      journal.mark('6', 'cmdeploy');
-    } else ctx.out.info('  cmdeploy activate already ran for the new host');
+    await cmdeployOnce(ctx, '6', 'new', 'activate', 'activate');
     ctx.out.info(`  restarting ${MAIL_UNITS.join(', ')} on the new host`);
     ctx.emit('host_op', { side: 'new', op: 'service.restart', units: MAIL_UNITS });
     const states = await ctx.hosts.new.restartServices([...MAIL_UNITS]);
