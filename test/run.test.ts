@@ -130,6 +130,14 @@ describe('cmmigrate run', () => {
       expect(rb.code).toBe(3);
       expect(rb.stderr).toContain('step.rollback_refused');
       expect(r.calls()).toHaveLength(3);
+      // --only 6 checks the serving host again without restarting its mail services.
+      const callsBefore = (await fsp.readFile(path.join(r.newHostState, 'calls.log'), 'utf8')).split('\n').length;
+      const recheck = await r.run(['run', '--plan', plan, '--only', '6']);
+      expect(recheck.code, recheck.stderr).toBe(0);
+      const newCalls = (await fsp.readFile(path.join(r.newHostState, 'calls.log'), 'utf8')).split('\n').slice(callsBefore - 1).join('\n');
+      expect(newCalls).toContain('systemctl start postfix dovecot opendkim');
+      expect(newCalls).not.toContain('restart');
+      expect(r.calls()).toHaveLength(3);
     },
     TIMEOUT,
   );

@@ -287,15 +287,19 @@ const activate: Step = {
   side: 'new',
   plan: (ctx) => [
     cmdeployLine(ctx, 'new', 'activate'),
-    `restart ${MAIL_UNITS.join(', ')} on the new host through its agent (activate does not restart a running service)`,
+    `restart ${MAIL_UNITS.join(', ')} on the new host through its agent (activate does not restart a running service; a later run of this step only starts what is stopped)`,
     `check that the new host accepts connections on ${MAIL_PORTS.join(', ')} and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465`,
   ],
   async run(ctx) {
     const { plan, journal } = ctx;
     await cmdeployOnce(ctx, '6', 'new', 'activate', 'activate');
-    ctx.out.info(`  restarting ${MAIL_UNITS.join(', ')} on the new host`);
-    ctx.emit('host_op', { side: 'new', op: 'service.restart', units: MAIL_UNITS });
-    const states = await ctx.hosts.new.restartServices([...MAIL_UNITS]);
+    // Restarted once after activate (which leaves a running service as it is); a later run
+    // of this step only starts what is not running, and does not interrupt a serving host.
+    const restarted = journal.hasMark('6', 'restarted');
+    const verb = restarted ? 'start' : 'restart';
+    ctx.out.info(`  ${restarted ? 'starting (where stopped)' : 'restarting'} ${MAIL_UNITS.join(', ')} on the new host`);
+    ctx.emit('host_op', { side: 'new', op: `service.${verb}`, units: MAIL_UNITS });
+    const states = restarted ? await ctx.hosts.new.startServices([...MAIL_UNITS]) : await ctx.hosts.new.restartServices([...MAIL_UNITS]);
     const down = MAIL_UNITS.filter((u) => states[u] !== 'active').map((u) => `${u} (${states[u] ?? 'unknown'})`);
     if (down.length > 0) {
       throw new CmError('step.service_not_active', `${down.join(', ')} did not start on ${hostLabel(plan, 'new')}`, {
@@ -303,6 +307,7 @@ const activate: Step = {
         details: { states },
       });
     }
+    if (!restarted) journal.mark('6', 'restarted');
     const endpoints = Object.fromEntries(MAIL_PORTS.map((p) => [p, plan.checks.newPorts[String(p) as keyof typeof plan.checks.newPorts] ?? formatHostPort(plan.new.host, p)]));
     const report = await checkServices({ host: plan.new.host, mailDomain: plan.mailDomain, side: 'new', endpoints, ca: await caOf(ctx) });
     for (const r of report.results) ctx.out.info(`  port ${r.port} at ${r.endpoint}: open${r.certificate ? `, certificate for ${plan.mailDomain} valid until ${r.certificate.validTo.toISOString().slice(0, 10)}` : ''}`);
