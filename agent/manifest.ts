@@ -157,9 +157,21 @@ export class ManifestWriter {
     };
   }
 
+  /** Set by close(): the pass stopped, but an action already under way may still append. */
+  private closed = false;
+
   append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): void {
     const f = this.files[which];
     f.buf.push(JSON.stringify(rec));
+    if (this.closed) {
+      // The executor finished an action (a link or rename it awaited) after the pass was
+      // stopped: its file is in place, so its record goes to the journal at once, or the
+      // next pass would take the file for one cmmigrate did not write.
+      this.flushOne(which);
+      if (f.fd !== null) fsSync.closeSync(f.fd);
+      f.fd = null;
+      return;
+    }
     if (f.buf.length >= 32) this.flushOne(which);
   }
 
@@ -214,6 +226,7 @@ export class ManifestWriter {
 
   /** Keep what was written as a journal of an interrupted pass (it still counts as ours). */
   close(): void {
+    this.closed = true;
     for (const which of ['main', 'extra'] as const) {
       const f = this.files[which];
       try {
