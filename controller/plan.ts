@@ -394,8 +394,10 @@ export async function loadPlan(file: string): Promise<Plan> {
 
 /** The new host's addresses: as the plan lists them, else its host when that is an IP address. */
 function newAddresses(t: { host: string; ipv4?: string; ipv6?: string }): { ipv4: string[]; ipv6: string[] } {
-  if (t.ipv4 !== undefined || t.ipv6 !== undefined) return { ipv4: t.ipv4 ? [t.ipv4] : [], ipv6: t.ipv6 ? [t.ipv6] : [] };
-  return { ipv4: net.isIPv4(t.host) ? [t.host] : [], ipv6: net.isIPv6(t.host) ? [t.host] : [] };
+  return {
+    ipv4: t.ipv4 !== undefined ? [t.ipv4] : net.isIPv4(t.host) ? [t.host] : [],
+    ipv6: t.ipv6 !== undefined ? [t.ipv6] : net.isIPv6(t.host) ? [t.host] : [],
+  };
 }
 
 function hostPlan(t: { host: string; agent?: string; ssh?: string }): HostPlan {

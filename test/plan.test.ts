@@ -64,6 +64,9 @@ describe('renderPlan and loadPlan', () => {
     // Without ipv4/ipv6 a host name gives no addresses: run's preflight then asks for them.
     const named = await loadPlan(await write('mail_domain = "m.example.org"\n[old]\nhost = "127.0.0.2"\n[new]\nhost = "new.example.org"\n'));
     expect(named.newAddresses).toEqual({ ipv4: [], ipv6: [] });
+    // An IPv4 host with only ipv6 given keeps the host as its IPv4 address.
+    const v6 = await loadPlan(await write('mail_domain = "m.example.org"\n[old]\nhost = "127.0.0.2"\n[new]\nhost = "198.51.100.7"\nipv6 = "2001:db8::7"\n'));
+    expect(v6.newAddresses).toEqual({ ipv4: ['198.51.100.7'], ipv6: ['2001:db8::7'] });
   });
 
   it('names the key and the expected shape for bad run settings (issue 5)', async () => {

@@ -295,6 +295,12 @@ describe('run: preflight', () => {
       // A checkout from before relay 1.8.0: its cmdeploy never reads CMDEPLOY_STAGES.
       await fsp.rm(path.join(r.relayDir, 'cmdeploy'), { recursive: true });
       await writeCheckoutSources(r.relayDir, { stages: 'none', release: '1.7.0', mailDomain: 'mail.example.org' });
+      // A dry run still lists every step, then fails with the preflight's finding.
+      const dry = await r.run(['run', '--plan', plan, '--dry-run'], TIMEOUT);
+      expect(dry.code, dry.stderr).toBe(3);
+      expect(dry.stdout).toContain('Step 6/6');
+      expect(dry.stderr).toContain('[precondition.no_cmdeploy_stages]');
+      expect(r.journal()).toBeUndefined();
       const old = await r.run(['run', '--plan', plan, '--yes', '--dns-timeout', '1'], TIMEOUT);
       expect(old.code, old.stderr).toBe(3);
       expect(old.stderr).toContain('[precondition.no_cmdeploy_stages]');

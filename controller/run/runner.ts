@@ -201,12 +201,19 @@ export async function runMigration(opts: RunOptions, out: Output): Promise<RunRe
       return result;
     }
     if (opts.dryRun) {
-      if (selected.includes('preflight')) {
-        out.info('preflight checks (read only):');
-        await stepById('preflight').run(ctx);
-      } else await checkAgents(ctx);
+      // The read-only checks first; the list of actions is printed whatever they find.
+      let problem: unknown;
+      try {
+        if (selected.includes('preflight')) {
+          out.info('preflight checks (read only):');
+          await stepById('preflight').run(ctx);
+        } else await checkAgents(ctx);
+      } catch (err) {
+        problem = err;
+      }
       printDryRun(ctx, selected);
       ctx.emit('done', { dry_run: true, steps: selected });
+      if (problem !== undefined) throw stepError(problem, stepById('preflight'), undefined, rerun);
       return { ran: selected, complete: false };
     }
     // Every run first makes sure both agents answer, whatever step it continues at.
