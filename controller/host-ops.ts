@@ -13,6 +13,19 @@ export const MAIL_UNITS = ['postfix', 'dovecot', 'opendkim'] as const;
 /** Services that keep changing mailboxes after `--disable-mail`; stopped for the final sync. */
 export const MAILBOX_WRITERS = ['doveauth', 'chatmail-metadata', 'lastlogin', 'filtermail', 'filtermail-incoming', 'chatmail-expire.timer'] as const;
 
+/** States in which a unit counts as running: a stop has not taken effect. */
+const RUNNING = new Set(['active', 'activating', 'reloading', 'deactivating', 'refreshing']);
+
+/** Those of `units` that still run, as `unit (state)`. */
+export function runningUnits(states: Record<string, string>, units: readonly string[]): string[] {
+  return units.filter((u) => RUNNING.has(states[u] ?? 'unknown')).map((u) => `${u} (${states[u]})`);
+}
+
+/** Those of `units` that are not active, as `unit (state)`. */
+export function inactiveUnits(states: Record<string, string>, units: readonly string[]): string[] {
+  return units.filter((u) => states[u] !== 'active').map((u) => `${u} (${states[u] ?? 'unknown'})`);
+}
+
 /** Long enough for the agent's own per-command timeout (120 s) plus an is-active after it. */
 export const HOST_OP_DEADLINE_MS = 180_000;
 

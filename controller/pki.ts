@@ -22,6 +22,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type * as X509 from '@peculiar/x509';
 import { CmError } from '../proto/errors';
+import { writeFileAtomicSync } from './atomic-file';
 import { hostProblem } from './plan';
 
 /** SAN entries (IP addresses or DNS names) per agent. */
@@ -92,27 +93,6 @@ async function ensureDir(dir: string): Promise<void> {
 }
 
 /** Writes `file` through a temp file in the same directory, then renames it into place. */
-async function writeAtomic(file: string, data: string, mode: number): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
-  const fh = await fsp.open(tmp, 'wx', mode);
-  try {
-    await fh.chmod(mode); // the umask may have narrowed the mode given to open
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  try {
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
-}
-
 async function readIfExists(file: string): Promise<string | undefined> {
   try {
     return await fsp.readFile(file, 'utf8');
@@ -228,8 +208,8 @@ async function createCa(m: X509Lib, tlsDir: string, domain: string): Promise<Ca>
   const dir = path.join(tlsDir, 'ca');
   await ensureDir(dir);
   // Key first: a crash in between leaves no ca.crt, so the next run starts afresh.
-  await writeAtomic(path.join(dir, 'ca.key'), await keyPem(m, keys.privateKey), 0o600);
-  await writeAtomic(path.join(dir, 'ca.crt'), certPem, 0o644);
+  writeFileAtomicSync(path.join(dir, 'ca.key'), await keyPem(m, keys.privateKey), 0o600);
+  writeFileAtomicSync(path.join(dir, 'ca.crt'), certPem, 0o644);
   return { cert, certPem, signingKey: keys.privateKey, node: new crypto.X509Certificate(certPem), caId };
 }
 
@@ -306,9 +286,9 @@ async function issueLeaf(m: X509Lib, tlsDir: string, ca: Ca, spec: LeafSpec): Pr
   });
   const dir = leafDir(tlsDir, spec.leaf);
   await ensureDir(dir);
-  await writeAtomic(path.join(dir, 'ca.crt'), ca.certPem, 0o644);
-  await writeAtomic(path.join(dir, `${spec.base}.key`), await keyPem(m, keys.privateKey), 0o600);
-  await writeAtomic(path.join(dir, `${spec.base}.crt`), withNewline(cert.toString('pem')), 0o644);
+  writeFileAtomicSync(path.join(dir, 'ca.crt'), ca.certPem, 0o644);
+  writeFileAtomicSync(path.join(dir, `${spec.base}.key`), await keyPem(m, keys.privateKey), 0o600);
+  writeFileAtomicSync(path.join(dir, `${spec.base}.crt`), withNewline(cert.toString('pem')), 0o644);
 }
 
 /** Whether the leaf on disk is complete, from this CA, for this role and these SANs. */

@@ -7,14 +7,13 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ALL_ROOT_PATHS, findTempFiles, setupMigration, type AgentProcess, type CliResult, type Migration } from './support/harness';
+import { ALL_ROOT_PATHS, findTempFiles, setupMigration, TMP_PREFIX, type AgentProcess, type CliResult, type Migration } from './support/harness';
 import { diffSnapshots, snapshotTree } from './support/tree-snapshot';
 
 const MIB = 1024 * 1024;
 const MAIL = '/home/vmail/mail';
 /** Six big messages, one per address: about 190 MiB, a pass of a second or two on loopback. */
 const BIG = [24, 36, 28, 40, 32, 30].map((n) => n * MIB);
-const TMP_PREFIX = '.cmmigrate-tmp-';
 /** A pass takes seconds; a CLI running longer than this is stuck. */
 const CLI_TIMEOUT = 30_000;
 /** A pass whose agent was killed should end at once. */

@@ -15,7 +15,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectIntact, reportFigure } from './support/fault-checks';
-import { setupMigration, type CliResult, type Migration } from './support/harness';
+import { setupMigration, TMP_PREFIX, type CliResult, type Migration } from './support/harness';
 import { relayActivity } from './support/relay-activity';
 
 const MIB = 1024 * 1024;
@@ -103,7 +103,7 @@ describe('secrets', () => {
           if (!st) continue;
           seen.observations++;
           const rel = path.relative(m.newRoot, f);
-          if (path.basename(f).startsWith('.cmmigrate-tmp-')) seen.temps++;
+          if (path.basename(f).startsWith(TMP_PREFIX)) seen.temps++;
           const extra = st.mode & 0o077 & ~(allowed.get(path.dirname(rel)) ?? 0o077);
           if (extra) bad.add(`${rel} ${(st.mode & 0o7777).toString(8)}`);
         }

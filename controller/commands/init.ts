@@ -4,7 +4,6 @@
  * plan that the operator edited is kept; `--force` replaces the plan and makes a new CA.
  */
 import { promises as fsp } from 'node:fs';
-import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Command } from 'commander';
@@ -19,6 +18,7 @@ import {
   type Plan,
   type PlanInput,
 } from '../plan';
+import { writeFileAtomicSync } from '../atomic-file';
 import { readChatmailIni } from '../cmdeploy';
 import { ensurePki, leafDir } from '../pki';
 
@@ -61,17 +61,6 @@ function hostOption(flag: string, value: string): string {
   const why = hostProblem(host);
   if (why) throw badOption(flag, value, why);
   return host;
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await fsp.writeFile(tmp, text, { flag: 'wx', mode: 0o644 });
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** Which keys of an existing plan name another migration than these options. */
@@ -164,7 +153,7 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   let planWritten = false;
   if (existing === undefined || (existing !== text && opts.force)) {
     await fsp.mkdir(path.dirname(planFile), { recursive: true });
-    await writeAtomic(planFile, text);
+    writeFileAtomicSync(planFile, text, 0o644);
     planWritten = true;
     lines.push(existing === undefined ? `wrote plan ${planFile}` : `replaced plan ${planFile} (--force)`);
   } else if (existing === text) {

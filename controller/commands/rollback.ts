@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { CmError, ExitCode } from '../../proto';
 import { connectAgent } from '../agent-client';
 import { runCmdeploy } from '../cmdeploy';
-import { hostOps, MAIL_UNITS } from '../host-ops';
+import { hostOps, inactiveUnits, MAIL_UNITS, runningUnits } from '../host-ops';
 import { createOutput, type Output } from '../output';
 import { loadPlan } from '../plan';
 import { shQuote } from '../ssh';
@@ -56,7 +56,7 @@ export async function runRollback(opts: RollbackOptions, out: Output): Promise<v
     // First the new host: it must not take mail while the old one does.
     out.info(`stopping ${MAIL_UNITS.join(', ')} on the new host ${plan.new.host}`);
     const newStates = await newOps.stopServices([...MAIL_UNITS]);
-    const left = MAIL_UNITS.filter((u) => newStates[u] === 'active');
+    const left = runningUnits(newStates, MAIL_UNITS);
     if (left.length) {
       throw new CmError('step.service_still_active', `${left.join(', ')} still run on the new host ${plan.new.host}`, { hint: `stop them by hand there, then run cmmigrate rollback --plan ${planArg}` });
     }
@@ -70,10 +70,10 @@ export async function runRollback(opts: RollbackOptions, out: Output): Promise<v
       onLine: (line) => out.info(`  old| ${line}`),
     });
     const states = await oldOps.serviceStates(['postfix', 'dovecot']);
-    const down = (['postfix', 'dovecot'] as const).filter((u) => states[u] !== 'active');
+    const down = inactiveUnits(states, ['postfix', 'dovecot']);
     if (down.length) {
       throw new CmError('step.service_not_active', `${down.join(', ')} did not start on the old host ${plan.old.host} after cmdeploy`, {
-        hint: `check them there (systemctl status ${down.join(' ')}), then run cmmigrate rollback --plan ${planArg}`,
+        hint: `check them there (systemctl status postfix dovecot), then run cmmigrate rollback --plan ${planArg}`,
       });
     }
   } finally {

@@ -5,10 +5,11 @@
  * temp file, flushed and renamed, so a kill at any moment leaves the old or the new
  * version, never a torn one.
  */
-import { closeSync, fsyncSync, openSync, promises as fsp, renameSync, writeSync } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { CmError } from '../../proto';
+import { writeFileAtomicSync } from '../atomic-file';
 
 /** The steps in the order they run. */
 export const STEP_IDS = ['preflight', '1', '2', '3', '4', '5', '6'] as const;
@@ -189,24 +190,10 @@ export class Journal {
     this.save();
   }
 
-  /** Temp file, fsync, rename, fsync of the directory. Synchronous: nothing interleaves. */
+  /** Saved whole (temp file, fsync, rename); synchronous, so that no two saves interleave. */
   save(): void {
     if (!this.persist) return;
     this.data.updated_at = new Date().toISOString();
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(this.data, null, 2) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
-    const dfd = openSync(path.dirname(this.file), 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
+    writeFileAtomicSync(this.file, JSON.stringify(this.data, null, 2) + '\n', 0o600);
   }
 }

@@ -11,16 +11,17 @@ import { assertMovableDomain, findAuthoritativeServers, parseNameServers, queryR
 import { formatBytes } from '../output';
 import { expiryWarning, fetchCertificate } from '../service-check';
 import type { Plan } from '../plan';
+import { shQuote } from '../ssh';
 import type { RunContext } from './context';
 
 /** Info of one agent, with the failure named for the operator. */
-export async function agentInfo(a: AgentHandle, rerun: string): Promise<InfoReply__Output> {
+async function agentInfo(a: AgentHandle, planArg: string, rerun: string): Promise<InfoReply__Output> {
   try {
     return await unary(a, a.client.Info, {});
   } catch (err) {
     const e = err instanceof CmError ? err : new CmError('connect.failed', String(err));
     throw new CmError(e.code, `the ${a.side} agent at ${a.address} does not answer: ${e.message}`, {
-      hint: `check it with: cmmigrate agents --plan ${rerun.replace(/^cmmigrate run --plan /, '')}; install or start it with: cmmigrate install-agent ${a.side} --plan ${rerun.replace(/^cmmigrate run --plan /, '')}; then run ${rerun}`,
+      hint: `check it with: cmmigrate agents --plan ${planArg}; install or start it with: cmmigrate install-agent ${a.side} --plan ${planArg}; then run ${rerun}`,
       exitCode: e.exitCode,
       cause: e,
     });
@@ -28,19 +29,20 @@ export async function agentInfo(a: AgentHandle, rerun: string): Promise<InfoRepl
 }
 
 /** Both agents answer, run the same cmmigrate version and protocol, and each holds its role. */
-export async function checkAgents(ctx: Pick<RunContext, 'agents' | 'rerun'>): Promise<{ old: InfoReply__Output; new: InfoReply__Output }> {
-  const [o, n] = await Promise.all([agentInfo(ctx.agents.old, ctx.rerun), agentInfo(ctx.agents.new, ctx.rerun)]);
+export async function checkAgents(ctx: Pick<RunContext, 'agents' | 'rerun' | 'opts'>): Promise<{ old: InfoReply__Output; new: InfoReply__Output }> {
+  const planArg = shQuote(ctx.opts.plan);
+  const [o, n] = await Promise.all([agentInfo(ctx.agents.old, planArg, ctx.rerun), agentInfo(ctx.agents.new, planArg, ctx.rerun)]);
   if (o.version !== n.version || o.protocol !== n.protocol) {
     throw new CmError(
       'precondition.agent_versions',
       `the agents run different versions: old ${ctx.agents.old.address} runs cmmigrate ${o.version} (protocol ${o.protocol}), new ${ctx.agents.new.address} runs ${n.version} (protocol ${n.protocol})`,
-      { hint: `install the same version on both: cmmigrate install-agent old --plan PLAN and cmmigrate install-agent new --plan PLAN, then run ${ctx.rerun}` },
+      { hint: `install the same version on both: cmmigrate install-agent old --plan ${planArg} and cmmigrate install-agent new --plan ${planArg}, then run ${ctx.rerun}` },
     );
   }
   for (const [side, info] of [['old', o], ['new', n]] as const) {
     if (info.role && info.role !== side) {
       throw new CmError('precondition.agent_role', `the agent at ${ctx.agents[side].address} holds the ${info.role} host's certificate, but the plan has it as the ${side} host`, {
-        hint: `install the right material with cmmigrate install-agent ${side} --plan PLAN, then run ${ctx.rerun}`,
+        hint: `install the right material with cmmigrate install-agent ${side} --plan ${planArg}, then run ${ctx.rerun}`,
       });
     }
   }

@@ -118,9 +118,10 @@ function printDryRun(ctx: RunContext, ids: StepId[]): void {
       out.item(`\n${stepLabel(id)}: ${step.title}: ${rec.state === 'done' ? `done ${rec.ended_at ?? ''}, skipped` : 'not selected'}`);
       continue;
     }
+    const actions = step.plan(ctx);
     out.item(`\n${stepLabel(id)}: ${step.title}${rec.state !== 'pending' ? ` (${rec.state} before, runs again)` : ''}`);
-    for (const line of step.plan(ctx)) out.item(`  - ${line}`);
-    ctx.emit('step', { step: id, title: step.title, state: 'would_run', actions: step.plan(ctx) });
+    for (const line of actions) out.item(`  - ${line}`);
+    ctx.emit('step', { step: id, title: step.title, state: 'would_run', actions });
   }
 }
 

@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import { CmError, ExitCode, formatHostPort } from '../../proto';
 import { cmdeployCommand, runCmdeploy, type CmdeployAction } from '../cmdeploy';
 import { recordsToSet, serverLabel, waitForRecords } from '../dns';
-import { MAIL_UNITS, MAILBOX_WRITERS } from '../host-ops';
+import { inactiveUnits, MAIL_UNITS, MAILBOX_WRITERS, runningUnits } from '../host-ops';
 import { formatDuration } from '../output';
 import { checkServices, MAIL_PORTS } from '../service-check';
 import { runSync } from '../commands/sync';
@@ -31,8 +31,6 @@ export interface Step {
   run(ctx: RunContext): Promise<StepFacts | void>;
 }
 
-/** States that count as running: a stop has not taken effect. */
-const RUNNING = new Set(['active', 'activating', 'reloading', 'deactivating', 'refreshing']);
 
 function cmdeployLine(ctx: RunContext, side: 'old' | 'new', action: CmdeployAction): string {
   const c = cmdeployCommand(ctx.relayDir, ctx.plan[side].host, action);
@@ -70,17 +68,12 @@ async function cmdeployOnce(ctx: RunContext, step: StepId, side: 'old' | 'new', 
   ctx.journal.mark(step, 'cmdeploy');
 }
 
-/** Units of `units` that still run, with their states. */
-function stillRunning(states: Record<string, string>, units: readonly string[]): string[] {
-  return units.filter((u) => RUNNING.has(states[u] ?? 'unknown')).map((u) => `${u} (${states[u]})`);
-}
-
 /** Stops the units on one host and checks that they stopped. */
 async function stopUnits(ctx: RunContext, side: 'old' | 'new', units: readonly string[], why: string): Promise<void> {
   ctx.out.info(`  stopping ${units.join(', ')} on ${hostLabel(ctx.plan, side)} (${why})`);
   ctx.emit('host_op', { side, op: 'service.stop', units });
   const after = await ctx.hosts[side].stopServices([...units]);
-  const left = stillRunning(after, units);
+  const left = runningUnits(after, units);
   if (left.length > 0) {
     throw new CmError('step.service_still_active', `${left.join(', ')} still run on ${hostLabel(ctx.plan, side)} after systemctl stop`, {
       hint: `stop them by hand (systemctl stop ${units.join(' ')}) on ${ctx.plan[side].host}, then run ${ctx.rerun}`,
@@ -91,7 +84,7 @@ async function stopUnits(ctx: RunContext, side: 'old' | 'new', units: readonly s
 /** Mail must be off on the old host: postfix and dovecot inactive. */
 async function requireMailOff(ctx: RunContext, afterFailedCmdeploy = false): Promise<void> {
   const states = await ctx.hosts.old.serviceStates(['postfix', 'dovecot']);
-  const left = stillRunning(states, ['postfix', 'dovecot']);
+  const left = runningUnits(states, ['postfix', 'dovecot']);
   if (left.length > 0) {
     throw new CmError(
       'step.mail_still_active',
@@ -154,7 +147,8 @@ const disableMail: Step = {
   ],
   async run(ctx) {
     const { plan, journal } = ctx;
-    if (!journal.hasMark('3', 'cmdeploy')) {
+    const ran = journal.hasMark('3', 'cmdeploy');
+    if (!ran) {
       const ok = await ctx.confirm(
         `Disable mail on the old host ${plan.old.host} now? Users of ${plan.mailDomain} cannot send or receive from now until step 6 (other servers retry: nothing is lost).`,
       );
@@ -174,13 +168,10 @@ const disableMail: Step = {
         await requireMailOff(ctx, true);
         throw err;
       }
-      // Marked only once its effect is seen: a rerun after "mail still active" runs it again.
-      await requireMailOff(ctx);
-      journal.mark('3', 'cmdeploy');
-    } else {
-      ctx.out.info('  cmdeploy --disable-mail already ran for the old host');
-      await requireMailOff(ctx);
-    }
+    } else ctx.out.info('  cmdeploy --disable-mail already ran for the old host');
+    await requireMailOff(ctx);
+    // Marked only once its effect is seen: a rerun after "mail still active" runs it again.
+    if (!ran) journal.mark('3', 'cmdeploy');
     ctx.out.info(`  postfix and dovecot are inactive on the old host`);
     await stopUnits(ctx, 'old', MAILBOX_WRITERS, 'they can still change mailboxes during the final sync');
   },
@@ -199,7 +190,7 @@ const finalSync: Step = {
   async run(ctx) {
     await requireMailOff(ctx);
     const states = await ctx.hosts.new.serviceStates([...MAIL_UNITS]);
-    const early = stillRunning(states, MAIL_UNITS);
+    const early = runningUnits(states, MAIL_UNITS);
     if (early.length > 0) {
       ctx.warn(`${early.join(', ')} ran on the new host before step 6; stopping them again`);
       await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
@@ -300,7 +291,7 @@ const activate: Step = {
     ctx.out.info(`  ${restarted ? 'starting (where stopped)' : 'restarting'} ${MAIL_UNITS.join(', ')} on the new host`);
     ctx.emit('host_op', { side: 'new', op: `service.${verb}`, units: MAIL_UNITS });
     const states = restarted ? await ctx.hosts.new.startServices([...MAIL_UNITS]) : await ctx.hosts.new.restartServices([...MAIL_UNITS]);
-    const down = MAIL_UNITS.filter((u) => states[u] !== 'active').map((u) => `${u} (${states[u] ?? 'unknown'})`);
+    const down = inactiveUnits(states, MAIL_UNITS);
     if (down.length > 0) {
       throw new CmError('step.service_not_active', `${down.join(', ')} did not start on ${hostLabel(plan, 'new')}`, {
         hint: `read why with journalctl -u ${MAIL_UNITS.join(' -u ')} on ${plan.new.host}, fix it, then run ${ctx.rerun}`,

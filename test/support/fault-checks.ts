@@ -5,34 +5,18 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
+import type { Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { expect } from 'vitest';
-import { ALL_ROOT_PATHS, CONTROLLER_CLI, findTempFiles, type CliResult, type Migration } from './harness';
+import { ALL_ROOT_PATHS, CONTROLLER_CLI, findTempFiles, TMP_PREFIX, walkTree, type CliResult, type Migration } from './harness';
 import { diffSnapshots, snapshotTree } from './tree-snapshot';
 
 export const MAIL = 'home/vmail/mail';
-const TMP_PREFIX = '.cmmigrate-tmp-';
-
 /** Regular files below `dir` (absolute paths), temp files left out, each with its lstat. */
-async function regularFiles(dir: string): Promise<Map<string, import('node:fs').Stats>> {
-  const out = new Map<string, import('node:fs').Stats>();
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await fs.readdir(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = path.join(d, n);
-      const st = await fs.lstat(p).catch(() => null);
-      if (!st) continue;
-      if (st.isDirectory()) await walk(p);
-      else if (st.isFile() && !n.startsWith(TMP_PREFIX)) out.set(p, st);
-    }
-  };
-  await walk(dir);
+async function regularFiles(dir: string): Promise<Map<string, Stats>> {
+  const out = new Map<string, Stats>();
+  for await (const e of walkTree(dir)) if (e.st.isFile() && !e.name.startsWith(TMP_PREFIX)) out.set(e.abs, e.st);
   return out;
 }
 
@@ -66,31 +50,16 @@ export async function tornFiles(newRoot: string, known: Set<string>, hosts: stri
 /** Maildir base names (the part before `:2,`) found more than once in one maildir (cur/ + new/). */
 export async function duplicateMessages(root: string, mailboxes = MAIL): Promise<string[]> {
   const dups: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await fs.readdir(d);
-    } catch {
-      return;
-    }
-    if (names.includes('cur') || names.includes('new')) {
-      const seen = new Map<string, string>();
-      for (const sub of ['cur', 'new']) {
-        for (const n of await fs.readdir(path.join(d, sub)).catch(() => [] as string[])) {
-          if (n.startsWith(TMP_PREFIX)) continue;
-          const base = n.replace(/:2,.*$/, '');
-          const rel = path.relative(root, path.join(d, sub, n));
-          if (seen.has(base)) dups.push(`${seen.get(base)} and ${rel}`);
-          else seen.set(base, rel);
-        }
-      }
-    }
-    for (const n of names) {
-      const p = path.join(d, n);
-      if ((await fs.lstat(p).catch(() => null))?.isDirectory() && n !== 'cur' && n !== 'new' && n !== 'tmp') await walk(p);
-    }
-  };
-  await walk(path.join(root, mailboxes));
+  const seen = new Map<string, string>();
+  for await (const e of walkTree(path.join(root, mailboxes))) {
+    const sub = path.basename(path.dirname(e.abs));
+    if ((sub !== 'cur' && sub !== 'new') || e.name.startsWith(TMP_PREFIX)) continue;
+    // One maildir is cur/ and new/ together: the key is the maildir and the base name.
+    const key = `${path.dirname(path.dirname(e.abs))}\0${e.name.replace(/:2,.*$/, '')}`;
+    const rel = path.relative(root, e.abs);
+    if (seen.has(key)) dups.push(`${seen.get(key)} and ${rel}`);
+    else seen.set(key, rel);
+  }
   return dups;
 }
 

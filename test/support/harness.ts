@@ -4,7 +4,7 @@
  * with separate roots, and a way to run the controller CLI.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, type Stats } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -180,24 +180,30 @@ export async function setupMigration(opts: MigrationOptions = {}): Promise<Migra
   return m;
 }
 
+/** The name prefix of the receiving agent's temp files. */
+export const TMP_PREFIX = '.cmmigrate-tmp-';
+
+/** Every entry below `root` (not `root` itself) with its lstat, depth first; a missing or vanishing directory has none. */
+export async function* walkTree(root: string): AsyncGenerator<{ abs: string; name: string; st: Stats }> {
+  let names: string[];
+  try {
+    names = await fs.readdir(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const abs = path.join(root, name);
+    const st = await fs.lstat(abs).catch(() => null);
+    if (!st) continue;
+    yield { abs, name, st };
+    if (st.isDirectory()) yield* walkTree(abs);
+  }
+}
+
 /** Every path below `root` whose name marks it as a cmmigrate temp file. */
 export async function findTempFiles(root: string): Promise<string[]> {
   const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await fs.readdir(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = path.join(d, n);
-      if (n.startsWith('.cmmigrate-tmp-')) out.push(p);
-      const st = await fs.lstat(p);
-      if (st.isDirectory()) await walk(p);
-    }
-  };
-  await walk(root);
+  for await (const e of walkTree(root)) if (e.name.startsWith(TMP_PREFIX)) out.push(e.abs);
   return out;
 }
 
