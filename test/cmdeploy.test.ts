@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CmError } from '../proto/errors';
-import { cmdeployCommand, detectStageSupport, parseIni, readChatmailIni, requireStageSupport, runCmdeploy, type RunCmdeployOptions } from '../controller/cmdeploy';
+import { chatmailVersionWarning, checkoutCommit, cmdeployCommand, detectStageSupport, parseIni, readChatmailIni, requireStageSupport, runCmdeploy, type RunCmdeployOptions } from '../controller/cmdeploy';
 import { cmdeployCalls, expectCmdeployCall, makeRelayCheckout } from './support/relay-checkout';
 
 let tmp: string;
@@ -203,5 +203,34 @@ describe('chatmail.ini', () => {
     expect((await failure(readChatmailIni(tmp))).message).toContain('has no mail_domain');
     expect(() => parseIni('[params]\nmail_domain = a\nmail_domain = b\n', 'f.ini')).toThrow('f.ini, line 3: mail_domain is set twice');
     expect(() => parseIni('[params]\njust words\n', 'f.ini')).toThrow('f.ini, line 2');
+  });
+});
+
+describe('which commit the old host was deployed from (preflight, issue 5)', () => {
+  it('reads the checkout HEAD from .git, loose, packed or detached, without running git', async () => {
+    const sha = 'a'.repeat(40);
+    const other = 'b'.repeat(40);
+    const git = path.join(tmp, 'co', '.git');
+    await fsp.mkdir(path.join(git, 'refs', 'heads'), { recursive: true });
+    await fsp.writeFile(path.join(git, 'HEAD'), 'ref: refs/heads/main\n');
+    expect(await checkoutCommit(path.join(tmp, 'co'))).toBeUndefined();
+    await fsp.writeFile(path.join(git, 'packed-refs'), `# pack-refs\n${other} refs/heads/main\n`);
+    expect(await checkoutCommit(path.join(tmp, 'co'))).toBe(other);
+    await fsp.writeFile(path.join(git, 'refs', 'heads', 'main'), `${sha}\n`);
+    expect(await checkoutCommit(path.join(tmp, 'co'))).toBe(sha);
+    await fsp.writeFile(path.join(git, 'HEAD'), `${other}\n`);
+    expect(await checkoutCommit(path.join(tmp, 'co'))).toBe(other);
+    expect(await checkoutCommit(path.join(tmp, 'nothing'))).toBeUndefined();
+  });
+
+  it('warns when /etc/chatmail-version names another commit or carries a diff, and not when it matches', () => {
+    const sha = 'c'.repeat(40);
+    const host = 'the old host 127.0.0.2';
+    expect(chatmailVersionWarning(undefined, sha, host)).toBeUndefined();
+    expect(chatmailVersionWarning(`${sha}\n`, sha, host)).toBeUndefined();
+    expect(chatmailVersionWarning(`${sha}\n`, 'd'.repeat(40), host)).toMatch(/deployed from commit c{40}, but your checkout is at d{40}/);
+    expect(chatmailVersionWarning(`${sha}\ndiff --git a/x b/x\n+1\n`, sha, host)).toMatch(/with local changes/);
+    expect(chatmailVersionWarning('1.7.0\n', sha, host)).toMatch(/names no commit/);
+    expect(chatmailVersionWarning(`${sha}\n`, undefined, host)).toMatch(/cannot read which commit your checkout is at/);
   });
 });
