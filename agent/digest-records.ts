@@ -1,0 +1,262 @@
+/**
+ * The content digests that passes recorded, per root, so that a quick verify takes a
+ * regular file's SHA-256 from a record instead of reading the file again.
+ *
+ * A record holds the SHA-256 of a file together with the file's device, inode, size, mtime
+ * and ctime (nanoseconds) as they were when it was hashed. It holds while all five are
+ * unchanged: ctime cannot be set from user space, so a later change cannot hide behind a
+ * restored mtime. What it cannot see is a change made in the same timestamp tick as the
+ * record was taken (the filesystem's clock is coarse); as git does with its index
+ * (Documentation/technical/racy-git.txt), a record is trusted only for a file whose ctime
+ * and mtime are older than the records file itself, whose mtime comes from the same clock
+ * and is set after every record in it was written. A racy entry is simply read again.
+ *
+ * Files: `<state>/digests/<root>.jsonl` is the last committed set; a pass appends to
+ * `<root>.<pass>.jsonl` in walk order and commits it (fsync, rename) when it ends. Readers
+ * merge every file of a root in walk order, holding one line of each, and later files win,
+ * so memory stays bounded whatever the tree's size, and a killed pass's records still count.
+ */
+import type { BigIntStats } from 'node:fs';
+import * as fsSync from 'node:fs';
+import * as path from 'node:path';
+import { comparePaths } from '../proto';
+
+export interface DigestRecord {
+  /** Path relative to --root. */
+  p: string;
+  /** st_dev, st_ino, st_size, mtime and ctime in nanoseconds, as decimal strings. */
+  d: string;
+  i: string;
+  s: string;
+  m: string;
+  c: string;
+  /** SHA-256 of the content, hex. */
+  h: string;
+}
+
+const DIR = 'digests';
+const COMMITTED = 'jsonl';
+const READ_BLOCK = 64 * 1024;
+/** Journals of interrupted passes kept at most: older ones are dropped (their files are read again). */
+const MAX_JOURNALS = 4;
+
+/** The record a file's current stat and digest make. */
+export function digestRecord(p: string, st: BigIntStats, sha256: string): DigestRecord {
+  return { p, d: String(st.dev), i: String(st.ino), s: String(st.size), m: String(st.mtimeNs), c: String(st.ctimeNs), h: sha256 };
+}
+
+/** Whether `rec`, taken from a records file stamped `stampNs`, still gives the content of a file with stat `st`. */
+export function recordHolds(rec: DigestRecord, st: BigIntStats, stampNs: bigint): boolean {
+  return (
+    rec.i === String(st.ino) &&
+    rec.s === String(st.size) &&
+    rec.m === String(st.mtimeNs) &&
+    rec.c === String(st.ctimeNs) &&
+    rec.d === String(st.dev) &&
+    st.ctimeNs < stampNs &&
+    st.mtimeNs < stampNs
+  );
+}
+
+function rootFiles(dir: string, root: string): string[] {
+  let names: string[];
+  try {
+    names = fsSync.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const committed = `${root}.${COMMITTED}`;
+  const journals = names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl') && n !== committed && !n.includes('.tmp'));
+  // Pass ids sort by time (pass-<ms>-<pid>): the committed set first, then older journals.
+  journals.sort();
+  return [...(names.includes(committed) ? [committed] : []), ...journals].map((n) => path.join(dir, n));
+}
+
+interface Head {
+  rec: DigestRecord | null;
+  stamp: bigint;
+  fd: number | null;
+  buf: Buffer;
+  pos: number;
+}
+
+/** Reads a root's records as one stream in walk order: `at(path)` answers with the newest record of the path. */
+export class DigestReader {
+  private readonly heads: Head[] = [];
+  /** Records answered from, for the report. */
+  hits = 0;
+
+  /** Open a root's records; none is an empty reader. */
+  static open(stateDir: string, root: string): DigestReader {
+    const r = new DigestReader();
+    for (const file of rootFiles(path.join(stateDir, DIR), root)) {
+      let fd: number;
+      try {
+        fd = fsSync.openSync(file, 'r');
+      } catch {
+        continue; // a journal committed or removed meanwhile: its records are elsewhere
+      }
+      const stamp = fsSync.fstatSync(fd, { bigint: true }).mtimeNs;
+      const h: Head = { rec: null, stamp, fd, buf: Buffer.alloc(0), pos: 0 };
+      r.heads.push(h);
+      r.advance(h);
+    }
+    return r;
+  }
+
+  private line(h: Head): string | null {
+    for (;;) {
+      const nl = h.buf.indexOf(10, h.pos);
+      if (nl !== -1) {
+        const s = h.buf.toString('utf8', h.pos, nl);
+        h.pos = nl + 1;
+        return s;
+      }
+      if (h.fd === null) return null; // a last line without newline is torn: dropped
+      const rest = h.buf.length - h.pos;
+      const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
+      h.buf.copy(chunk, 0, h.pos);
+      const n = fsSync.readSync(h.fd, chunk, rest, chunk.length - rest, null);
+      if (n === 0) this.closeHead(h);
+      h.buf = chunk.subarray(0, rest + n);
+      h.pos = 0;
+    }
+  }
+
+  private advance(h: Head): void {
+    for (;;) {
+      const s = this.line(h);
+      if (s === null) {
+        h.rec = null;
+        return;
+      }
+      if (!s) continue;
+      try {
+        h.rec = JSON.parse(s) as DigestRecord;
+        return;
+      } catch {
+        h.rec = null;
+        this.closeHead(h);
+        return;
+      }
+    }
+  }
+
+  private closeHead(h: Head): void {
+    if (h.fd !== null) fsSync.closeSync(h.fd);
+    h.fd = null;
+  }
+
+  /**
+   * The SHA-256 recorded for `p` if the newest record of it still holds for `st`, else
+   * undefined. Calls must come in walk order.
+   */
+  sha256(p: string, st: BigIntStats): string | undefined {
+    let found: { rec: DigestRecord; stamp: bigint } | undefined;
+    for (const h of this.heads) {
+      while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
+      if (h.rec && h.rec.p === p) {
+        found = { rec: h.rec, stamp: h.stamp }; // later files (newer passes) win
+        this.advance(h);
+      }
+    }
+    if (!found || !recordHolds(found.rec, st, found.stamp)) return undefined;
+    this.hits++;
+    return found.rec.h;
+  }
+
+  /** The newest record of `p` as stored, whether or not it holds. Calls must come in walk order. */
+  at(p: string): DigestRecord | undefined {
+    let found: DigestRecord | undefined;
+    for (const h of this.heads) {
+      while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
+      if (h.rec && h.rec.p === p) {
+        found = h.rec;
+        this.advance(h);
+      }
+    }
+    return found;
+  }
+
+  close(): void {
+    for (const h of this.heads) this.closeHead(h);
+  }
+}
+
+/**
+ * A pass's records of one root, appended in walk order; `commit` makes them the root's
+ * set. A record out of order is dropped (it only means a read later), never misfiled.
+ */
+export class DigestWriter {
+  private readonly dir: string;
+  private readonly file: string;
+  private fd: number | null = null;
+  private buf: string[] = [];
+  private last: string | null = null;
+
+  constructor(
+    stateDir: string,
+    private readonly root: string,
+  ) {
+    this.dir = path.join(stateDir, DIR);
+    this.file = path.join(this.dir, `${root}.pass-${Date.now()}-${process.pid}.jsonl`);
+  }
+
+  append(rec: DigestRecord): void {
+    if (this.last !== null && comparePaths(this.last, rec.p) >= 0) return;
+    this.last = rec.p;
+    this.buf.push(JSON.stringify(rec));
+    if (this.buf.length >= 64) this.flush();
+  }
+
+  /** Write what is buffered. */
+  flush(): void {
+    if (!this.buf.length) return;
+    if (this.fd === null) {
+      fsSync.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      this.dropOldJournals();
+      this.fd = fsSync.openSync(this.file, 'a', 0o600);
+    }
+    fsSync.writeSync(this.fd, this.buf.join('\n') + '\n');
+    this.buf = [];
+  }
+
+  private dropOldJournals(): void {
+    const journals = rootFiles(this.dir, this.root).filter((f) => !f.endsWith(`${this.root}.${COMMITTED}`));
+    for (const f of journals.slice(0, Math.max(0, journals.length - MAX_JOURNALS + 1))) fsSync.rmSync(f, { force: true });
+  }
+
+  /**
+   * Make this pass's records the root's set: the pass saw every file of the root, so records
+   * of the older files are no longer needed. Only for a pass that walked the whole root.
+   */
+  commit(): void {
+    this.flush();
+    fsSync.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    if (this.fd === null) this.fd = fsSync.openSync(this.file, 'a', 0o600);
+    fsSync.fsyncSync(this.fd);
+    fsSync.closeSync(this.fd);
+    this.fd = null;
+    const committed = path.join(this.dir, `${this.root}.${COMMITTED}`);
+    const others = rootFiles(this.dir, this.root).filter((f) => f !== this.file && f !== committed);
+    fsSync.renameSync(this.file, committed);
+    for (const f of others) fsSync.rmSync(f, { force: true });
+    const d = fsSync.openSync(this.dir, 'r');
+    try {
+      fsSync.fsyncSync(d);
+    } finally {
+      fsSync.closeSync(d);
+    }
+  }
+
+  /** Keep what was written as a journal (a pass that stopped): its records still count. */
+  close(): void {
+    try {
+      this.flush();
+    } catch {
+      /* best effort: records only save reads */
+    }
+    if (this.fd !== null) fsSync.closeSync(this.fd);
+    this.fd = null;
+  }
+}
