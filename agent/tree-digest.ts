@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import type { RootName, VerifyEntry } from '../proto';
 import * as fs from 'node:fs/promises';
+import { DigestReader, DigestWriter, digestRecord } from './digest-records';
 import { nameOr, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
 import { walkRoot, type WalkEntry } from './walk';
@@ -16,6 +17,12 @@ import { walkRoot, type WalkEntry } from './walk';
 export interface DigestOptions {
   identity: Identity;
   owners: Partial<Record<RootName, { user: string; group: string }>>;
+  /**
+   * Where the passes keep their digest records (agent/digest-records.ts). With it, the
+   * digest records every file it hashed for later quick verifies; with `quick` too, a file
+   * whose record still holds is not read.
+   */
+  records?: { stateDir: string; quick: boolean };
 }
 
 export interface RootResult {
@@ -24,6 +31,9 @@ export interface RootResult {
   entries: number;
   sha256: string;
   socketsSkipped: number;
+  /** Regular files whose digest came from a record, and files read and hashed. */
+  fromRecords: number;
+  read: number;
 }
 
 const HASH_AHEAD = 8;
@@ -55,7 +65,16 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   let present = false;
   let entries = 0;
   let sockets = 0;
-  const queue: Promise<VerifyEntry>[] = [];
+  let read = 0;
+  const reader = opts.records?.quick ? DigestReader.open(opts.records.stateDir, root.name) : null;
+  const writer = opts.records ? new DigestWriter(opts.records.stateDir, root.name) : null;
+  const queue: { rec: Promise<VerifyEntry>; e: WalkEntry }[] = [];
+  const emit = (rec: VerifyEntry, e: WalkEntry): VerifyEntry => {
+    rootHash.update(recordLine(rec) + '\n');
+    entries++;
+    if (writer && e.type === 'file' && rec.sha256) writer.append(digestRecord(e.rel, e.st, rec.sha256));
+    return rec;
+  };
 
   const record = async (e: WalkEntry, sha: Promise<string> | null, hardlink: string): Promise<VerifyEntry> => {
     const uid = Number(e.st.uid);
@@ -74,42 +93,50 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
     };
   };
 
-  for await (const e of walkRoot(root)) {
-    present = true;
-    if (e.type === 'socket') {
-      sockets++;
-      continue;
-    }
-    let sha: Promise<string> | null = null;
-    let hardlink = '';
-    if (e.type === 'file') {
-      const key = `${e.st.dev}:${e.st.ino}`;
-      const g = e.st.nlink > 1n ? groups.get(key) : undefined;
-      if (g) {
-        hardlink = g.path;
-        sha = g.sha;
-        if (--g.left <= 0n) groups.delete(key);
-      } else {
-        sha = hashFile(e.abs, e.st.size);
-        sha.catch(() => undefined);
-        if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
+  try {
+    for await (const e of walkRoot(root)) {
+      present = true;
+      if (e.type === 'socket') {
+        sockets++;
+        continue;
+      }
+      let sha: Promise<string> | null = null;
+      let hardlink = '';
+      if (e.type === 'file') {
+        const key = `${e.st.dev}:${e.st.ino}`;
+        const g = e.st.nlink > 1n ? groups.get(key) : undefined;
+        if (g) {
+          hardlink = g.path;
+          sha = g.sha;
+          if (--g.left <= 0n) groups.delete(key);
+        } else {
+          const recorded = reader?.sha256(e.rel, e.st);
+          if (recorded !== undefined) sha = Promise.resolve(recorded);
+          else {
+            read++;
+            sha = hashFile(e.abs, e.st.size);
+            sha.catch(() => undefined);
+          }
+          if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
+        }
+      }
+      const p = record(e, sha, hardlink);
+      p.catch(() => undefined);
+      queue.push({ rec: p, e });
+      if (queue.length >= HASH_AHEAD) {
+        const q = queue.shift()!;
+        yield emit(await q.rec, q.e);
       }
     }
-    const p = record(e, sha, hardlink);
-    p.catch(() => undefined);
-    queue.push(p);
-    if (queue.length >= HASH_AHEAD) {
-      const rec = await queue.shift()!;
-      rootHash.update(recordLine(rec) + '\n');
-      entries++;
-      yield rec;
+    while (queue.length) {
+      const q = queue.shift()!;
+      yield emit(await q.rec, q.e);
     }
+    // The walk saw every file of the root: its records replace the older ones.
+    if (present) writer?.commit();
+  } finally {
+    reader?.close();
+    writer?.close();
   }
-  while (queue.length) {
-    const rec = await queue.shift()!;
-    rootHash.update(recordLine(rec) + '\n');
-    entries++;
-    yield rec;
-  }
-  yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets };
+  yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets, fromRecords: reader?.hits ?? 0, read };
 }
