@@ -37,6 +37,7 @@ import {
   type RootName,
   type VerifyBatch,
   type VerifyEntry,
+  VERSION,
 } from '../proto';
 import type { Logger } from './log';
 import { HostOpRunner } from './host-ops';
@@ -46,15 +47,6 @@ import { pull, type FetchChannel, type OwnerNames } from './pull';
 import { announceAndList, checkRequiredRoots, fetchTar, type FetchWant } from './source';
 import { peerCredentials, roleOf, type AgentTls } from './tls';
 import { digestRoot } from './tree-digest';
-
-export const VERSION: string = (() => {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    return require('../../package.json').version as string;
-  } catch {
-    return '0.0.0';
-  }
-})();
 
 const NAME = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/);
 const ScopeSchema = z.object({

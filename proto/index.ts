@@ -40,6 +40,7 @@ export * from './roots';
 export * from './order';
 export * from './address';
 export * from './host-ops';
+export * from './runtime';
 
 /** The version of the wire protocol; agents of different protocol versions refuse each other. */
 export const PROTOCOL_VERSION = '1';
