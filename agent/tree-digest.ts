@@ -7,7 +7,7 @@
 import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
-import type { RootName, VerifyEntry } from '../proto';
+import { CmError, type RootName, type VerifyBatch, type VerifyEntry } from '../proto';
 import * as fs from 'node:fs/promises';
 import { nameOr, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
@@ -16,6 +16,8 @@ import { walkRoot, type WalkEntry } from './walk';
 export interface DigestOptions {
   identity: Identity;
   owners: Partial<Record<RootName, { user: string; group: string }>>;
+  /** Stops the walk and the reads of files under way (their descriptors close). */
+  signal?: AbortSignal;
 }
 
 export interface RootResult {
@@ -31,10 +33,10 @@ const HASH_AHEAD = 8;
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
 const SMALL_FILE = 1024 * 1024;
 
-async function hashFile(abs: string, size: bigint): Promise<string> {
+async function hashFile(abs: string, size: bigint, signal?: AbortSignal): Promise<string> {
   if (size <= BigInt(SMALL_FILE)) return crypto.createHash('sha256').update(fsSync.readFileSync(abs)).digest('hex');
   const h = crypto.createHash('sha256');
-  for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(data as Buffer);
+  for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024, signal })) h.update(data as Buffer);
   return h.digest('hex');
 }
 
@@ -74,7 +76,13 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
     };
   };
 
+  const cancelled = async (): Promise<CmError> => {
+    // The reads under way end with the signal; wait for them so that no descriptor stays open.
+    await Promise.allSettled(queue);
+    return new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
+  };
   for await (const e of walkRoot(root)) {
+    if (opts.signal?.aborted) throw await cancelled();
     present = true;
     if (e.type === 'socket') {
       sockets++;
@@ -90,7 +98,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
         sha = g.sha;
         if (--g.left <= 0n) groups.delete(key);
       } else {
-        sha = hashFile(e.abs, e.st.size);
+        sha = hashFile(e.abs, e.st.size, opts.signal);
         sha.catch(() => undefined);
         if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
       }
@@ -106,10 +114,33 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
     }
   }
   while (queue.length) {
+    if (opts.signal?.aborted) throw await cancelled();
     const rec = await queue.shift()!;
     rootHash.update(recordLine(rec) + '\n');
     entries++;
     yield rec;
   }
   yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets };
+}
+
+/** Records per Verify message. */
+const VERIFY_BATCH = 256;
+
+/** The Verify answer as messages: each root's records in batches, its last batch with the root's digest. */
+export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions): AsyncGenerator<VerifyBatch> {
+  for (const root of roots) {
+    let batch: VerifyEntry[] = [];
+    for await (const item of digestRoot(root, opts)) {
+      if ('present' in item) {
+        yield { entries: batch, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped } };
+        batch = [];
+      } else {
+        batch.push(item);
+        if (batch.length >= VERIFY_BATCH) {
+          yield { entries: batch };
+          batch = [];
+        }
+      }
+    }
+  }
 }

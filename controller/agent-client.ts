@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { agentClient, clientChannelOptions, fromServiceError, ROLE_AGENT, type AgentClient } from '../proto';
+import { agentClient, clientChannelOptions, fromServiceError, ROLE_AGENT, roleOf, type AgentClient } from '../proto';
 import type { HostPlan, Plan } from './plan';
 import { loadTls } from './pki';
 
@@ -13,11 +13,6 @@ export interface AgentHandle {
   side: 'old' | 'new';
   address: string;
   client: AgentClient;
-}
-
-function roleOf(cert: unknown): string | undefined {
-  const ou = (cert as { subject?: { OU?: string | string[] } })?.subject?.OU;
-  return Array.isArray(ou) ? ou[0] : ou;
 }
 
 /** Connect to one agent of the plan. */
