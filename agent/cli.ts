@@ -4,23 +4,9 @@
  * `serve` runs in the foreground, logs JSON lines to stderr, and stops on SIGTERM/SIGINT.
  */
 import { Command, CommanderError } from 'commander';
-import { asCmError, CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR } from '../proto';
+import { asCmError, CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, quietIpServernameWarning, VERSION } from '../proto';
 import { createLogger } from './log';
 import { DEFAULT_STALL_SECONDS, startAgent, type RunningAgent } from './server';
-import { VERSION } from './service';
-
-/**
- * grpc-js sends the dialled IP address as TLS ServerName, which Node flags (DEP0123) on
- * every connection. It is harmless here (certificates carry IP SANs): keep it off the
- * user's terminal and print other warnings as usual.
- */
-function quietIpServernameWarning(): void {
-  process.removeAllListeners('warning');
-  process.on('warning', (w: Error & { code?: string }) => {
-    if (w.code === 'DEP0123') return;
-    process.stderr.write(`${w.name}: ${w.message}\n`);
-  });
-}
 
 function main(argv: string[]): void {
   quietIpServernameWarning();

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { CmError, ROLE_AGENT } from '../proto';
+import { CmError, ROLE_AGENT, roleOf } from '../proto';
 
 export interface AgentTls {
   ca: Buffer;
@@ -54,20 +54,14 @@ export function serverCredentials(t: AgentTls): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(t.ca, [{ private_key: t.key, cert_chain: t.cert }], true);
 }
 
-/** The role of a verified peer certificate: its OU. */
-export function roleOf(cert: { subject?: Record<string, string | string[]> } | undefined): string | undefined {
-  const ou = cert?.subject?.OU;
-  return Array.isArray(ou) ? ou[0] : ou;
-}
-
 /** Credentials for the receiving agent's call to the sending agent: it must be an agent too. */
 export function peerCredentials(t: AgentTls): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(t.ca, t.key, t.cert, {
     checkServerIdentity: (host, cert) => {
       const err = tls.checkServerIdentity(host, cert);
       if (err) return err;
-      if (roleOf(cert as unknown as { subject: Record<string, string> }) !== ROLE_AGENT) {
-        return new Error(`the peer at ${host} presented a certificate of role ${roleOf(cert as never) ?? 'none'}, not an agent's`);
+      if (roleOf(cert) !== ROLE_AGENT) {
+        return new Error(`the peer at ${host} presented a certificate of role ${roleOf(cert) ?? 'none'}, not an agent's`);
       }
       return undefined;
     },

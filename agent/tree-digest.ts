@@ -7,7 +7,7 @@
 import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
-import type { RootName, VerifyEntry } from '../proto';
+import { CmError, type RootName, type VerifyBatch, type VerifyEntry } from '../proto';
 import * as fs from 'node:fs/promises';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
 import { nameOr, type Identity } from './identity';
@@ -17,8 +17,10 @@ import { walkRoot, type WalkEntry } from './walk';
 export interface DigestOptions {
   identity: Identity;
   owners: Partial<Record<RootName, { user: string; group: string }>>;
+  /** Stops the walk and the reads of files under way (their descriptors close). */
+  signal?: AbortSignal;
   /**
-   * Where the passes keep their digest records (agent/digest-records.ts). With it, the
+   * Where this agent keeps its digest records (agent/digest-records.ts). With it, the
    * digest records every file it hashed for later quick verifies; with `quick` too, a file
    * whose record still holds is not read.
    */
@@ -41,10 +43,10 @@ const HASH_AHEAD = 8;
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
 const SMALL_FILE = 1024 * 1024;
 
-async function hashFile(abs: string, size: bigint): Promise<string> {
+async function hashFile(abs: string, size: bigint, signal?: AbortSignal): Promise<string> {
   if (size <= BigInt(SMALL_FILE)) return crypto.createHash('sha256').update(fsSync.readFileSync(abs)).digest('hex');
   const h = crypto.createHash('sha256');
-  for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024 })) h.update(data as Buffer);
+  for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024, signal })) h.update(data as Buffer);
   return h.digest('hex');
 }
 
@@ -66,15 +68,9 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   let entries = 0;
   let sockets = 0;
   let read = 0;
+  const queue: { rec: Promise<VerifyEntry>; e: WalkEntry }[] = [];
   const reader = opts.records?.quick ? DigestReader.open(opts.records.stateDir, root.name) : null;
   const writer = opts.records ? new DigestWriter(opts.records.stateDir, root.name) : null;
-  const queue: { rec: Promise<VerifyEntry>; e: WalkEntry }[] = [];
-  const emit = (rec: VerifyEntry, e: WalkEntry): VerifyEntry => {
-    rootHash.update(recordLine(rec) + '\n');
-    entries++;
-    if (writer && e.type === 'file' && rec.sha256) writer.append(digestRecord(e.rel, e.st, rec.sha256));
-    return rec;
-  };
 
   const record = async (e: WalkEntry, sha: Promise<string> | null, hardlink: string): Promise<VerifyEntry> => {
     const uid = Number(e.st.uid);
@@ -92,9 +88,32 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
       hardlink,
     };
   };
+  /** A file's digest: from its record while that holds (quick), else read. */
+  const contentOf = (e: WalkEntry): Promise<string> => {
+    const recorded = reader?.sha256(e.rel, e.st);
+    if (recorded !== undefined) return Promise.resolve(recorded);
+    read++;
+    const sha = hashFile(e.abs, e.st.size, opts.signal);
+    sha.catch(() => undefined);
+    return sha;
+  };
+  const emit = async (): Promise<VerifyEntry> => {
+    const q = queue.shift()!;
+    const rec = await q.rec;
+    rootHash.update(recordLine(rec) + '\n');
+    entries++;
+    if (writer && q.e.type === 'file' && rec.sha256) writer.append(digestRecord(q.e.rel, q.e.st, rec.sha256));
+    return rec;
+  };
+  const cancelled = async (): Promise<CmError> => {
+    // The reads under way end with the signal; wait for them so that no descriptor stays open.
+    await Promise.allSettled(queue.map((q) => q.rec));
+    return new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
+  };
 
   try {
     for await (const e of walkRoot(root)) {
+      if (opts.signal?.aborted) throw await cancelled();
       present = true;
       if (e.type === 'socket') {
         sockets++;
@@ -110,27 +129,18 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
           sha = g.sha;
           if (--g.left <= 0n) groups.delete(key);
         } else {
-          const recorded = reader?.sha256(e.rel, e.st);
-          if (recorded !== undefined) sha = Promise.resolve(recorded);
-          else {
-            read++;
-            sha = hashFile(e.abs, e.st.size);
-            sha.catch(() => undefined);
-          }
+          sha = contentOf(e);
           if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
         }
       }
       const p = record(e, sha, hardlink);
       p.catch(() => undefined);
       queue.push({ rec: p, e });
-      if (queue.length >= HASH_AHEAD) {
-        const q = queue.shift()!;
-        yield emit(await q.rec, q.e);
-      }
+      if (queue.length >= HASH_AHEAD) yield await emit();
     }
     while (queue.length) {
-      const q = queue.shift()!;
-      yield emit(await q.rec, q.e);
+      if (opts.signal?.aborted) throw await cancelled();
+      yield await emit();
     }
     // The walk saw every file of the root: its records replace the older ones.
     if (present) writer?.commit();
@@ -139,4 +149,26 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
     writer?.close();
   }
   yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets, fromRecords: reader?.hits ?? 0, read };
+}
+
+/** Records per Verify message. */
+const VERIFY_BATCH = 256;
+
+/** The Verify answer as messages: each root's records in batches, its last batch with the root's digest. */
+export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions): AsyncGenerator<VerifyBatch> {
+  for (const root of roots) {
+    let batch: VerifyEntry[] = [];
+    for await (const item of digestRoot(root, opts)) {
+      if ('present' in item) {
+        yield { entries: batch, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped, from_records: item.fromRecords, read: item.read } };
+        batch = [];
+      } else {
+        batch.push(item);
+        if (batch.length >= VERIFY_BATCH) {
+          yield { entries: batch };
+          batch = [];
+        }
+      }
+    }
+  }
 }

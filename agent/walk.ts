@@ -101,20 +101,8 @@ async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n:
   }
 }
 
-/** An mtime in nanoseconds as pax writes it: "seconds.nanoseconds". */
-export function paxTime(ns: bigint): string {
-  const sec = ns / 1_000_000_000n;
-  const frac = ns % 1_000_000_000n;
-  return `${sec}.${frac.toString().padStart(9, '0')}`;
-}
-
-/** Parse a pax time ("1775324677", "1775324677.5", "…123456789") into nanoseconds. */
-export function parsePaxTime(s: string): bigint | undefined {
-  const m = /^(\d{1,12})(?:\.(\d{1,9}))?$/.exec(s);
-  if (!m) return undefined;
-  const frac = (m[2] ?? '').padEnd(9, '0');
-  return BigInt(m[1]) * 1_000_000_000n + BigInt(frac);
-}
+/** Nanoseconds to whole microseconds: the precision that times are compared and recorded at. */
+export const us = (ns: bigint): bigint => ns / 1000n;
 
 /**
  * The float seconds to pass to fs.utimes so that the file gets exactly the microsecond of

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { asCmError, ExitCode } from '../proto';
+import type { CommandContext } from './command-context';
 import { agentsCommand } from './commands/agents';
 import { initCommand } from './commands/init';
 import { rollbackCommand } from './commands/rollback';
@@ -14,7 +15,8 @@ import { installAgentCommand } from './commands/install-agent';
 import { syncCommand } from './commands/sync';
 import { uninstallAgentCommand } from './commands/uninstall-agent';
 import { verifyCommand } from './commands/verify';
-import { createOutput, reportError } from './output';
+import { interruptedError, isInterruption } from './interrupt';
+import { createReporter, type Reporter } from './report';
 
 const VERSION: string = (() => {
   try {
@@ -32,7 +34,8 @@ Exit status:
   ${ExitCode.precondition}    a precondition is not met (for example users missing on the new host)
   ${ExitCode.interrupted}  interrupted (Ctrl-C); run the same command again to continue`;
 
-export function buildProgram(): Command {
+/** The whole command line; each command gets `ctx` (signal, reporter, exit status). */
+export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('cmmigrate')
     .description('Move a chatmail relay to a new host: two agents copy its state host to host over gRPC with mutual TLS, checked end to end.')
     .version(VERSION)
@@ -56,7 +59,7 @@ The steps one by one, by hand:
   cmmigrate verify --plan plan.toml
 ${EXIT_CODES}`,
     );
-  for (const cmd of [initCommand(), installAgentCommand(), agentsCommand(), runCommand(), statusCommand(), rollbackCommand(), syncCommand(), verifyCommand(), uninstallAgentCommand()]) {
+  for (const cmd of [initCommand(ctx), installAgentCommand(ctx), agentsCommand(ctx), runCommand(ctx), statusCommand(ctx), rollbackCommand(ctx), syncCommand(ctx), verifyCommand(ctx), uninstallAgentCommand(ctx)]) {
     cmd.exitOverride();
     program.addCommand(cmd);
   }
@@ -77,23 +80,47 @@ function quietIpServernameWarning(): void {
   });
 }
 
+/**
+ * The first Ctrl-C (SIGINT or SIGTERM) aborts `abort`: the operation stops what it runs
+ * (cmdeploy, ssh, agent calls), the journal records the step as interrupted, and the exit
+ * status is 130. A second one exits at once.
+ */
+function onInterrupt(abort: AbortController): void {
+  const handler = (): void => {
+    if (abort.signal.aborted) {
+      process.stderr.write('\ninterrupted; run the same command again to continue\n');
+      process.exit(ExitCode.interrupted);
+    }
+    process.stderr.write('\ninterrupted: stopping cleanly (Ctrl-C again to stop at once)\n');
+    abort.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
 async function main(argv: string[]): Promise<void> {
   quietIpServernameWarning();
-  const program = buildProgram();
-  process.on('SIGINT', () => {
-    process.stderr.write('\ninterrupted; run the same command again to continue\n');
-    process.exit(ExitCode.interrupted);
-  });
+  const abort = new AbortController();
+  let reporter: Reporter | undefined;
+  let exitCode: number = ExitCode.ok;
+  const ctx: CommandContext = {
+    signal: abort.signal,
+    reporter: (json) => (reporter ??= createReporter(json)),
+    setExitCode: (code) => (exitCode = code),
+  };
+  onInterrupt(abort);
   try {
-    await program.parseAsync(argv);
+    await buildProgram(ctx).parseAsync(argv);
+    process.exitCode = abort.signal.aborted ? ExitCode.interrupted : exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : ExitCode.usage;
       return;
     }
     const sub = argv[2] ?? '';
-    const json = argv.includes('--json');
-    process.exitCode = reportError(asCmError(err), createOutput(json), sub);
+    // After Ctrl-C, what the command saw last (a cancelled call, a killed child) is the interruption.
+    const e = abort.signal.aborted && !isInterruption(err) ? interruptedError('the command', 'the same command', err) : asCmError(err);
+    process.exitCode = ctx.reporter(argv.includes('--json')).error(e, sub);
   }
 }
 

@@ -48,11 +48,11 @@ export interface HostOps {
   treeSize(): Promise<{ bytes: number; files: number }>;
 }
 
-/** The host operations of one agent. */
-export function hostOps(agent: AgentHandle): HostOps {
+/** The host operations of one agent; `signal` cancels a call under way (step.interrupted). */
+export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
   const call = async (op: HostOpName, units: string[] = []): Promise<HostOpReply__Output> => {
     try {
-      return await unary<HostOpRequest, HostOpReply__Output>(agent, agent.client.HostOp, { op, units }, HOST_OP_DEADLINE_MS);
+      return await unary<HostOpRequest, HostOpReply__Output>(agent, agent.client.HostOp, { op, units }, HOST_OP_DEADLINE_MS, signal);
     } catch (err) {
       const cause = (err as CmError).cause as grpc.ServiceError | undefined;
       if (cause?.code === grpc.status.UNIMPLEMENTED) {

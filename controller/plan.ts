@@ -9,7 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
-import { CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, DEFAULT_OWNER_RULES, formatHostPort, hostProblem, parseHostPort, ROOT_NAMES, type RootName } from '../proto';
+import { CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, DEFAULT_OWNER_RULES, formatHostPort, hostProblem, parseHostPort, ROOT_NAMES, type OwnerRule, type RootName } from '../proto';
 
 /** Every root the `[owners]` table may name: the agents' allowlist. */
 export const OWNER_ROOTS = ROOT_NAMES;
@@ -390,6 +390,11 @@ export async function loadPlan(file: string): Promise<Plan> {
       caFile: p.checks?.ca_file === undefined ? undefined : path.resolve(dir, p.checks.ca_file),
     },
   };
+}
+
+/** The plan's forced owners as the wire's owner rules (Pull and Verify requests). */
+export function ownerRules(plan: Plan): OwnerRule[] {
+  return Object.entries(plan.owners).map(([root, o]) => ({ root, user: o!.user, group: o!.group }));
 }
 
 /** The new host's addresses: as the plan lists them, else its host when that is an IP address. */

@@ -4,7 +4,7 @@
  * failed check is a CmError that names the host, says what is wrong and what to do.
  */
 import * as net from 'node:net';
-import { CmError, ExitCode } from '../proto';
+import { CmError, ExitCode, type ErrorCode } from '../proto';
 import type { SshTarget } from './ssh';
 
 /** Debian releases the relay (and so cmmigrate) supports. */
@@ -116,7 +116,7 @@ export function nodeUsable(version: string | undefined): boolean {
   return true;
 }
 
-function hostError(code: string, target: SshTarget, what: string, hint: string): CmError {
+function hostError(code: ErrorCode, target: SshTarget, what: string, hint: string): CmError {
   return new CmError(code, `the ${target.side} host (${target.destination}) ${what}`, {
     hint,
     details: { host: target.destination, side: target.side },

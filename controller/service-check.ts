@@ -9,7 +9,7 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { CmError, formatHostPort, parseHostPort } from '../proto';
+import { CmError, formatHostPort, parseHostPort, type ErrorCode } from '../proto';
 
 /** The relay's public ports, in the order they are reported. */
 export const MAIL_PORTS = [25, 465, 587, 993, 443] as const;
@@ -81,7 +81,7 @@ export interface ServiceReport {
   /** Each thing that is wrong, one line each; empty when the host serves mail. */
   problems: string[];
   /** Each problem's kind, parallel to `problems`. */
-  problemCodes: string[];
+  problemCodes: ErrorCode[];
   /** Things to tell the operator that do not fail the step (certificate expiry). */
   warnings: string[];
   ok: boolean;
@@ -242,9 +242,9 @@ export async function probeServices(o: ServiceCheckOptions): Promise<ServiceRepo
   const now = (o.now ?? Date.now)();
   const results = await Promise.all(MAIL_PORTS.map((p) => probePort(p, o)));
   const problems: string[] = [];
-  const problemCodes: string[] = [];
+  const problemCodes: ErrorCode[] = [];
   const warnings: string[] = [];
-  const add = (code: string, text: string): void => {
+  const add = (code: ErrorCode, text: string): void => {
     problemCodes.push(code);
     problems.push(text);
   };

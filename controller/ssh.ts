@@ -5,8 +5,11 @@
  * host, says what ssh refused, and what to do. Extra ssh options come from
  * CMMIGRATE_SSH_OPTS (whitespace-separated, e.g. "-F ./ssh_config -i ~/.ssh/relay").
  */
-import { spawn } from 'node:child_process';
-import { CmError } from '../proto';
+import { CmError, ExitCode } from '../proto';
+import { runChild, type ChildResult } from '../proto/child-run';
+
+/** ssh's output kept per stream: far more than any script here prints. */
+const MAX_OUTPUT = 16 * 1024 * 1024;
 
 export interface SshTarget {
   /** 'old' or 'new': which host of the plan, for messages. */
@@ -32,6 +35,8 @@ export interface RunRemoteOptions {
   onCommand?: (line: string) => void;
   /** What the script does, for that line (default "script"). */
   label?: string;
+  /** Aborting it stops ssh: a CmError step.interrupted (exit 130). */
+  signal?: AbortSignal;
 }
 
 /** Options that make ssh fit for a program: no prompt, no forwarding, bounded waits. */
@@ -112,55 +117,43 @@ export function classifySshFailure(target: SshTarget, stderr: string): CmError |
  * a CmError (`ssh.*`) when ssh itself failed: not installed, refused, login failed,
  * timed out.
  */
-export function runRemote(target: SshTarget, script: string, opts: RunRemoteOptions = {}): Promise<RemoteResult> {
+export async function runRemote(target: SshTarget, script: string, opts: RunRemoteOptions = {}): Promise<RemoteResult> {
   const env = opts.env ?? process.env;
   const argv = sshArgv(target, script, env);
   opts.onCommand?.(`ssh ${[...extraSshOptions(env), target.destination].join(' ')} sh -c '<${opts.label ?? 'script'}>'`);
-  return new Promise((resolve, reject) => {
-    const child = spawn('ssh', argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGTERM');
-    }, opts.timeoutMs ?? 120_000);
-    // The remote side may exit before reading all of stdin (a failed check): not our error.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.input);
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (err.code === 'ENOENT') {
-        reject(new CmError('ssh.not_installed', 'the ssh command is not installed on this machine', {
-          hint: 'install the OpenSSH client (apt-get install openssh-client), then run the same command again',
-          cause: err,
-        }));
-      } else reject(new CmError('ssh.failed', `cannot run ssh: ${err.message}`, { cause: err }));
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  let r: ChildResult;
+  try {
+    r = await runChild('ssh', argv, { env, input: opts.input ?? Buffer.alloc(0), timeoutMs, signal: opts.signal, killGraceMs: 5_000, maxOutputBytes: MAX_OUTPUT });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') {
+      throw new CmError('ssh.not_installed', 'the ssh command is not installed on this machine', {
+        hint: 'install the OpenSSH client (apt-get install openssh-client), then run the same command again',
+        cause: err,
+      });
+    }
+    throw new CmError('ssh.failed', `cannot run ssh: ${err.message}`, { cause: err });
+  }
+  const details = { host: target.destination, side: target.side };
+  if (r.aborted) {
+    throw new CmError('step.interrupted', `ssh to the ${target.side} host (${target.destination}) was interrupted`, { hint: 'run the same command again', exitCode: ExitCode.interrupted, details });
+  }
+  if (r.timedOut) {
+    throw new CmError('ssh.timeout', `the ${target.side} host (ssh ${target.destination}) did not finish in ${Math.round(timeoutMs / 1000)} s`, {
+      hint: `check the host and the network (\`ssh ${target.destination}\`), then run the same command again`,
+      details,
     });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) {
-        reject(new CmError('ssh.timeout', `the ${target.side} host (ssh ${target.destination}) did not finish in ${Math.round((opts.timeoutMs ?? 120_000) / 1000)} s`, {
-          hint: `check the host and the network (\`ssh ${target.destination}\`), then run the same command again`,
-          details: { host: target.destination, side: target.side },
-        }));
-        return;
-      }
-      const exit = code ?? (signal ? 128 : 1);
-      if (exit === 255) {
-        const known = classifySshFailure(target, stderr);
-        reject(
-          known ??
-            new CmError('ssh.failed', `ssh to the ${target.side} host (${target.destination}) failed: ${stderr.trim().split('\n').pop() || 'exit 255'}`, {
-              hint: `run \`ssh -o BatchMode=yes ${target.destination} true\` to see what ssh says, then run the same command again`,
-              details: { host: target.destination, side: target.side },
-            }),
-        );
-        return;
-      }
-      resolve({ code: exit, stdout, stderr });
-    });
-  });
+  }
+  const exit = r.code ?? (r.signal ? 128 : 1);
+  if (exit === 255) {
+    throw (
+      classifySshFailure(target, r.stderr) ??
+      new CmError('ssh.failed', `ssh to the ${target.side} host (${target.destination}) failed: ${r.stderr.trim().split('\n').pop() || 'exit 255'}`, {
+        hint: `run \`ssh -o BatchMode=yes ${target.destination} true\` to see what ssh says, then run the same command again`,
+        details,
+      })
+    );
+  }
+  return { code: exit, stdout: r.stdout, stderr: r.stderr };
 }

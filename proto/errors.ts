@@ -15,23 +15,137 @@ export const ExitCode = {
   interrupted: 130,
 } as const;
 
+/**
+ * Every error code of cmmigrate, with the exit code the controller ends with and the gRPC
+ * status the code travels as. The one table: CmError takes only these codes, the README's
+ * tables are checked against it (test/error-registry.test.ts).
+ */
+export const ERRORS = {
+  'agent.bind_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.identity_unreadable': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.op_not_allowed': { exit: ExitCode.failed, status: grpc.status.INVALID_ARGUMENT },
+  'agent.path_mailboxes_mismatch': { exit: ExitCode.failed, status: grpc.status.PERMISSION_DENIED },
+  'agent.path_not_directory': { exit: ExitCode.failed, status: grpc.status.PERMISSION_DENIED },
+  'agent.path_outside_root': { exit: ExitCode.failed, status: grpc.status.PERMISSION_DENIED },
+  'agent.port_in_use': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.tls_bad': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.tls_missing': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.tls_wrong_role': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.too_old': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agent.unit_not_allowed': { exit: ExitCode.failed, status: grpc.status.INVALID_ARGUMENT },
+  'agents.unreachable': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'agents.wrong_agent': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'apt.install_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'apt.purge_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'auth.refused': { exit: ExitCode.failed, status: grpc.status.PERMISSION_DENIED },
+  'auth.wrong_role': { exit: ExitCode.failed, status: grpc.status.PERMISSION_DENIED },
+  'connect.cancelled': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'connect.failed': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'connect.incomplete': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'connect.lost': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'connect.stalled': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'connect.timeout': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'connect.unavailable': { exit: ExitCode.failed, status: grpc.status.UNAVAILABLE },
+  'dns.lookup_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'dns.not_switched': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'host.bad_file': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'host.command_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'host.command_missing': { exit: ExitCode.failed, status: grpc.status.FAILED_PRECONDITION },
+  'host.command_timeout': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'host.statfs_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'install.agent_not_started': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'install.agent_unreachable': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'install.bundle_missing': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'install.node_too_old': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'internal.unexpected': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'journal.corrupt': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'journal.other_migration': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'journal.unreadable': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'pki.exists': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'pki.expired': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'pki.invalid': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'pki.missing': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'pki.unreadable': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'plan.exists': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'plan.invalid': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'plan.no_relay_dir': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'plan.not_found': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'plan.syntax': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'plan.unknown_key': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'plan.unreadable': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'precondition.agent_role': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.agent_versions': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.chatmail_ini': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.disk_space': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.ip_literal_domain': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.new_addresses': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.no_chatmail_ini': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.no_cmdeploy': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.no_cmdeploy_stages': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.no_node': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.no_systemd': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.not_debian': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.not_relay_checkout': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.not_root': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.port_in_use': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'precondition.unsupported_debian': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'remote.failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.auth_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.host_key': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.not_installed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.refused': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.timeout': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.unknown_host': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'ssh.unreachable': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.already_migrated': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.certificate_expired': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.certificate_mismatch': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.certificate_untrusted': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.cmdeploy_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.confirmation_needed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.interrupted': { exit: ExitCode.interrupted, status: grpc.status.INTERNAL },
+  'step.mail_still_active': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.not_confirmed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.nothing_to_roll_back': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.out_of_order': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.port_closed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.rollback_refused': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.service_not_active': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.service_still_active': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.tls_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.verify_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'transfer.cancelled': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.device_node': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.digest_mismatch': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.disk_full': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.max_delete': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.missing_owners': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'transfer.source_changed': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.source_root_missing': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.source_unreadable': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'transfer.type_conflict': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'uninstall.stop_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'usage.bad_option': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'usage.bad_request': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'usage.missing_option': { exit: ExitCode.usage, status: grpc.status.INVALID_ARGUMENT },
+  'wire.bad_link': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'wire.bad_path': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'wire.device_node': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'wire.protocol': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+  'wire.protocol_version': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
+} as const satisfies Record<string, { exit: number; status: grpc.status }>;
+
+/** A stable dotted error code: one key of ERRORS. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Whether a code from the wire or a file is one this version knows. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERRORS, code);
+}
+
 const CODE_KEY = 'cmm-code';
 const HINT_KEY = 'cmm-hint';
-
-/** Which gRPC status a code family travels as. */
-function statusFor(code: string): grpc.status {
-  if (code.startsWith('auth.')) return grpc.status.PERMISSION_DENIED;
-  if (code.startsWith('usage.') || code.startsWith('plan.')) return grpc.status.INVALID_ARGUMENT;
-  if (code.startsWith('precondition.') || code === 'transfer.missing_owners') {
-    return grpc.status.FAILED_PRECONDITION;
-  }
-  if (code.startsWith('agent.path_')) return grpc.status.PERMISSION_DENIED;
-  if (code === 'agent.op_not_allowed' || code === 'agent.unit_not_allowed') return grpc.status.INVALID_ARGUMENT;
-  if (code === 'host.command_missing') return grpc.status.FAILED_PRECONDITION;
-  if (code.startsWith('transfer.') || code.startsWith('wire.')) return grpc.status.DATA_LOSS;
-  if (code.startsWith('connect.')) return grpc.status.UNAVAILABLE;
-  return grpc.status.INTERNAL;
-}
 
 export interface CmErrorOptions {
   hint?: string;
@@ -43,24 +157,18 @@ export interface CmErrorOptions {
 }
 
 export class CmError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint?: string;
   readonly details?: Record<string, unknown>;
   readonly exitCode: number;
 
-  constructor(code: string, message: string, opts: CmErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, opts: CmErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'CmError';
     this.code = code;
     this.hint = opts.hint;
     this.details = opts.details;
-    this.exitCode =
-      opts.exitCode ??
-      (code.startsWith('usage.') || code.startsWith('plan.')
-        ? ExitCode.usage
-        : code.startsWith('precondition.') || code === 'transfer.missing_owners'
-          ? ExitCode.precondition
-          : ExitCode.failed);
+    this.exitCode = opts.exitCode ?? ERRORS[code].exit;
   }
 
   /** This error as a gRPC status object, ready for `callback(err)` or `call.emit('error', err)`. */
@@ -69,7 +177,7 @@ export class CmError extends Error {
     metadata.set(CODE_KEY, this.code);
     if (this.hint) metadata.set(HINT_KEY, encodeURIComponent(this.hint));
     const err = new Error(this.message) as Error & Partial<grpc.StatusObject>;
-    err.code = statusFor(this.code);
+    err.code = ERRORS[this.code].status;
     err.details = this.message;
     err.metadata = metadata;
     return err;
@@ -77,7 +185,7 @@ export class CmError extends Error {
 }
 
 /** Anything thrown, as a CmError (unknown errors get `internal.unexpected`). */
-export function asCmError(err: unknown, fallbackCode = 'internal.unexpected'): CmError {
+export function asCmError(err: unknown, fallbackCode: ErrorCode = 'internal.unexpected'): CmError {
   if (err instanceof CmError) return err;
   const e = err as NodeJS.ErrnoException & { details?: string; metadata?: grpc.Metadata };
   if (e && typeof e === 'object' && e.metadata instanceof grpc.Metadata) return fromServiceError(e as unknown as grpc.ServiceError);
@@ -93,9 +201,13 @@ export function fromServiceError(err: grpc.ServiceError, peer?: string): CmError
   const code = err.metadata?.get(CODE_KEY)?.[0];
   const hint = err.metadata?.get(HINT_KEY)?.[0];
   if (typeof code === 'string') {
-    return new CmError(code, err.details || err.message, {
+    // A peer of another version may send a code this one does not know: it arrives as
+    // internal.unexpected, with the peer's message, hint and code.
+    const known = isErrorCode(code);
+    return new CmError(known ? code : 'internal.unexpected', err.details || err.message, {
       hint: typeof hint === 'string' ? decodeURIComponent(hint) : undefined,
       cause: err,
+      details: known ? undefined : { peerCode: code },
     });
   }
   const where = peer ? ` ${peer}` : ' the agent';

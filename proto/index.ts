@@ -15,7 +15,7 @@ import type { AgentClient, AgentDefinition } from './generated/cmmigrate/v1/Agen
 export type { AgentClient, AgentHandlers } from './generated/cmmigrate/v1/Agent';
 export type { PullEvent__Output, PullEvent } from './generated/cmmigrate/v1/PullEvent';
 export type { Summary__Output, Summary } from './generated/cmmigrate/v1/Summary';
-export type { Progress } from './generated/cmmigrate/v1/Progress';
+export type { Progress, Progress__Output } from './generated/cmmigrate/v1/Progress';
 export type { VerifyEntry, VerifyEntry__Output } from './generated/cmmigrate/v1/VerifyEntry';
 export type { VerifyBatch, VerifyBatch__Output } from './generated/cmmigrate/v1/VerifyBatch';
 export type { RootDigest, RootDigest__Output } from './generated/cmmigrate/v1/RootDigest';
@@ -40,6 +40,9 @@ export * from './roots';
 export * from './order';
 export * from './address';
 export * from './host-ops';
+export * from './runtime';
+export * from './numbered';
+export * from './roles';
 
 /** The version of the wire protocol; agents of different protocol versions refuse each other. */
 export const PROTOCOL_VERSION = '1';
@@ -73,10 +76,6 @@ export const CLIENT_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
  * `#!` line of agent/cli.ts in step (a test checks it).
  */
 export const AGENT_NODE_FLAGS: readonly string[] = ['--max-old-space-size=256', '--max-semi-space-size=4'];
-
-/** The certificate OU that names a peer's role. */
-export const ROLE_CONTROLLER = 'controller';
-export const ROLE_AGENT = 'agent';
 
 /** Channel options every client of an agent uses. */
 export function clientChannelOptions(bulk = false): grpc.ChannelOptions {

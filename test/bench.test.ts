@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, runNode } from './support/harness';
 
-const BENCH = path.join(REPO, 'dist', 'test', 'bench', 'bench.js');
+const BENCH = path.join(REPO, 'dist-test', 'test', 'bench', 'bench.js');
 
 const PEERS: Record<string, string[]> = {
   'initial-cmmigrate': ['initial-tar', 'initial-tar-ssh', 'initial-rsync-ssh'],

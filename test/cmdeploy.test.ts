@@ -3,7 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CmError } from '../proto/errors';
-import { chatmailVersionWarning, checkoutCommit, cmdeployCommand, detectStageSupport, parseIni, readChatmailIni, requireStageSupport, runCmdeploy, type RunCmdeployOptions } from '../controller/cmdeploy';
+import { parseIni, readChatmailIni } from '../controller/relay/chatmail-ini';
+import { cmdeployCommand, runCmdeploy, type RunCmdeployOptions } from '../controller/relay/cmdeploy';
+import { chatmailVersionWarning, checkoutCommit } from '../controller/relay/git-head';
+import { detectStageSupport, requireStageSupport } from '../controller/relay/stages';
 import { cmdeployCalls, expectCmdeployCall, makeRelayCheckout } from './support/relay-checkout';
 
 let tmp: string;

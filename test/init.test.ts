@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runInit, type InitOptions } from '../controller/commands/init';
+import { runInit, type InitOptions } from '../controller/ops/init';
 import { loadPlan } from '../controller/plan';
 import { ensurePki, loadTls, type TlsMaterial } from '../controller/pki';
 import { failure } from './support/expect-error';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadIdentity } from '../agent/identity';
 import type { ResolvedRoot } from '../agent/paths';
-import { announceAndList, type ListedEntry, type ListEnd } from '../agent/source';
+import { announceAndList, type ListedEntry, type ListEnd } from '../agent/listing';
 
 async function collect(roots: ResolvedRoot[], root: string, keep?: number): Promise<{ announced: unknown; items: (ListedEntry | ListEnd)[] }> {
   const listing = await announceAndList(roots, 'initial', await loadIdentity(root), undefined, keep);

@@ -1,112 +1,17 @@
-/**
- * `cmmigrate agents`: asks both agents of the plan for their version and host facts over
- * mutual TLS, and says which one does not answer. Exit 1 when one is unreachable.
- */
+/** `cmmigrate agents`: parses its options and asks both agents (controller/ops/agents.ts). */
 import { Command } from 'commander';
-import { CmError, PROTOCOL_VERSION, type InfoReply__Output } from '../../proto';
-import { connectAgent, unary } from '../agent-client';
-import { createOutput, formatBytes, type Output } from '../output';
-import { loadPlan, type Plan } from '../plan';
+import type { CommandContext } from '../command-context';
+import { runAgents } from '../ops/agents';
+import { loadPlan } from '../plan';
 
-export type Side = 'old' | 'new';
-
-export interface AgentStatus {
-  side: Side;
-  address: string;
-  info?: InfoReply__Output;
-  error?: CmError;
-}
-
-/** One Info call to the agent of `side`; failures are returned, not thrown. */
-export async function agentStatus(plan: Plan, side: Side, deadlineMs = 5_000): Promise<AgentStatus> {
-  const address = plan[side].agent;
-  let handle: Awaited<ReturnType<typeof connectAgent>> | undefined;
-  try {
-    handle = await connectAgent(plan, side);
-    const info = await unary<Record<string, never>, InfoReply__Output>(handle, handle.client.Info, {}, deadlineMs);
-    if (info.role !== side) {
-      return {
-        side,
-        address,
-        info,
-        error: new CmError('agents.wrong_agent', `the agent at ${address} is the ${info.role || 'unknown'} agent, not the ${side} one`, {
-          hint: `the plan's ${side}.agent address reaches the other host's agent: correct ${side}.agent in ${plan.file}, then run cmmigrate init --plan ${plan.file} again`,
-        }),
-      };
-    }
-    return { side, address, info };
-  } catch (err) {
-    // This machine's own TLS material is missing or broken: no agent could answer.
-    if (err instanceof CmError && err.code.startsWith('pki.')) throw err;
-    return { side, address, error: err instanceof CmError ? err : new CmError('connect.failed', `the ${side} agent at ${address}: ${(err as Error).message}`, { cause: err }) };
-  } finally {
-    handle?.client.close();
-  }
-}
-
-/** Calls Info until the agent answers or `timeoutMs` passes; the last failure otherwise. */
-export async function waitForAgent(plan: Plan, side: Side, timeoutMs: number): Promise<AgentStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await agentStatus(plan, side, Math.max(1_000, Math.min(5_000, deadline - Date.now())));
-    if (!s.error || s.error.code === 'agents.wrong_agent' || Date.now() >= deadline) return s;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
-
-/** The agent's facts as lines for people. */
-export function describeAgent(s: AgentStatus, mailboxesDir: string): string[] {
-  const head = `${s.side}  ${s.address}`;
-  if (!s.info || s.error) return [`${head}  NOT REACHABLE: ${s.error?.message ?? 'no answer'}`];
-  const i = s.info;
-  return [
-    `${head}  cmmigrate-agent ${i.version} (protocol ${i.protocol}, node ${i.node})`,
-    `      host ${i.hostname}, ${i.os || 'unknown OS'}, ${formatBytes(Number(i.free_bytes))} free under ${mailboxesDir}`,
-  ];
-}
-
-export function statusEvent(s: AgentStatus): Record<string, unknown> {
-  const i = s.info;
-  return {
-    side: s.side,
-    address: s.address,
-    reachable: !s.error,
-    ...(i ? { version: i.version, protocol: i.protocol, hostname: i.hostname, os: i.os, node: i.node, free_bytes: Number(i.free_bytes), root: i.root } : {}),
-    ...(s.error ? { code: s.error.code, error: s.error.message } : {}),
-  };
-}
-
-export async function runAgents(opts: { plan: string }, out: Output): Promise<AgentStatus[]> {
-  const plan = await loadPlan(opts.plan);
-  const all = await Promise.all((['old', 'new'] as const).map((side) => agentStatus(plan, side)));
-  for (const s of all) {
-    for (const line of describeAgent(s, plan.mailboxesDir)) out.item(line);
-    if (s.info && s.info.protocol !== PROTOCOL_VERSION) {
-      out.warn(`the ${s.side} agent speaks protocol ${s.info.protocol}, this controller ${PROTOCOL_VERSION}: run cmmigrate install-agent ${s.side} --plan ${opts.plan}`);
-    }
-    out.event({ event: 'agent', ...statusEvent(s) });
-  }
-  const down = all.filter((s) => s.error);
-  if (down.length > 0) {
-    const wrong = down.find((s) => s.error!.code === 'agents.wrong_agent');
-    if (wrong) throw wrong.error!;
-    throw new CmError('agents.unreachable', down.map((s) => s.error!.message).join('; '), {
-      hint:
-        `on the host, \`systemctl status cmmigrate-agent\` says whether it runs; a firewall must let TCP ${down.map((s) => plan[s.side].agentPort).join(' and ')} through; ` +
-        `install or restart it with: ${down.map((s) => `cmmigrate install-agent ${s.side} --plan ${opts.plan}`).join(' and ')}`,
-      details: { unreachable: down.map((s) => s.side) },
-    });
-  }
-  return all;
-}
-
-export function agentsCommand(): Command {
+/** The `agents` command. */
+export function agentsCommand(ctx: CommandContext): Command {
   return new Command('agents')
     .description('show both agents: reachable or not, version, host facts')
     .requiredOption('--plan <file>', 'the plan file written by `cmmigrate init`')
     .option('--json', 'print one JSON object per agent on stdout')
     .addHelpText('after', '\nExit status: 0 when both agents answer over mutual TLS, 1 when one does not.\n\nExample:\n  cmmigrate agents --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
-      await runAgents({ plan: o.plan }, createOutput(!!o.json));
+      await runAgents(await loadPlan(o.plan), { planArg: o.plan }, ctx.reporter(!!o.json));
     });
 }

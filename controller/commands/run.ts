@@ -1,10 +1,10 @@
 /**
  * `cmmigrate run`: the whole move in six steps (see controller/run/). This file only
- * parses the options.
+ * parses the options and calls runMigration.
  */
 import { Command, Option } from 'commander';
 import { CmError, ExitCode } from '../../proto';
-import { createOutput } from '../output';
+import type { CommandContext } from '../command-context';
 import type { StepId } from '../run/journal';
 import { STEP_IDS } from '../run/journal';
 import { runMigration } from '../run/runner';
@@ -59,7 +59,8 @@ Examples:
   cmmigrate run --plan plan.toml --yes --json > events.jsonl
   cmmigrate run --plan plan.toml --only 6`;
 
-export function runCommand(): Command {
+/** The `run` command. */
+export function runCommand(ctx: CommandContext): Command {
   return new Command('run')
     .summary('move the relay: all six steps, resumable')
     .description(
@@ -78,7 +79,7 @@ export function runCommand(): Command {
     .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')
     .addHelpText('after', RUN_STEPS_HELP)
     .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean }) => {
-      const out = createOutput(!!o.json);
+      const out = ctx.reporter(!!o.json);
       await runMigration(
         {
           plan: o.plan,
@@ -90,6 +91,7 @@ export function runCommand(): Command {
           dnsTimeoutSeconds: o.dnsTimeout,
           dnsIntervalSeconds: o.dnsInterval,
           skipDnsWait: o.skipDnsWait,
+          signal: ctx.signal,
         },
         out,
       );

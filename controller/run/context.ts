@@ -1,16 +1,16 @@
 /**
  * What every step of `cmmigrate run` works with: the plan, the journal, both agents and
- * their host operations, the output for people, the JSON events and the log file. Also
+ * their host operations, the reporter, the JSON events and the log file. Also
  * the one place that turns a step's failure into an error naming the step, the host and
  * the command to run next.
  */
 import * as readline from 'node:readline';
 import pino from 'pino';
 import { asCmError, CmError, ExitCode } from '../../proto';
+import { whenAborted } from '../interrupt';
 import type { AgentHandle } from '../agent-client';
-import type { HostOps } from '../host-ops';
-import type { Output } from '../output';
-import type { Plan } from '../plan';
+import type { Reporter } from '../report';
+import type { ActionContext } from './actions';
 import type { Journal, StepId } from './journal';
 
 export interface RunOptions {
@@ -28,18 +28,17 @@ export interface RunOptions {
   skipDnsWait?: boolean;
   /** Asks the operator; default: a y/N question on the terminal. */
   confirm?: (question: string) => Promise<boolean>;
+  /** Aborted by Ctrl-C: the step under way stops and is recorded as interrupted. */
   signal?: AbortSignal;
 }
 
-export interface RunContext {
-  plan: Plan;
+/** A step's world; the shared actions (actions.ts) take it as their ActionContext. */
+export interface RunContext extends ActionContext {
   opts: RunOptions;
-  out: Output;
+  out: Reporter;
   log: pino.Logger;
   journal: Journal;
-  relayDir: string;
   agents: { old: AgentHandle; new: AgentHandle };
-  hosts: { old: HostOps; new: HostOps };
   /** The command that continues the run: `cmmigrate run --plan FILE`. */
   rerun: string;
   /** One JSON event on stdout (--json) and in the log file. */
@@ -50,18 +49,14 @@ export interface RunContext {
   confirm(question: string): Promise<boolean>;
 }
 
-export function hostLabel(plan: Plan, side: 'old' | 'new'): string {
-  return `the ${side} host ${plan[side].host}`;
-}
-
 /** The run's log file: pino JSON lines, written synchronously so a kill loses nothing. */
 export function runLogger(file: string | undefined): pino.Logger {
   if (!file) return pino({ enabled: false });
   return pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: file, sync: true, mkdir: true }));
 }
 
-/** A y/N question on the terminal; refuses (with how to say yes) when there is no terminal. */
-export async function askTerminal(question: string, what: string, rerun: string): Promise<boolean> {
+/** A y/N question on the terminal; refuses (with how to say yes) when there is no terminal; Ctrl-C (`signal`) stops it. */
+export async function askTerminal(question: string, what: string, rerun: string, signal?: AbortSignal): Promise<boolean> {
   if (!process.stdin.isTTY) {
     throw new CmError('step.confirmation_needed', `${what} needs your confirmation, and there is no terminal to ask on`, {
       hint: `run ${rerun} --yes to confirm in advance`,
@@ -69,10 +64,12 @@ export async function askTerminal(question: string, what: string, rerun: string)
     });
   }
   const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  const stop = whenAborted(signal, `the question about ${what}`);
   try {
-    const answer = await new Promise<string>((resolve) => rl.question(`${question} [y/N] `, resolve));
+    const answer = await Promise.race([new Promise<string>((resolve) => rl.question(`${question} [y/N] `, resolve)), stop.promise]);
     return /^y(es)?$/i.test(answer.trim());
   } finally {
+    stop.dispose();
     rl.close();
   }
 }

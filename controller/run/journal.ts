@@ -15,6 +15,11 @@ import { writeFileAtomicSync } from '../atomic-file';
 export const STEP_IDS = ['preflight', '1', '2', '3', '4', '5', '6'] as const;
 export type StepId = (typeof STEP_IDS)[number];
 
+/** `Preflight` or `Step 3/6`, for people. */
+export function stepLabel(id: StepId): string {
+  return id === 'preflight' ? 'Preflight' : `Step ${id}/6`;
+}
+
 export type StepState = 'pending' | 'running' | 'done' | 'failed';
 
 const stepRecord = z.object({

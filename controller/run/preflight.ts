@@ -6,9 +6,11 @@
  */
 import { CmError, formatHostPort, type InfoReply__Output } from '../../proto';
 import { unary, type AgentHandle } from '../agent-client';
-import { chatmailVersionWarning, checkoutCommit, readChatmailIni, requireStageSupport } from '../cmdeploy';
+import { readChatmailIni } from '../relay/chatmail-ini';
+import { chatmailVersionWarning, checkoutCommit } from '../relay/git-head';
+import { requireStageSupport } from '../relay/stages';
 import { assertMovableDomain, findAuthoritativeServers, parseNameServers, queryRecords, serverLabel, ttlWarnings, type NameServer } from '../dns';
-import { formatBytes } from '../output';
+import { formatBytes } from '../report';
 import { expiryWarning, fetchCertificate } from '../service-check';
 import type { Plan } from '../plan';
 import { shQuote } from '../ssh';

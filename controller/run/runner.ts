@@ -7,11 +7,13 @@ import * as path from 'node:path';
 import { CmError, ExitCode } from '../../proto';
 import { connectAgent } from '../agent-client';
 import { hostOps } from '../host-ops';
-import { formatBytes, formatDuration, type Output } from '../output';
-import { loadPlan, type Plan } from '../plan';
+import { interruptedError, isInterruption } from '../interrupt';
+import { loadPlan } from '../plan';
+import { formatDuration, type Reporter } from '../report';
 import { shQuote } from '../ssh';
-import { askTerminal, hostLabel, runLogger, stepError, type RunContext, type RunOptions } from './context';
-import { Journal, STEP_IDS, type StepId } from './journal';
+import { hostLabel, requireRelayDir } from './actions';
+import { askTerminal, runLogger, stepError, type RunContext, type RunOptions } from './context';
+import { Journal, STEP_IDS, stepLabel, type StepId } from './journal';
 import { checkAgents } from './preflight';
 import { stepById, type Step } from './steps';
 
@@ -46,9 +48,7 @@ export interface RunResult {
   dnsSeconds?: number;
 }
 
-export function stepLabel(id: StepId): string {
-  return id === 'preflight' ? 'Preflight' : `Step ${id}/6`;
-}
+export { stepLabel };
 
 /** Which steps this invocation runs, in order; refuses a selection whose prerequisites are not done. */
 export function selectSteps(journal: Journal, opts: Pick<RunOptions, 'from' | 'only' | 'plan'>, rerun: string): StepId[] {
@@ -75,14 +75,11 @@ export function selectSteps(journal: Journal, opts: Pick<RunOptions, 'from' | 'o
   return chosen;
 }
 
-function bold(out: Output, s: string): string {
-  return !out.json && process.stderr.isTTY ? `\x1b[1m${s}\x1b[0m` : s;
-}
-
 async function runStep(ctx: RunContext, step: Step): Promise<void> {
   const { journal, out } = ctx;
-  out.info(bold(out, `\n==> ${stepLabel(step.id)}: ${step.title}`));
-  ctx.emit('step', { step: step.id, title: step.title, state: 'started' });
+  const base = { step: step.id, label: stepLabel(step.id), title: step.title };
+  if (ctx.signal?.aborted) throw interruptedError(`the run (before ${step.id === 'preflight' ? 'preflight' : `step ${step.id}`})`, ctx.rerun);
+  out.step({ ...base, state: 'started' });
   journal.start(step.id);
   ctx.log.info({ step: step.id }, 'step started');
   try {
@@ -90,13 +87,14 @@ async function runStep(ctx: RunContext, step: Step): Promise<void> {
     journal.finish(step.id, facts);
     const rec = journal.step(step.id);
     ctx.log.info({ step: step.id, seconds: rec.seconds, bytes: rec.bytes }, 'step done');
-    ctx.emit('step', { step: step.id, title: step.title, state: 'done', seconds: rec.seconds, bytes: rec.bytes ?? null });
-    out.info(`    done in ${formatDuration(rec.seconds ?? 0)}${facts.bytes !== undefined ? `, ${formatBytes(facts.bytes)} in ${facts.files ?? 0} files moved` : ''}`);
+    out.step({ ...base, state: 'done', seconds: rec.seconds, bytes: rec.bytes, moved: facts });
   } catch (err) {
-    const e = stepError(err, step, step.side ? hostLabel(ctx.plan, step.side) : undefined, ctx.rerun);
+    // After Ctrl-C, whatever the step saw last (a cancelled call, a killed cmdeploy) is an interruption.
+    const cause = ctx.signal?.aborted && !isInterruption(err) ? interruptedError(step.id === 'preflight' ? 'preflight' : `step ${step.id} (${step.title})`, ctx.rerun, err) : err;
+    const e = stepError(cause, step, step.side ? hostLabel(ctx.plan, step.side) : undefined, ctx.rerun);
     journal.fail(step.id, { code: e.code, message: e.message });
     ctx.log.error({ step: step.id, err: { code: e.code, message: e.message } }, 'step failed');
-    ctx.emit('step', { step: step.id, title: step.title, state: 'failed', code: e.code, message: e.message });
+    out.step({ ...base, state: 'failed', code: e.code, message: e.message });
     throw e;
   }
 }
@@ -127,7 +125,7 @@ function printDryRun(ctx: RunContext, ids: StepId[]): void {
 
 function printEnd(ctx: RunContext, result: RunResult): void {
   const { out, plan } = ctx;
-  out.info(bold(out, `\nThe relay ${plan.mailDomain} now runs on the new host ${plan.new.host}.`));
+  out.heading(`\nThe relay ${plan.mailDomain} now runs on the new host ${plan.new.host}.`);
   if (result.outageSeconds !== undefined) {
     out.info(
       `Mail was off for ${formatDuration(result.outageSeconds)} (from the start of step 3 to the end of step 6)` +
@@ -146,20 +144,11 @@ function outageOf(journal: Journal): Pick<RunResult, 'outageSeconds' | 'dnsSecon
   return { outageSeconds: (Date.parse(o.ended_at) - Date.parse(o.started_at)) / 1000, dnsSeconds: o.dns_seconds };
 }
 
-function requireRelayDir(plan: Plan, planArg: string): string {
-  if (!plan.relayDir) {
-    throw new CmError('plan.no_relay_dir', `the plan ${plan.file} names no relay checkout: cmmigrate run runs cmdeploy from your chatmail/relay checkout`, {
-      hint: `add relay_dir = "/path/to/relay" to ${plan.file} (or run cmmigrate init --plan ${planArg} --relay-dir DIR with the other options), then run cmmigrate run --plan ${planArg}`,
-    });
-  }
-  return plan.relayDir;
-}
-
 /** Performs the selected steps; resolves when they are done, rejects with the failing step's error. */
-export async function runMigration(opts: RunOptions, out: Output): Promise<RunResult> {
+export async function runMigration(opts: RunOptions, out: Reporter): Promise<RunResult> {
   const plan = await loadPlan(opts.plan);
   const rerun = `cmmigrate run --plan ${shQuote(opts.plan)}`;
-  const relayDir = requireRelayDir(plan, shQuote(opts.plan));
+  const relayDir = requireRelayDir(plan, shQuote(opts.plan), 'run');
   const ids = { mailDomain: plan.mailDomain, oldHost: plan.old.host, newHost: plan.new.host };
   const journal = opts.dryRun ? ((await Journal.read(plan.stateDir)) ?? Journal.inMemory(ids)) : await Journal.open(plan.stateDir, ids);
   const log = runLogger(opts.dryRun ? undefined : path.join(plan.stateDir, 'run.log'));
@@ -174,24 +163,28 @@ export async function runMigration(opts: RunOptions, out: Output): Promise<RunRe
     journal,
     relayDir,
     agents,
-    hosts: { old: hostOps(agents.old), new: hostOps(agents.new) },
+    hosts: { old: hostOps(agents.old, opts.signal), new: hostOps(agents.new, opts.signal) },
     rerun,
+    signal: opts.signal,
     emit(event, fields = {}) {
       out.event({ event, ...fields });
-      if (event !== 'output' && event !== 'dns_poll') log.info({ event, ...fields }, event);
     },
     warn(message) {
       out.warn(message);
       out.event({ event: 'warning', message });
-      log.warn({ event: 'warning' }, message);
     },
     async confirm(question) {
       if (opts.yes) return true;
-      const ok = await (opts.confirm ?? ((q) => askTerminal(q, 'step 3 (disable mail on the old host)', rerun)))(question);
+      const ok = await (opts.confirm ?? ((q) => askTerminal(q, 'step 3 (disable mail on the old host)', rerun, opts.signal)))(question);
       log.info({ confirmed: ok }, 'confirmation');
       return ok;
     },
   };
+  // Every event also goes to the log file, but not cmdeploy's lines and DNS polls, which are many.
+  const unlisten = out.listen(({ event, ...fields }) => {
+    if (event === 'warning') log.warn({ event }, String(fields.message));
+    else if (event !== 'output' && event !== 'dns_poll') log.info({ event, ...fields }, String(event));
+  });
   log.info({ argv: process.argv.slice(2), selected }, 'run started');
   try {
     if (selected.length === 0) {
@@ -236,6 +229,7 @@ export async function runMigration(opts: RunOptions, out: Output): Promise<RunRe
     log.info({ complete }, 'run ended');
     return result;
   } finally {
+    unlisten();
     agents.old.client.close();
     agents.new.client.close();
     log.flush?.();

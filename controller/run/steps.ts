@@ -5,14 +5,15 @@
  */
 import { promises as fsp } from 'node:fs';
 import { CmError, ExitCode, formatHostPort } from '../../proto';
-import { cmdeployCommand, runCmdeploy, type CmdeployAction } from '../cmdeploy';
 import { recordsToSet, serverLabel, waitForRecords } from '../dns';
 import { inactiveUnits, MAIL_UNITS, MAILBOX_WRITERS, runningUnits } from '../host-ops';
-import { formatDuration } from '../output';
+import { runSync } from '../ops/sync';
+import { runVerify } from '../ops/verify';
+import { cmdeployCommand, type CmdeployAction } from '../relay/cmdeploy';
+import { formatDuration } from '../report';
 import { checkServices, MAIL_PORTS } from '../service-check';
-import { runSync } from '../commands/sync';
-import { runVerify } from '../commands/verify';
-import { hostLabel, type RunContext } from './context';
+import { cmdeploy, hostLabel, stopUnits } from './actions';
+import type { RunContext } from './context';
 import type { StepId } from './journal';
 import { nameServers, preflight } from './preflight';
 
@@ -37,27 +38,6 @@ function cmdeployLine(ctx: RunContext, side: 'old' | 'new', action: CmdeployActi
   return `[$ ${c.display}]   (in ${c.cwd})`;
 }
 
-/** Runs cmdeploy for one host, echoing the command and streaming its output. */
-async function cmdeploy(ctx: RunContext, side: 'old' | 'new', action: CmdeployAction): Promise<void> {
-  const prefix = ctx.opts.json ? '' : `  ${side}| `;
-  await runCmdeploy({
-    relayDir: ctx.relayDir,
-    sshHost: ctx.plan[side].host,
-    side,
-    action,
-    rerun: ctx.rerun,
-    signal: ctx.opts.signal,
-    echo: (line) => {
-      ctx.out.info(line);
-      ctx.emit('command', { host: ctx.plan[side].host, side, command: line.replace(/^\[\$ (.*)\]$/, '$1') });
-    },
-    onLine: (line, stream) => {
-      ctx.out.info(prefix + line);
-      ctx.emit('output', { host: ctx.plan[side].host, side, stream, line });
-    },
-  });
-}
-
 /** Runs cmdeploy unless the journal shows that this step already ran it to success. */
 async function cmdeployOnce(ctx: RunContext, step: StepId, side: 'old' | 'new', action: CmdeployAction, what: string): Promise<void> {
   if (ctx.journal.hasMark(step, 'cmdeploy')) {
@@ -66,19 +46,6 @@ async function cmdeployOnce(ctx: RunContext, step: StepId, side: 'old' | 'new', 
   }
   await cmdeploy(ctx, side, action);
   ctx.journal.mark(step, 'cmdeploy');
-}
-
-/** Stops the units on one host and checks that they stopped. */
-async function stopUnits(ctx: RunContext, side: 'old' | 'new', units: readonly string[], why: string): Promise<void> {
-  ctx.out.info(`  stopping ${units.join(', ')} on ${hostLabel(ctx.plan, side)} (${why})`);
-  ctx.emit('host_op', { side, op: 'service.stop', units });
-  const after = await ctx.hosts[side].stopServices([...units]);
-  const left = runningUnits(after, units);
-  if (left.length > 0) {
-    throw new CmError('step.service_still_active', `${left.join(', ')} still run on ${hostLabel(ctx.plan, side)} after systemctl stop`, {
-      hint: `stop them by hand (systemctl stop ${units.join(' ')}) on ${ctx.plan[side].host}, then run ${ctx.rerun}`,
-    });
-  }
 }
 
 /** Mail must be off on the old host: postfix and dovecot inactive. */
@@ -118,7 +85,7 @@ const initialSync: Step = {
   side: 'new',
   plan: (ctx) => [`the new agent ${ctx.plan.new.agent} pulls ${ctx.plan.mailboxesDir} from the old agent ${ctx.plan.old.agent} (a live pass; same as cmmigrate sync --phase initial)`],
   async run(ctx) {
-    const s = await runSync({ plan: ctx.plan.file, phase: 'initial', embedded: true }, ctx.out);
+    const s = await runSync(ctx.plan, ctx.agents.new, { phase: 'initial', planArg: ctx.opts.plan, embedded: true, signal: ctx.signal }, ctx.out);
     ctx.emit('sync', { step: '1', ...s });
     return { bytes: s.bytes, files: s.files };
   },
@@ -195,11 +162,11 @@ const finalSync: Step = {
       ctx.warn(`${early.join(', ')} ran on the new host before step 6; stopping them again`);
       await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
     }
-    const s = await runSync({ plan: ctx.plan.file, phase: 'final', embedded: true }, ctx.out);
+    const s = await runSync(ctx.plan, ctx.agents.new, { phase: 'final', planArg: ctx.opts.plan, embedded: true, signal: ctx.signal }, ctx.out);
     ctx.emit('sync', { step: '4', ...s });
     // Verify before postfix touches the spool: postsuper -s renames queue files after their
     // new inode numbers and set-permissions may repair modes, and both are meant to differ.
-    const v = await runVerify({ plan: ctx.plan.file }, ctx.out);
+    const v = await runVerify(ctx.plan, ctx.agents, { signal: ctx.signal }, ctx.out);
     ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first });
     if (!v.ok) {
       throw new CmError('step.verify_failed', `the new host differs from the old host in ${v.differences} path(s): ${v.first.slice(0, 5).map((d) => `${d.path} (${d.what})`).join('; ')}`, {
@@ -212,8 +179,7 @@ const finalSync: Step = {
       ['postfix.set_permissions', 'postfix set-permissions', () => ctx.hosts.new.postfixSetPermissions()],
       ['postsuper.requeue', 'postsuper -s', () => ctx.hosts.new.postsuperRequeue()],
     ] as const) {
-      ctx.out.info(`[$ ${label}]   (on the new host ${ctx.plan.new.host}, through its agent)`);
-      ctx.emit('command', { host: ctx.plan.new.host, side: 'new', command: label, op });
+      ctx.out.command({ side: 'new', host: ctx.plan.new.host, command: label, op, where: `on the new host ${ctx.plan.new.host}, through its agent` });
       const output = await fn();
       for (const line of output.split('\n').filter(Boolean)) ctx.out.info(`  new| ${line}`);
     }
@@ -247,7 +213,7 @@ const switchDns: Step = {
       await waitForRecords(plan.mailDomain, servers, plan.newAddresses, {
         timeoutMs: (ctx.opts.dnsTimeoutSeconds ?? 1800) * 1000,
         intervalMs: (ctx.opts.dnsIntervalSeconds ?? 5) * 1000,
-        signal: ctx.opts.signal,
+        signal: ctx.signal,
         onPoll: (check, elapsed) => {
           ctx.emit('dns_poll', { matches: check.matches, problems: check.problems, elapsed_seconds: elapsed / 1000 });
           if (!check.matches) ctx.out.progress(`  DNS not switched yet after ${formatDuration(elapsed / 1000)}: ${check.problems.join('; ')}`);

@@ -4,7 +4,7 @@
  * real run:
  *   npm test 2>&1 | tee test.log
  *   npm run fuzz 2>&1 | tee fuzz.log          (optional: the longer fuzz figures)
- *   node dist/test/bench/reliability.js test.log fuzz.log > test/RELIABILITY.md
+ *   node dist-test/test/bench/reliability.js test.log fuzz.log > test/RELIABILITY.md
  */
 import * as fs from 'node:fs';
 

@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
-import { formatBytes } from '../../controller/output';
+import { formatBytes } from '../../controller/report';
 import { CONTROLLER_CLI } from '../support/harness';
 import { MAIL_DOMAIN, setupRehearsal, type Rehearsal } from '../support/rehearsal';
 import { RELAY_UNITS, unitState } from '../support/standin-relay';

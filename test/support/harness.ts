@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { AGENT_NODE_FLAGS } from '../../proto';
 import { generateRelayTree, writeIdentity, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
 
-/** The repository root, from test/support (vitest) or dist/test/support (the demo). */
+/** The repository root, from test/support (vitest) or dist-test/test/support (the demo, the bench). */
 export const REPO = ((): string => {
   let d = __dirname;
   while (!existsSync(path.join(d, 'package.json')) && path.dirname(d) !== d) d = path.dirname(d);

@@ -8,6 +8,8 @@ export interface RootDigest {
   'entries'?: (number | string | Long);
   'sha256'?: (string);
   'sockets_skipped'?: (number | string | Long);
+  'from_records'?: (number | string | Long);
+  'read'?: (number | string | Long);
 }
 
 export interface RootDigest__Output {
@@ -16,4 +18,6 @@ export interface RootDigest__Output {
   'entries': (string);
   'sha256': (string);
   'sockets_skipped': (string);
+  'from_records': (string);
+  'read': (string);
 }

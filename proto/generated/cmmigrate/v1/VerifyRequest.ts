@@ -6,9 +6,11 @@ import type { OwnerRule as _cmmigrate_v1_OwnerRule, OwnerRule__Output as _cmmigr
 export interface VerifyRequest {
   'scope'?: (_cmmigrate_v1_Scope | null);
   'owners'?: (_cmmigrate_v1_OwnerRule)[];
+  'quick'?: (boolean);
 }
 
 export interface VerifyRequest__Output {
   'scope': (_cmmigrate_v1_Scope__Output | null);
   'owners': (_cmmigrate_v1_OwnerRule__Output)[];
+  'quick': (boolean);
 }

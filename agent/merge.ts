@@ -1,0 +1,448 @@
+/**
+ * The merge of one root: it walks three sorted streams together — the sender's listing,
+ * a walk of this host's tree, and the manifest of what earlier passes put here — and turns
+ * every entry into an action: unchanged (only its record kept), attributes only, a rename
+ * on the spot (a Maildir message whose flags or folder changed), fetch the content, or at
+ * the end of the root a delete.
+ *
+ * Every path from the wire is checked here: relative, inside the root, in walk order, under
+ * a directory the listing announced, so nothing is written through a symlink or outside
+ * the roots. Memory stays bounded: one directory stack, the entries gone on the source,
+ * and Maildir messages whose old name may come later in walk order.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { CmError, comparePaths, type ListBatch__Output, type ListEntry__Output } from '../proto';
+import type { Meta, Where } from './action-queue';
+import type { Executor } from './executor';
+import { TMP_PREFIX, typeConflict } from './landing';
+import type { ManifestReader, ManifestRecord } from './manifest';
+import { REPORT_LIMIT, type PassContext } from './pass';
+import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
+import { us, type ReadAhead, type WalkEntry } from './walk';
+import { parsePaxTime, wireError } from './wire-format';
+
+/** Messages held back to the end of a root for a rename partner, at most. */
+const MAX_DEFERRED = 50_000;
+
+/** An entry of this host that the source no longer has: only what renames and deletes need. */
+interface Gone {
+  rel: string;
+  abs: string;
+  type: string;
+  size: number;
+  mtimeUs: bigint;
+  ours: boolean;
+  si: string;
+  consumed: boolean;
+}
+
+/** A directory being merged: its attributes are set once its contents are done. */
+interface Frame {
+  rel: string;
+  abs: string;
+  meta: Meta;
+  t?: WalkEntry;
+  dirty: boolean;
+}
+
+/** A hard-link leader's path as a 48-bit hash: a few bytes each. */
+const pathKey = (rel: string): number => crypto.createHash('sha1').update(rel).digest().readUIntBE(0, 6);
+
+/** Merges one root of a pass; see the module comment. */
+export class RootMerge {
+  private readonly dry: boolean;
+  private t: WalkEntry | undefined;
+  private readonly stack: Frame[] = [];
+  private readonly gone: Gone[] = [];
+  private readonly goneByKey = new Map<string, Gone>();
+  private readonly goneByIno = new Map<string, Gone>();
+  private readonly deferred: { s: ListEntry__Output; abs: string; leaderAbs?: string }[] = [];
+  private readonly deferredLeaders = new Set<number>();
+  private readonly touched = new Map<string, Frame>();
+  /** Hard-link leaders listed so far. */
+  private readonly leaders = new Set<number>();
+  /** Maildir folders (parents of cur/ and new/) that exist here. */
+  private readonly maildirs = new Set<string>();
+  private prev = '';
+  private started = false;
+  private rootErrors = false;
+
+  constructor(
+    private readonly ctx: PassContext,
+    private readonly exec: Executor,
+    private readonly root: ResolvedRoot,
+    /** The manifest of what earlier passes put here. */
+    private readonly ours: ManifestReader,
+    /** This host's walk of the root. */
+    private readonly local: ReadAhead<WalkEntry>,
+  ) {
+    this.dry = !!ctx.o.dryRun;
+  }
+
+  /** Merge the root's batches of the listing, then settle renames and deletes. */
+  async run(batches: AsyncIterable<ListBatch__Output>): Promise<void> {
+    this.t = (await this.local.next()).value as WalkEntry | undefined;
+    for await (const batch of batches) {
+      this.ctx.activity();
+      for (const s of batch.entries) await this.entry(s);
+      if (batch.root_end) this.rootEnd(batch.root_end);
+    }
+    // The root is absent on the source: leave this host's copy alone.
+    if (!this.started) return;
+    await this.finish();
+  }
+
+  private async nextT(): Promise<void> {
+    this.t = ((await this.local.next()).value as WalkEntry | undefined) ?? undefined;
+  }
+
+  private rootEnd(e: NonNullable<ListBatch__Output['root_end']>): void {
+    const { summary } = this.ctx;
+    summary.sockets_skipped += Number(e.sockets_skipped);
+    if (Number(e.vanished) > 0) {
+      this.rootErrors = true;
+      summary.vanished += Number(e.vanished);
+      for (const v of e.vanished_paths) if (summary.vanished_paths.length < REPORT_LIMIT) summary.vanished_paths.push(v);
+    }
+  }
+
+  /** Check a listed path: sound, inside this root, in walk order. */
+  private async checkPath(s: ListEntry__Output): Promise<string> {
+    const rel = checkWirePath(s.path, 'listed path');
+    const { root } = this;
+    if (!this.started) {
+      if (rel !== root.rel) throw wireError(`root ${root.name} began with /${rel}, not /${root.rel}`);
+      this.started = true;
+      if (!this.dry) await ensureParents(this.ctx.o.cfg, rel);
+    } else {
+      if (!rel.startsWith(root.rel + '/')) {
+        throw new CmError('agent.path_outside_root', `refused /${rel}: outside root ${root.name} (/${root.rel})`, {
+          hint: 'an agent writes only inside its allowlisted roots; the sender is damaged or hostile',
+        });
+      }
+      if (comparePaths(this.prev, rel) >= 0) throw wireError(`the listing is out of order at /${rel}`);
+    }
+    this.prev = rel;
+    return rel;
+  }
+
+  /** One listed entry. */
+  private async entry(s: ListEntry__Output): Promise<void> {
+    const rel = await this.checkPath(s);
+    const abs = path.join(this.ctx.o.cfg.root, rel);
+    // Entries of this host before this one are gone on the source.
+    while (this.t && comparePaths(this.t.rel, rel) < 0) {
+      await this.goneEntry(this.t);
+      await this.nextT();
+    }
+    const te = this.t && this.t.rel === rel ? this.t : undefined;
+    if (te) await this.nextT();
+    // Close the directories this entry is not in.
+    const { stack } = this;
+    while (stack.length && !rel.startsWith(stack[stack.length - 1].rel + '/')) await this.finishDir(stack.pop()!);
+    if (rel !== this.root.rel) {
+      const top = stack[stack.length - 1];
+      if (!top || path.posix.dirname(rel) !== top.rel) throw wireError(`/${rel} is listed without its directory before it; refused`);
+    }
+    const mtimeNs = parsePaxTime(String(s.mtime_ns).replace(/^(\d+)(\d{9})$/, '$1.$2'));
+    if (mtimeNs === undefined || !/^\d{1,21}$/.test(s.mtime_ns)) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
+    const meta = this.metaOf(s, rel);
+    const m = te ? this.ours.at(rel) : undefined;
+    const isOurs = !!m && te !== undefined && m.i === String(te.st.ino);
+    switch (s.type) {
+      case 'dir':
+        return this.dir(s, rel, abs, te, meta, isOurs);
+      case 'file':
+        if (s.leader) return this.hardLink(s, rel, abs, te);
+        return this.file(s, rel, abs, te, meta, isOurs);
+      case 'symlink':
+        return this.symlink(s, rel, abs, te, meta, isOurs);
+      case 'fifo':
+        return this.fifo(s, rel, abs, te, meta, isOurs);
+      default:
+        if (s.type === 'character-device' || s.type === 'block-device' || s.type === 'device') {
+          throw new CmError('wire.device_node', `refused /${rel}: device nodes are never written`, {
+            hint: 'the sender must not send device nodes; nothing was written for this entry',
+          });
+        }
+        throw wireError(`/${rel}: unsupported entry type ${JSON.stringify(s.type)}`);
+    }
+  }
+
+  /** What a listed entry gets here: owner ids by name (or the root's rule), mode, mtime. */
+  private metaOf(s: ListEntry__Output, rel: string): Meta {
+    const { uid, gid } = this.ctx.owner(this.root, s.user, s.group, rel);
+    return { uid, gid, mode: s.mode & 0o7777, mtimeNs: BigInt(s.mtime_ns) };
+  }
+
+  private get top(): Frame | undefined {
+    return this.stack[this.stack.length - 1];
+  }
+
+  private item(op: 'new' | 'changed' | 'renamed' | 'deleted' | 'kept', p: string, what?: string, from?: string): void {
+    this.ctx.o.onItem?.({ op, path: p, what, from });
+  }
+
+  private async dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+    let replace = false;
+    if (te && te.type !== 'dir') {
+      if (te.type !== 'symlink') throw typeConflict(rel, 'a directory');
+      replace = true; // a symlink is replaced, never followed
+    }
+    const top = this.top;
+    if (!te || replace) {
+      this.item('new', '/' + rel + '/');
+      this.ctx.summary.dirs++;
+      if (!this.dry) await this.ctx.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
+      if (top) top.dirty = true;
+    } else if (!this.dry && isOurs) {
+      // Recorded before its contents: the manifest stays in walk order.
+      await this.exec.keep(record(rel, te, s));
+    }
+    const name = path.posix.basename(rel);
+    if ((name === 'cur' || name === 'new') && te && te.type === 'dir') this.maildirs.add(path.posix.dirname(rel));
+    this.stack.push({ rel, abs, meta, t: replace ? undefined : te, dirty: false });
+  }
+
+  /** A file listed as a hard link to a leader listed before it. */
+  private async hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined): Promise<void> {
+    const leaderRel = checkWirePath(s.leader, 'hard-link leader');
+    if (!this.leaders.has(pathKey(leaderRel)) || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(this.root.rel + '/')) {
+      throw new CmError('wire.bad_link', `refused hard link /${rel} -> /${leaderRel}: not a file listed before it`, {
+        hint: 'hard links may only point at files listed earlier in the same pass',
+      });
+    }
+    if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
+    const top = this.top;
+    if (top) top.dirty = true;
+    const leaderAbs = path.join(this.ctx.o.cfg.root, leaderRel);
+    if (this.deferredLeaders.has(pathKey(leaderRel))) {
+      // Its leader is settled at the end of the root: so is this link.
+      this.deferred.push({ s, abs, leaderAbs });
+      if (top) this.touched.set(top.rel, top);
+      return;
+    }
+    if (!this.dry) await this.ctx.queue.push({ k: 'link', rel, abs, leaderAbs, s, where: 'main' });
+    else if (!te) this.item('new', '/' + rel, `hard link to /${leaderRel}`);
+  }
+
+  private async file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+    if (Number(s.nlink) > 1) this.leaders.add(pathKey(rel));
+    if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
+    const top = this.top;
+    if (te && te.type === 'file') {
+      const what = differs(te, s, meta);
+      if (!what.length) {
+        this.ctx.summary.unchanged++;
+        this.ctx.tick(1, Number(s.size));
+        if (!this.dry && isOurs) await this.exec.keep(record(rel, te, s));
+        return;
+      }
+      this.item('changed', '/' + rel, what.join(','));
+      if (!what.includes('size') && !what.includes('mtime')) {
+        this.ctx.tick(1, Number(s.size));
+        if (!this.dry) await this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink: false });
+        return;
+      }
+      if (top) top.dirty = true;
+      if (!this.dry) await this.exec.fetchLater({ k: 'fetch', rel, abs, s, root: this.root, where: 'main' });
+      else this.ctx.tick(1, Number(s.size));
+      return;
+    }
+    // New here (or replacing a symlink or FIFO): moved on the source, or new.
+    if (top) top.dirty = true;
+    const folder = maildirFolder(rel);
+    if (!te && folder && this.maildirs.has(folder) && this.deferred.length < MAX_DEFERRED && !this.findRename(s)) {
+      // Its old name may come later in walk order (new/ sorts after cur/): decide at the end.
+      this.deferred.push({ s, abs });
+      if (Number(s.nlink) > 1) this.deferredLeaders.add(pathKey(rel));
+      if (top) this.touched.set(top.rel, top);
+      return;
+    }
+    await this.renameOrFetch(s, abs, meta, 'main');
+  }
+
+  private async symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+    if (te && te.type === 'dir') throw typeConflict(rel, 'a symlink');
+    if (!s.link || s.link.includes('\0') || Buffer.byteLength(s.link) > 4096) throw wireError(`/${rel}: bad symlink target`);
+    const same = te && te.type === 'symlink' && (await fs.readlink(te.abs).catch(() => null)) === s.link;
+    if (same) return this.keepOrFixAttrs(s, rel, abs, te!, meta, isOurs, true);
+    this.item(te ? 'changed' : 'new', '/' + rel, te ? 'link' : undefined);
+    const top = this.top;
+    if (top) top.dirty = true;
+    if (!this.dry) await this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta, s });
+  }
+
+  private async fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+    if (te && te.type === 'dir') throw typeConflict(rel, 'a FIFO');
+    if (te && te.type === 'fifo') return this.keepOrFixAttrs(s, rel, abs, te, meta, isOurs, false);
+    this.item(te ? 'changed' : 'new', '/' + rel, te ? 'type' : undefined);
+    const top = this.top;
+    if (top) top.dirty = true;
+    if (!this.dry) await this.ctx.queue.push({ k: 'fifo', rel, abs, meta, s });
+  }
+
+  /** The same entry of the same type here: unchanged, or only its attributes to set. */
+  private async keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, meta: Meta, isOurs: boolean, symlink: boolean): Promise<void> {
+    const what = differs(here, s, meta);
+    if (!what.length) {
+      this.ctx.summary.unchanged++;
+      if (!this.dry && isOurs) await this.exec.keep(record(rel, here, s));
+      return;
+    }
+    this.item('changed', '/' + rel, what.join(','));
+    if (!this.dry) await this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink });
+  }
+
+  /** A directory's contents are done: set its attributes if they or it changed. */
+  private async finishDir(f: Frame): Promise<void> {
+    const changed = !f.t || f.dirty || f.t.st.uid !== BigInt(f.meta.uid) || f.t.st.gid !== BigInt(f.meta.gid) || Number(f.t.st.mode & 0o7777n) !== f.meta.mode || us(f.t.st.mtimeNs) !== us(f.meta.mtimeNs);
+    if (!this.dry && changed) await this.ctx.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
+    if (f.t && !changed) this.ctx.summary.unchanged++;
+  }
+
+  /** An entry of this host that the source does not have (any more). */
+  private async goneEntry(te: WalkEntry): Promise<void> {
+    const parentRel = path.posix.dirname(te.rel);
+    const { stack } = this;
+    let parentFrame: Frame | undefined;
+    for (let i = stack.length - 1; i >= 0 && !parentFrame; i--) if (stack[i].rel === parentRel) parentFrame = stack[i];
+    if (path.posix.basename(te.rel).startsWith(TMP_PREFIX)) {
+      // Left by an interrupted pass.
+      if (!this.dry) await this.ctx.queue.push({ k: 'rmtmp', abs: te.abs });
+      if (parentFrame) parentFrame.dirty = true;
+      return;
+    }
+    const m = this.ours.at(te.rel);
+    const isOurs = !!m && m.t === te.type && m.i === String(te.st.ino) && (te.type !== 'file' || (m.s === Number(te.st.size) && m.m === String(us(te.st.mtimeNs))));
+    const g: Gone = { rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false };
+    this.gone.push(g);
+    if (te.type === 'file') {
+      const key = maildirKey(te.rel);
+      if (key && !this.goneByKey.has(key)) this.goneByKey.set(key, g);
+      if (g.si && isOurs && !this.goneByIno.has(g.si)) this.goneByIno.set(g.si, g);
+    }
+    if (parentFrame) this.touched.set(parentFrame.rel, parentFrame);
+  }
+
+  /** A gone file that a listed one is the renamed form of: same Maildir base name or source inode. */
+  private findRename(s: ListEntry__Output): Gone | undefined {
+    const key = maildirKey(s.path);
+    const byKey = key ? this.goneByKey.get(key) : undefined;
+    const byIno = s.ino ? this.goneByIno.get(s.ino) : undefined;
+    // A rename keeps size and mtime; an inode number alone may have been reused.
+    for (const g of [byKey, byIno]) {
+      if (g && !g.consumed && g.type === 'file' && g.size === Number(s.size) && g.mtimeUs === us(BigInt(s.mtime_ns))) return g;
+    }
+    return undefined;
+  }
+
+  private async renameOrFetch(s: ListEntry__Output, abs: string, meta: Meta, where: Where): Promise<void> {
+    const g = this.findRename(s);
+    if (g) {
+      g.consumed = true;
+      this.ctx.summary.renamed++;
+      this.item('renamed', '/' + s.path, undefined, '/' + g.rel);
+      const parent = this.stack.find((f) => f.rel === path.posix.dirname(g.rel));
+      if (parent) this.touched.set(parent.rel, parent);
+      if (!this.dry) await this.ctx.queue.push({ k: 'rename', from: g.rel, fromAbs: g.abs, rel: s.path, abs, meta, s, where });
+      else this.ctx.tick(1, Number(s.size));
+      return;
+    }
+    this.item('new', '/' + s.path);
+    if (!this.dry) await this.exec.fetchLater({ k: 'fetch', rel: s.path, abs, s, root: this.root, where });
+    else this.ctx.tick(1, Number(s.size));
+  }
+
+  /** The end of the root: what is left here is gone on the source; renames, deletes, sync, commit. */
+  private async finish(): Promise<void> {
+    while (this.t) {
+      await this.goneEntry(this.t);
+      await this.nextT();
+    }
+    while (this.stack.length) await this.finishDir(this.stack.pop()!);
+    // Messages whose old names came later in walk order.
+    for (const d of this.deferred) {
+      if (d.leaderAbs) {
+        if (!this.dry) await this.ctx.queue.push({ k: 'link', rel: d.s.path, abs: d.abs, leaderAbs: d.leaderAbs, s: d.s, where: 'extra' });
+        continue;
+      }
+      await this.renameOrFetch(d.s, d.abs, this.metaOf(d.s, d.s.path), 'extra');
+    }
+    // Wait for the executor: live-pass skips of fetched files count as read errors too.
+    if (!this.dry) await this.exec.barrier();
+    await this.deletes();
+    // Directories whose contents changed after they were finished get their times again.
+    if (!this.dry) {
+      for (const f of [...this.touched.values()].sort((a, b) => comparePaths(b.rel, a.rel))) {
+        await this.ctx.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
+      }
+      await this.ctx.queue.push({ k: 'sync', abs: this.root.abs });
+      await this.exec.barrier();
+      await this.ctx.writer!.commit();
+      this.ctx.writer = null;
+    }
+    this.ctx.o.onProgress?.({ ...this.ctx.progress });
+  }
+
+  /** Delete, deepest first, what earlier passes put here and the source no longer has. */
+  private async deletes(): Promise<void> {
+    const { summary } = this.ctx;
+    const deletesAllowed = !this.rootErrors && !this.ctx.readErrors;
+    const limit = this.ctx.o.maxDelete ?? -1;
+    for (let i = this.gone.length - 1; i >= 0; i--) {
+      const g = this.gone[i];
+      if (g.consumed) continue;
+      if (!g.ours) {
+        summary.kept_extraneous++;
+        if (summary.kept_paths.length < REPORT_LIMIT) summary.kept_paths.push('/' + g.rel);
+        this.item('kept', '/' + g.rel);
+        continue;
+      }
+      if (!deletesAllowed) {
+        summary.deletes_skipped = true;
+        continue;
+      }
+      if (limit >= 0 && summary.deleted >= limit) {
+        throw new CmError('transfer.max_delete', `this pass would delete more than --max-delete ${limit} entries (at /${g.rel}); stopped before deleting more`, {
+          hint: 'look at what would go with --dry-run; then run the same command with a larger --max-delete',
+        });
+      }
+      summary.deleted++;
+      this.item('deleted', '/' + g.rel);
+      if (!this.dry) await this.ctx.queue.push({ k: 'delete', rel: g.rel, abs: g.abs, dir: g.type === 'dir' });
+    }
+  }
+}
+
+/** The journal record of an entry this host already has as listed. */
+function record(rel: string, te: WalkEntry, s: ListEntry__Output): ManifestRecord {
+  return { p: rel, t: te.type, s: te.type === 'file' ? Number(te.st.size) : 0, m: String(us(te.st.mtimeNs)), i: String(te.st.ino), si: s.ino };
+}
+
+/** What differs between this host's entry and the listed one. */
+function differs(te: WalkEntry, s: ListEntry__Output, meta: Meta): string[] {
+  const out: string[] = [];
+  if (te.type !== s.type) out.push('type');
+  if (s.type === 'file' && Number(te.st.size) !== Number(s.size)) out.push('size');
+  if (us(te.st.mtimeNs) !== us(meta.mtimeNs)) out.push('mtime');
+  if (s.type !== 'symlink' && Number(te.st.mode & 0o7777n) !== meta.mode) out.push('mode');
+  if (Number(te.st.uid) !== meta.uid || Number(te.st.gid) !== meta.gid) out.push('owner');
+  return out;
+}
+
+/** For a message in `X/cur/` or `X/new/`: X and its base name (the part before `:2,`). */
+function maildirKey(rel: string): string | undefined {
+  const folder = maildirFolder(rel);
+  if (!folder) return undefined;
+  const name = path.posix.basename(rel);
+  return `${folder}\0${name.split(':')[0]}`;
+}
+
+function maildirFolder(rel: string): string | undefined {
+  const dir = path.posix.dirname(rel);
+  const b = path.posix.basename(dir);
+  return b === 'cur' || b === 'new' ? path.posix.dirname(dir) : undefined;
+}

@@ -1,0 +1,77 @@
+/**
+ * Every request that arrives over the wire, checked with zod before anything acts on it:
+ * a bad one is refused as `usage.bad_request`, naming the field.
+ */
+import { z } from 'zod';
+import { CmError, HOST_OP_MAX_UNITS, ROOTS, rootsForPhase, type Phase, type RootName } from '../proto';
+import type { OwnerNames } from './pass';
+
+const NAME = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/);
+const ScopeSchema = z.object({
+  mailboxes_dir: z.string().max(4096),
+  roots: z.array(z.string().max(32)).max(16),
+});
+const OwnerSchema = z.object({ root: z.string().max(32), user: NAME, group: NAME });
+const PhaseSchema = z.enum(['INITIAL', 'FINAL']);
+const MTIME_NS = z.string().regex(/^\d{1,21}$/);
+
+/** Pull (controller → receiving agent). */
+export const PullSchema = z.object({
+  source: z.string().min(1).max(300),
+  phase: PhaseSchema,
+  scope: ScopeSchema,
+  owners: z.array(OwnerSchema).max(16),
+  dry_run: z.boolean(),
+  max_delete: z.string().regex(/^-?\d{1,18}$/),
+});
+/** Verify (controller → either agent). */
+export const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema).max(16), quick: z.boolean().optional() });
+/** List (receiving agent → sending agent). */
+export const ListSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
+/** The first message of a Fetch: the pass it belongs to, no items yet. */
+export const FetchFirstSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema, items: z.array(z.unknown()).max(0) });
+/** Every later message of a Fetch: the wanted files. */
+export const FetchItemsSchema = z.object({
+  items: z
+    .array(z.object({ path: z.string().min(1).max(4096), size: z.string().regex(/^\d{1,20}$/), mtime_ns: MTIME_NS }))
+    .min(1)
+    .max(4096),
+});
+/** HostOp (controller → agent). */
+export const HostOpSchema = z.object({
+  op: z.string().max(64),
+  units: z.array(z.string().max(256)).max(HOST_OP_MAX_UNITS, `at most ${HOST_OP_MAX_UNITS} units per call`),
+});
+
+export type PullRequestChecked = z.infer<typeof PullSchema>;
+export type ScopeChecked = z.infer<typeof ScopeSchema>;
+
+/** `req` checked against `schema`, or `usage.bad_request` naming the first bad field. */
+export function parse<T>(schema: z.ZodType<T>, req: unknown, what: string): T {
+  const r = schema.safeParse(req);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new CmError('usage.bad_request', `bad ${what} request: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return r.data;
+}
+
+/** The wire's phase name as the agent's. */
+export const phaseOf = (p: 'INITIAL' | 'FINAL'): Phase => (p === 'INITIAL' ? 'initial' : 'final');
+
+/** The owner rules of a request, by root; an unknown root is refused. */
+export function ownersMap(rules: { root: string; user: string; group: string }[]): Partial<Record<RootName, OwnerNames>> {
+  const out: Partial<Record<RootName, OwnerNames>> = {};
+  for (const r of rules) {
+    if (!ROOTS.some((x) => x.name === r.root)) throw new CmError('usage.bad_request', `owner rule for unknown root ${JSON.stringify(r.root)}`);
+    out[r.root as RootName] = { user: r.user, group: r.group };
+  }
+  return out;
+}
+
+/** The roots a request names, or the phase's roots when it names none. */
+export function rootsOfScope(scope: { roots: string[] }, phase: Phase): string[] {
+  return scope.roots.length ? scope.roots : rootsForPhase(phase);
+}
+
+export type HostOpRequestChecked = z.infer<typeof HostOpSchema>;

@@ -1,0 +1,52 @@
+/**
+ * Verify, for `cmmigrate verify` and step 4 of `cmmigrate run`: both agents digest every root (paths, types, sizes, modes, owner
+ * names, mtimes, contents, link targets, hard-link groups); the controller merges the two
+ * listings and names the paths that differ.
+ */
+import { rootsForPhase, type VerifyBatch__Output } from '../../proto';
+import { streamOf, type AgentHandle } from '../agent-client';
+import { ownerRules, type Plan } from '../plan';
+import type { Reporter } from '../report';
+import { compareListings, type Comparison } from '../tree-compare';
+
+export interface VerifyOptions {
+  /** How many differing paths to list; default 20. */
+  maxDiffs?: number;
+  /** Ctrl-C: cancels both digests (step.interrupted). */
+  signal?: AbortSignal;
+}
+
+export interface VerifyResult extends Comparison {
+  ok: boolean;
+  seconds: number;
+}
+
+/** Digests both trees through the connected agents and compares them entry by entry. */
+export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: AgentHandle }, opts: VerifyOptions, out: Reporter): Promise<VerifyResult> {
+  const { old: oldA, new: newA } = agents;
+  const started = Date.now();
+  out.info(`verify: digesting every root on ${plan.old.agent} (old) and ${plan.new.agent} (new)`);
+  const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots: rootsForPhase('final') }, owners: ownerRules(plan) };
+  const calls = [oldA.client.Verify(req), newA.client.Verify(req)];
+  // Errors surface through iteration; a call not being read must not crash the process.
+  for (const c of calls) c.on('error', () => undefined);
+  const cmp = await compareListings(streamOf<VerifyBatch__Output>(oldA, calls[0], opts.signal), streamOf<VerifyBatch__Output>(newA, calls[1], opts.signal), opts.maxDiffs ?? 20).finally(() => calls.forEach((c) => c.cancel()));
+  const result: VerifyResult = { ...cmp, ok: cmp.differences === 0 && cmp.roots.every((r) => r.match), seconds: (Date.now() - started) / 1000 };
+  for (const r of cmp.roots) {
+    const state = !r.present.old && !r.present.new ? 'absent on both' : r.match ? `match (${r.entries.old} entries, sha256 ${r.sha256.old.slice(0, 16)})` : `DIFFER (old ${r.entries.old} entries, new ${r.entries.new})`;
+    out.info(`  ${r.root.padEnd(10)} ${state}`);
+  }
+  if (!result.ok) {
+    out.info(`${cmp.differences} differing path${cmp.differences === 1 ? '' : 's'}${cmp.differences > cmp.first.length ? `, the first ${cmp.first.length}` : ''}:`);
+    for (const d of cmp.first) out.info(`  ${d.path}: ${d.what}`);
+  }
+  return result;
+}
+
+/** `cmmigrate verify`'s ending: the result as an event and a verdict; false when the hosts differ. */
+export function reportVerify(r: VerifyResult, planArg: string, out: Reporter): boolean {
+  out.event({ ok: r.ok, differences: r.differences, first: r.first, roots: r.roots, seconds: r.seconds });
+  if (r.ok) out.info(`verify: the new host matches the old host`);
+  else out.info(`verify failed: the hosts differ; run \`cmmigrate sync --plan ${planArg} --phase final\`, then verify again`);
+  return r.ok;
+}
