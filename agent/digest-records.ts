@@ -20,6 +20,7 @@ import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
+import type { ResolvedRoot } from './paths';
 
 export interface DigestRecord {
   /** Path relative to --root. */
@@ -37,7 +38,7 @@ export interface DigestRecord {
 const DIR = 'digests';
 const COMMITTED = 'jsonl';
 const READ_BLOCK = 64 * 1024;
-/** Journals of interrupted passes kept at most: older ones are dropped (their files are read again). */
+/** Journals kept beside the committed set at most; past it they are merged into it (compact). */
 const MAX_JOURNALS = 4;
 
 /** The record a file's current stat and digest make. */
@@ -178,6 +179,26 @@ export class DigestReader {
     return found;
   }
 
+  /**
+   * Every path's newest record in walk order, leaving out records that were racy in their
+   * own file (they would never hold): what compaction keeps.
+   */
+  *all(): Generator<DigestRecord> {
+    for (;;) {
+      let min: string | undefined;
+      for (const h of this.heads) if (h.rec && (min === undefined || comparePaths(h.rec.p, min) < 0)) min = h.rec.p;
+      if (min === undefined) return;
+      let found: { rec: DigestRecord; stamp: bigint } | undefined;
+      for (const h of this.heads) {
+        if (h.rec && h.rec.p === min) {
+          found = { rec: h.rec, stamp: h.stamp };
+          this.advance(h);
+        }
+      }
+      if (found && BigInt(found.rec.c) < found.stamp && BigInt(found.rec.m) < found.stamp) yield found.rec;
+    }
+  }
+
   close(): void {
     for (const h of this.heads) this.closeHead(h);
   }
@@ -214,16 +235,10 @@ export class DigestWriter {
     if (!this.buf.length) return;
     if (this.fd === null) {
       fsSync.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      this.dropOldJournals();
       this.fd = fsSync.openSync(this.file, 'a', 0o600);
     }
     fsSync.writeSync(this.fd, this.buf.join('\n') + '\n');
     this.buf = [];
-  }
-
-  private dropOldJournals(): void {
-    const journals = rootFiles(this.dir, this.root).filter((f) => !f.endsWith(`${this.root}.${COMMITTED}`));
-    for (const f of journals.slice(0, Math.max(0, journals.length - MAX_JOURNALS + 1))) fsSync.rmSync(f, { force: true });
   }
 
   /**
@@ -249,14 +264,82 @@ export class DigestWriter {
     }
   }
 
-  /** Keep what was written as a journal (a pass that stopped): its records still count. */
+  /**
+   * Keep what was written as a journal beside the committed set (a pass saw only the files
+   * it sent or received); past MAX_JOURNALS they are merged into the set.
+   */
   close(): void {
     try {
       this.flush();
+      if (this.fd !== null) fsSync.closeSync(this.fd);
+      this.fd = null;
+      if (rootFiles(this.dir, this.root).length > MAX_JOURNALS + 1) compactDigests(path.dirname(this.dir), this.root);
     } catch {
       /* best effort: records only save reads */
     }
     if (this.fd !== null) fsSync.closeSync(this.fd);
     this.fd = null;
+  }
+}
+
+/**
+ * Merge a root's committed set and journals into one committed set, newest record per path,
+ * streaming (one line of each file held). Each record keeps the guard it had: a record racy
+ * in its own file is left out, since the new file's later stamp would otherwise trust it.
+ */
+export function compactDigests(stateDir: string, root: string): void {
+  const dir = path.join(stateDir, DIR);
+  const files = rootFiles(dir, root);
+  if (files.length <= 1) return;
+  const reader = DigestReader.open(stateDir, root);
+  const tmp = path.join(dir, `${root}.tmp-${process.pid}`);
+  const fd = fsSync.openSync(tmp, 'w', 0o600);
+  try {
+    let buf: string[] = [];
+    for (const rec of reader.all()) {
+      buf.push(JSON.stringify(rec));
+      if (buf.length >= 256) {
+        fsSync.writeSync(fd, buf.join('\n') + '\n');
+        buf = [];
+      }
+    }
+    if (buf.length) fsSync.writeSync(fd, buf.join('\n') + '\n');
+    fsSync.fsyncSync(fd);
+  } finally {
+    fsSync.closeSync(fd);
+    reader.close();
+  }
+  fsSync.renameSync(tmp, path.join(dir, `${root}.${COMMITTED}`));
+  for (const f of files) if (!f.endsWith(`${root}.${COMMITTED}`)) fsSync.rmSync(f, { force: true });
+}
+
+/**
+ * The records one pass makes, routed to the writer of each root by path; for the sender's
+ * Fetch and the receiver's landed files, which come in the order asked (walk order).
+ */
+export class PassDigests {
+  private readonly writers = new Map<string, DigestWriter>();
+
+  constructor(
+    private readonly stateDir: string,
+    private readonly roots: readonly ResolvedRoot[],
+  ) {}
+
+  /** Record the digest of `rel`, whose stat while it was hashed or after it landed is `st`. */
+  add(rel: string, st: BigIntStats, sha256: string): void {
+    const root = this.roots.find((r) => rel === r.rel || rel.startsWith(r.rel + '/'));
+    if (!root) return;
+    let w = this.writers.get(root.name);
+    if (!w) {
+      w = new DigestWriter(this.stateDir, root.name);
+      this.writers.set(root.name, w);
+    }
+    w.append(digestRecord(rel, st, sha256));
+  }
+
+  /** Keep every root's records (journals beside the committed sets). */
+  close(): void {
+    for (const w of this.writers.values()) w.close();
+    this.writers.clear();
   }
 }

@@ -28,6 +28,8 @@ export interface FetchReaderHooks {
   onActivity(): void;
   /** The reader is about to wait for data: put what was applied on record first. */
   beforeWait(): void;
+  /** A file landed with a matching digest: its stat in place, for the digest records of a quick verify. */
+  onLanded?(rel: string, st: fsSync.BigIntStats, sha256: string): void;
 }
 
 /** A received file: what landed. */
@@ -145,6 +147,7 @@ export class FetchReader {
       });
     }
     await renameIntoPlace(p.tmp, p.abs, p.rel);
+    if (this.hooks.onLanded) this.hooks.onLanded(p.rel, fsSync.lstatSync(p.abs, { bigint: true }), p.sha256);
   }
 
   /**

@@ -23,6 +23,7 @@ import { ActionQueue } from './action-queue';
 import { Executor } from './executor';
 import { FetchReader } from './fetch-reader';
 import { diskFull } from './landing';
+import { PassDigests } from './digest-records';
 import { ManifestReader, ManifestWriter } from './manifest';
 import { RootMerge } from './merge';
 import type { PassContext, PullOptions } from './pass';
@@ -56,6 +57,8 @@ class Puller implements PassContext {
   readonly queue = new ActionQueue();
   fetch: FetchReader | null = null;
   writer: ManifestWriter | null = null;
+  /** The digests of the files this pass landed, for a quick verify of this host. */
+  private digests: PassDigests | null = null;
   readErrors = false;
   progress: PassProgress = { root: '', files: 0, bytes: 0, total_files: 0, total_bytes: 0, sent_bytes: 0 };
   private readonly exec = new Executor(this);
@@ -75,7 +78,15 @@ class Puller implements PassContext {
     const announced = this.begin(first.value);
     let pendingBatch: ListBatch__Output | null = first.value.entries.length || first.value.root_end ? first.value : null;
 
-    if (!this.o.dryRun) this.fetch = new FetchReader(this.o.openFetch(), { onActivity: () => this.activity(), beforeWait: () => this.writer?.flush() });
+    if (!this.o.dryRun) {
+      const digests = new PassDigests(this.o.stateDir, this.o.roots);
+      this.digests = digests;
+      this.fetch = new FetchReader(this.o.openFetch(), {
+        onActivity: () => this.activity(),
+        beforeWait: () => this.writer?.flush(),
+        onLanded: (rel, st, sha) => digests.add(rel, st, sha),
+      });
+    }
     const executor = this.o.dryRun ? Promise.resolve() : this.exec.run();
     executor.catch((err) => {
       this.queue.fail(err);
@@ -113,6 +124,7 @@ class Puller implements PassContext {
     }
     for (const m of this.manifests.splice(0)) m.close();
     if (this.fetch) await this.fetch.finish();
+    this.digests?.close();
     this.summary.owners_defaulted = [...this.defaulted].sort();
     this.summary.wire_bytes = this.fetch?.wireBytes ?? 0;
   }
@@ -127,6 +139,7 @@ class Puller implements PassContext {
     for (const m of this.manifests.splice(0)) m.close();
     await this.fetch?.cleanup();
     this.writer?.close();
+    this.digests?.close();
   }
 
   /** The first listing batch: protocol, roots, and the owner names every root needs. */

@@ -15,6 +15,7 @@ import type { Logger } from './log';
 import { resolveRoots, type AgentRoots } from './paths';
 import { pullFromPeer } from './pull-session';
 import { FetchFirstSchema, FetchItemsSchema, HostOpSchema, ListSchema, ownersMap, parse, phaseOf, PullSchema, rootsOfScope, VerifySchema } from './requests';
+import { PassDigests } from './digest-records';
 import { fetchTar, type FetchWant } from './tar-writer';
 import type { AgentTls } from './tls';
 import { verifyBatches } from './tree-digest';
@@ -97,12 +98,18 @@ export class AgentService {
     })();
     let sent = 0;
     const messages = (async function* () {
-      for await (const data of fetchTar({ roots, phase, identity, wants, signal, onWarning: (msg, f) => log.warn(f, msg) })) {
+      for await (const data of fetchTar({ roots, phase, identity, wants, signal, onWarning: (msg, f) => log.warn(f, msg), onDigest: (rel, st, sha) => digests.add(rel, st, sha) })) {
         sent += data.length;
         yield { data };
       }
     })();
-    await writeAll(call, messages, signal, 'the receiver went away');
+    // What this pass read and hashed, kept for a quick verify of this host.
+    const digests = new PassDigests(this.opts.stateDir, roots);
+    try {
+      await writeAll(call, messages, signal, 'the receiver went away');
+    } finally {
+      digests.close();
+    }
     log.info({ wire_bytes: sent }, 'files sent');
   }
 }

@@ -33,6 +33,11 @@ export interface FetchOptions {
   wants: AsyncIterable<FetchWant>;
   signal?: AbortSignal;
   onWarning?: (msg: string, fields: Record<string, unknown>) => void;
+  /**
+   * A file went out whole and unchanged while it was read (its ctime too): its digest and
+   * the stat it was read under, for the digest records of a quick verify.
+   */
+  onDigest?: (rel: string, st: BigIntStats, sha256: string) => void;
 }
 
 /** Files up to this size are read whole before their header goes out. */
@@ -240,6 +245,7 @@ class TarWriter {
     let st: BigIntStats;
     let body: Buffer | null = null;
     let changed = false;
+    let settled = false;
     try {
       st = fsSync.fstatSync(fd, { bigint: true });
       if (!st.isFile()) return 'vanished';
@@ -255,7 +261,10 @@ class TarWriter {
         }
         const after = fsSync.fstatSync(fd, { bigint: true });
         if (n !== size || after.size !== st.size || after.mtimeNs !== st.mtimeNs) changed = true;
-        else body = buf.subarray(0, n);
+        else {
+          body = buf.subarray(0, n);
+          settled = after.ctimeNs === st.ctimeNs;
+        }
       }
     } finally {
       fsSync.closeSync(fd);
@@ -265,6 +274,7 @@ class TarWriter {
       const sha256 = crypto.createHash('sha256').update(body).digest('hex');
       await this.add(this.header(rel, st), body);
       this.prev = { [PAX_SHA256]: sha256, [PAX_SHA256_PATH]: rel };
+      if (settled) this.opts.onDigest?.(rel, st, sha256);
       return 'sent';
     }
     return this.sendLarge(rel, abs, st);
@@ -290,6 +300,7 @@ class TarWriter {
         return 'torn';
       }
       this.prev = { [PAX_SHA256]: sha256, [PAX_SHA256_PATH]: rel };
+      if (after.ctimeNs === st.ctimeNs) this.opts.onDigest?.(rel, st, sha256);
       return 'sent';
     } finally {
       await fh.close();

@@ -15,6 +15,9 @@ export interface RootComparison {
   sha256: { old: string; new: string };
   present: { old: boolean; new: boolean };
   match: boolean;
+  /** Regular files whose digest each agent took from its records (quick verify), and files it read. */
+  fromRecords: { old: number; new: number };
+  read: { old: number; new: number };
 }
 
 export interface Comparison {
@@ -104,6 +107,8 @@ export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, 
           sha256: { old: d1.sha256, new: d2.sha256 },
           present: { old: d1.present, new: d2.present },
           match: d1.sha256 === d2.sha256 && d1.present === d2.present,
+          fromRecords: { old: Number(d1.from_records), new: Number(d2.from_records) },
+          read: { old: Number(d1.read), new: Number(d2.read) },
         });
       }
       x = await a.next();

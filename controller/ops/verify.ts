@@ -10,6 +10,11 @@ import type { Reporter } from '../report';
 import { compareListings, type Comparison } from '../tree-compare';
 
 export interface VerifyOptions {
+  /**
+   * Take each regular file's SHA-256 from what the agents recorded where the record still
+   * holds (agent/digest-records.ts), reading only the rest: cost grows with what changed.
+   */
+  quick?: boolean;
   /** How many differing paths to list; default 20. */
   maxDiffs?: number;
   /** Ctrl-C: cancels both digests (step.interrupted). */
@@ -19,23 +24,37 @@ export interface VerifyOptions {
 export interface VerifyResult extends Comparison {
   ok: boolean;
   seconds: number;
+  quick: boolean;
+  /** Over every root, both hosts together: file digests taken from records, files read. */
+  fromRecords: number;
+  read: number;
 }
 
 /** Digests both trees through the connected agents and compares them entry by entry. */
 export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: AgentHandle }, opts: VerifyOptions, out: Reporter): Promise<VerifyResult> {
   const { old: oldA, new: newA } = agents;
   const started = Date.now();
-  out.info(`verify: digesting every root on ${plan.old.agent} (old) and ${plan.new.agent} (new)`);
-  const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots: rootsForPhase('final') }, owners: ownerRules(plan) };
+  const quick = opts.quick === true;
+  out.info(`verify${quick ? ' --quick' : ''}: digesting every root on ${plan.old.agent} (old) and ${plan.new.agent} (new)${quick ? ', content digests from the passes\' records where they still hold' : ''}`);
+  const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots: rootsForPhase('final') }, owners: ownerRules(plan), quick };
   const calls = [oldA.client.Verify(req), newA.client.Verify(req)];
   // Errors surface through iteration; a call not being read must not crash the process.
   for (const c of calls) c.on('error', () => undefined);
   const cmp = await compareListings(streamOf<VerifyBatch__Output>(oldA, calls[0], opts.signal), streamOf<VerifyBatch__Output>(newA, calls[1], opts.signal), opts.maxDiffs ?? 20).finally(() => calls.forEach((c) => c.cancel()));
-  const result: VerifyResult = { ...cmp, ok: cmp.differences === 0 && cmp.roots.every((r) => r.match), seconds: (Date.now() - started) / 1000 };
+  const sum = (f: (r: (typeof cmp.roots)[number]) => { old: number; new: number }): number => cmp.roots.reduce((n, r) => n + f(r).old + f(r).new, 0);
+  const result: VerifyResult = {
+    ...cmp,
+    ok: cmp.differences === 0 && cmp.roots.every((r) => r.match),
+    seconds: (Date.now() - started) / 1000,
+    quick,
+    fromRecords: sum((r) => r.fromRecords),
+    read: sum((r) => r.read),
+  };
   for (const r of cmp.roots) {
     const state = !r.present.old && !r.present.new ? 'absent on both' : r.match ? `match (${r.entries.old} entries, sha256 ${r.sha256.old.slice(0, 16)})` : `DIFFER (old ${r.entries.old} entries, new ${r.entries.new})`;
     out.info(`  ${r.root.padEnd(10)} ${state}`);
   }
+  if (quick) out.info(`  files: ${result.fromRecords} digests from records, ${result.read} read (both hosts)`);
   if (!result.ok) {
     out.info(`${cmp.differences} differing path${cmp.differences === 1 ? '' : 's'}${cmp.differences > cmp.first.length ? `, the first ${cmp.first.length}` : ''}:`);
     for (const d of cmp.first) out.info(`  ${d.path}: ${d.what}`);
@@ -45,7 +64,7 @@ export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: Age
 
 /** `cmmigrate verify`'s ending: the result as an event and a verdict; false when the hosts differ. */
 export function reportVerify(r: VerifyResult, planArg: string, out: Reporter): boolean {
-  out.event({ ok: r.ok, differences: r.differences, first: r.first, roots: r.roots, seconds: r.seconds });
+  out.event({ ok: r.ok, differences: r.differences, first: r.first, roots: r.roots, seconds: r.seconds, ...(r.quick ? { quick: true, from_records: r.fromRecords, read: r.read } : {}) });
   if (r.ok) out.info(`verify: the new host matches the old host`);
   else out.info(`verify failed: the hosts differ; run \`cmmigrate sync --plan ${planArg} --phase final\`, then verify again`);
   return r.ok;
