@@ -137,14 +137,19 @@ const stateDirValue = checked((s) =>
   s === '' || s.includes('\0') ? `must be a directory path (got ${JSON.stringify(s)})` : undefined,
 );
 
-const hostTable = z.strictObject({
-  host: hostValue,
-  agent: agentValue.optional(),
-  ssh: sshValue.optional(),
-});
+/** The [old] or [new] table; `example` is the host used in the shapes of its keys. */
+function hostTable(name: 'old' | 'new', example: string) {
+  return z.strictObject({
+    host: hostValue.describe(`a string such as "${example}"`),
+    agent: agentValue.describe(`a string "host:port" such as "${example}:${DEFAULT_AGENT_PORT}"`).optional(),
+    ssh: sshValue.describe(`a string such as "root@${example}"`).optional(),
+  }).describe(`a table [${name}] with host, agent and ssh`);
+}
 const ipv4Value = checked((s) => (net.isIPv4(s) ? undefined : `must be an IPv4 address such as "198.51.100.7" (got ${JSON.stringify(s)})`));
 const ipv6Value = checked((s) => (net.isIPv6(s) ? undefined : `must be an IPv6 address such as "2001:db8::7" (got ${JSON.stringify(s)})`));
-const newHostTable = hostTable.extend({ ipv4: ipv4Value.optional(), ipv6: ipv6Value.optional() });
+const newHostTable = hostTable('new', '127.0.0.3')
+  .extend({ ipv4: ipv4Value.describe('a string such as "198.51.100.7"').optional(), ipv6: ipv6Value.describe('a string such as "2001:db8::7"').optional() })
+  .describe('a table [new] with host, agent and ssh');
 const endpointValue = checked((s) => {
   try {
     parseHostPort(s, undefined);
@@ -163,24 +168,36 @@ const nameServerValue = checked((s) => {
   }
 });
 
+/**
+ * The plan file's one statement: its keys, their values, and (in `describe`) what a key
+ * must hold, which type errors quote. The "did you mean" hints take the keys from here.
+ */
 const planSchema = z
   .strictObject({
-    mail_domain: domainValue,
-    state_dir: stateDirValue.optional(),
-    relay_dir: pathValue.optional(),
-    old: hostTable,
+    mail_domain: domainValue.describe('a string such as "mail.example.org"'),
+    state_dir: stateDirValue.describe('a string such as ".cmmigrate"').optional(),
+    relay_dir: pathValue.describe('a string: the path of your chatmail/relay checkout').optional(),
+    old: hostTable('old', '127.0.0.2'),
     new: newHostTable,
-    relay: z.strictObject({ mailboxes_dir: dirValue.optional() }).optional(),
-    dns: z.strictObject({ servers: z.array(nameServerValue).optional() }).optional(),
+    relay: z.strictObject({ mailboxes_dir: dirValue.describe(`a string such as "${DEFAULT_MAILBOXES_DIR}"`).optional() }).describe('a table [relay]').optional(),
+    dns: z
+      .strictObject({ servers: z.array(nameServerValue).describe('an array of strings such as ["192.0.2.53", "[2001:db8::53]:53"]').optional() })
+      .describe('a table [dns]')
+      .optional(),
     checks: z
       .strictObject({
-        old_tls: endpointValue.optional(),
-        ca_file: pathValue.optional(),
-        new_ports: z.strictObject(Object.fromEntries(MAIL_PORT_KEYS.map((k) => [k, endpointValue.optional()])) as Record<MailPortKey, z.ZodOptional<typeof endpointValue>>).optional(),
+        old_tls: endpointValue.describe('a string "host:port" such as "203.0.113.5:993"').optional(),
+        ca_file: pathValue.describe('a string: the path of a PEM file').optional(),
+        new_ports: z
+          .strictObject(Object.fromEntries(MAIL_PORT_KEYS.map((k) => [k, endpointValue.optional()])) as Record<MailPortKey, z.ZodOptional<typeof endpointValue>>)
+          .describe('a table [checks.new_ports] such as 993 = "198.51.100.7:993"')
+          .optional(),
       })
+      .describe('a table [checks]')
       .optional(),
     owners: z
-      .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
+      .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.describe('a string "user:group" such as "vmail:vmail"').optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
+      .describe('a table [owners]')
       .optional(),
   })
   .superRefine((p, ctx) => {
@@ -201,31 +218,21 @@ const planSchema = z
     }
   });
 
-/** What a key must hold, for type errors. */
-const SHAPES: Record<string, string> = {
-  mail_domain: 'a string such as "mail.example.org"',
-  state_dir: 'a string such as ".cmmigrate"',
-  old: 'a table [old] with host, agent and ssh',
-  new: 'a table [new] with host, agent and ssh',
-  'old.host': 'a string such as "127.0.0.2"',
-  'new.host': 'a string such as "127.0.0.3"',
-  'old.agent': `a string "host:port" such as "127.0.0.2:${DEFAULT_AGENT_PORT}"`,
-  'new.agent': `a string "host:port" such as "127.0.0.3:${DEFAULT_AGENT_PORT}"`,
-  'old.ssh': 'a string such as "root@127.0.0.2"',
-  'new.ssh': 'a string such as "root@127.0.0.3"',
-  relay: 'a table [relay]',
-  'relay.mailboxes_dir': `a string such as "${DEFAULT_MAILBOXES_DIR}"`,
-  owners: 'a table [owners]',
-  relay_dir: 'a string: the path of your chatmail/relay checkout',
-  'new.ipv4': 'a string such as "198.51.100.7"',
-  'new.ipv6': 'a string such as "2001:db8::7"',
-  dns: 'a table [dns]',
-  'dns.servers': 'an array of strings such as ["192.0.2.53", "[2001:db8::53]:53"]',
-  checks: 'a table [checks]',
-  'checks.old_tls': 'a string "host:port" such as "203.0.113.5:993"',
-  'checks.ca_file': 'a string: the path of a PEM file',
-  'checks.new_ports': 'a table [checks.new_ports] such as 993 = "198.51.100.7:993"',
-};
+/** The schema of the key at `keys` (optional unwrapped), or undefined where the schema has none. */
+function schemaAt(keys: readonly PropertyKey[]): z.ZodType | undefined {
+  let t: z.ZodType | undefined = planSchema;
+  for (const k of keys) {
+    const inner: z.ZodType | undefined = t instanceof z.ZodOptional ? (t.unwrap() as z.ZodType) : t;
+    t = inner instanceof z.ZodObject ? (inner.shape as Record<PropertyKey, z.ZodType>)[k] : undefined;
+    if (!t) return undefined;
+  }
+  return t instanceof z.ZodOptional ? (t.unwrap() as z.ZodType) : t;
+}
+
+/** What the key at `keys` must hold, for type errors (its `describe` in the schema). */
+function shapeOf(keys: readonly PropertyKey[]): string | undefined {
+  return schemaAt(keys)?.description;
+}
 
 function describeValue(v: unknown): string {
   if (v === undefined) return 'nothing';
@@ -243,15 +250,8 @@ function valueAt(root: unknown, keys: readonly PropertyKey[]): unknown {
 
 /** Keys of a table in the schema, for "did you mean" hints. */
 function knownKeys(table: string): string[] {
-  if (table === '') return ['mail_domain', 'state_dir', 'relay_dir', 'old', 'new', 'relay', 'dns', 'checks', 'owners'];
-  if (table === 'old') return ['host', 'agent', 'ssh'];
-  if (table === 'new') return ['host', 'agent', 'ssh', 'ipv4', 'ipv6'];
-  if (table === 'relay') return ['mailboxes_dir'];
-  if (table === 'dns') return ['servers'];
-  if (table === 'checks') return ['old_tls', 'ca_file', 'new_ports'];
-  if (table === 'checks.new_ports') return [...MAIL_PORT_KEYS];
-  if (table === 'owners') return [...OWNER_ROOTS];
-  return [];
+  const t = schemaAt(table === '' ? [] : table.split('.'));
+  return t instanceof z.ZodObject ? Object.keys(t.shape) : [];
 }
 
 function editDistance(a: string, b: string): number {
@@ -295,7 +295,7 @@ function problemsOf(issues: readonly z.core.$ZodIssue[], raw: unknown): Problem[
       }
     } else if (issue.code === 'invalid_type') {
       const got = valueAt(raw, issue.path);
-      const want = SHAPES[at] ?? (at.startsWith('owners.') ? 'a string "user:group" such as "vmail:vmail"' : `a ${issue.expected}`);
+      const want = shapeOf(issue.path) ?? `a ${issue.expected}`;
       out.push({
         key: at,
         unknown: false,
