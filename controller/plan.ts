@@ -2,18 +2,19 @@
  * The plan file: one TOML file per migration that a person reads and edits. It names the
  * mail domain, both hosts with their agents' addresses, and the owners forced on each
  * copied tree. `loadPlan` accepts only what `renderPlan` can write: an unknown key, a
- * wrong type or an unusable value is a CmError that names the key and the file.
+ * wrong type or an unusable value is a CmError that names the key and the file. The
+ * schema itself is in plan-schema.ts.
  */
 import { promises as fsp } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { z } from 'zod';
-import { CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, DEFAULT_OWNER_RULES, formatHostPort, hostProblem, parseHostPort, ROOT_NAMES, type OwnerRule, type RootName } from '../proto';
+import { CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, DEFAULT_OWNER_RULES, formatHostPort, parseHostPort, type OwnerRule } from '../proto';
+import { MAIL_PORT_KEYS, OWNER_RE, OWNER_ROOTS, planSchema, problemsOf, type MailPortKey, type OwnerRoot } from './plan-schema';
 
-/** Every root the `[owners]` table may name: the agents' allowlist. */
-export const OWNER_ROOTS = ROOT_NAMES;
-export type OwnerRoot = RootName;
+export { MAIL_PORT_KEYS, OWNER_ROOTS, type MailPortKey, type OwnerRoot };
+
+/** An owner forced on a root, by name. */
 export interface Owner {
   user: string;
   group: string;
@@ -45,9 +46,6 @@ export interface ChecksPlan {
   /** Absolute path of extra trust anchors (PEM) for the certificate checks. */
   caFile?: string;
 }
-
-export type MailPortKey = '25' | '465' | '587' | '993' | '443';
-export const MAIL_PORT_KEYS: readonly MailPortKey[] = ['25', '465', '587', '993', '443'];
 
 export interface Plan {
   /** Absolute path of the plan file. */
@@ -89,224 +87,6 @@ export interface PlanInput {
 // Addresses
 
 export { hostProblem, formatHostPort, parseHostPort, DEFAULT_AGENT_PORT } from '../proto';
-
-// ---------------------------------------------------------------------------------------
-// Schema
-
-const NAME = '[A-Za-z_][A-Za-z0-9_.-]{0,30}\\$?';
-const OWNER_RE = new RegExp(`^(${NAME}):(${NAME})$`);
-
-/** A zod string that must pass `check` (which returns why not, or undefined). */
-function checked(check: (s: string) => string | undefined) {
-  return z.string().superRefine((s, ctx) => {
-    const why = check(s);
-    if (why) ctx.addIssue({ code: 'custom', message: why });
-  });
-}
-
-const hostValue = checked((s) => {
-  const why = hostProblem(s);
-  return why && `must be an IP address or host name, but ${why} (got ${JSON.stringify(s)})`;
-});
-const agentValue = checked((s) => {
-  try {
-    parseHostPort(s, DEFAULT_AGENT_PORT);
-    return undefined;
-  } catch (err) {
-    return `must be "host:port" with a port from 1 to 65535 (got ${JSON.stringify(s)}): ${(err as Error).message.replace(/^.*?: /, '')}`;
-  }
-});
-const sshValue = checked((s) =>
-  s === '' || /[\s\x00-\x1f\x7f]/.test(s) || s.startsWith('-')
-    ? `must be an ssh destination such as "root@127.0.0.2" (got ${JSON.stringify(s)})`
-    : undefined,
-);
-const dirValue = checked((s) =>
-  !s.startsWith('/') || path.posix.normalize(s) !== s || s === '/' || s.endsWith('/')
-    ? `must be an absolute, normalized directory other than "/", such as "${DEFAULT_MAILBOXES_DIR}" (got ${JSON.stringify(s)})`
-    : undefined,
-);
-const ownerValue = checked((s) =>
-  OWNER_RE.test(s) ? undefined : `must be "user:group", such as "vmail:vmail" (got ${JSON.stringify(s)})`,
-);
-const domainValue = checked((s) => {
-  const why = hostProblem(s);
-  return why && `must be the relay's mail domain, such as "mail.example.org", but ${why} (got ${JSON.stringify(s)})`;
-});
-const stateDirValue = checked((s) =>
-  s === '' || s.includes('\0') ? `must be a directory path (got ${JSON.stringify(s)})` : undefined,
-);
-
-const hostTable = z.strictObject({
-  host: hostValue,
-  agent: agentValue.optional(),
-  ssh: sshValue.optional(),
-});
-const ipv4Value = checked((s) => (net.isIPv4(s) ? undefined : `must be an IPv4 address such as "198.51.100.7" (got ${JSON.stringify(s)})`));
-const ipv6Value = checked((s) => (net.isIPv6(s) ? undefined : `must be an IPv6 address such as "2001:db8::7" (got ${JSON.stringify(s)})`));
-const newHostTable = hostTable.extend({ ipv4: ipv4Value.optional(), ipv6: ipv6Value.optional() });
-const endpointValue = checked((s) => {
-  try {
-    parseHostPort(s, undefined);
-    return undefined;
-  } catch {
-    return `must be "host:port" such as "198.51.100.7:993" (got ${JSON.stringify(s)})`;
-  }
-});
-const pathValue = checked((s) => (s === '' || s.includes('\0') ? `must be a path (got ${JSON.stringify(s)})` : undefined));
-const nameServerValue = checked((s) => {
-  try {
-    const { host } = parseHostPort(s, 53);
-    return net.isIP(host) ? undefined : `must be an IP address with an optional port, such as "192.0.2.53" or "[2001:db8::53]:53" (got ${JSON.stringify(s)})`;
-  } catch {
-    return `must be an IP address with an optional port, such as "192.0.2.53" or "[2001:db8::53]:53" (got ${JSON.stringify(s)})`;
-  }
-});
-
-const planSchema = z
-  .strictObject({
-    mail_domain: domainValue,
-    state_dir: stateDirValue.optional(),
-    relay_dir: pathValue.optional(),
-    old: hostTable,
-    new: newHostTable,
-    relay: z.strictObject({ mailboxes_dir: dirValue.optional() }).optional(),
-    dns: z.strictObject({ servers: z.array(nameServerValue).optional() }).optional(),
-    checks: z
-      .strictObject({
-        old_tls: endpointValue.optional(),
-        ca_file: pathValue.optional(),
-        new_ports: z.strictObject(Object.fromEntries(MAIL_PORT_KEYS.map((k) => [k, endpointValue.optional()])) as Record<MailPortKey, z.ZodOptional<typeof endpointValue>>).optional(),
-      })
-      .optional(),
-    owners: z
-      .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
-      .optional(),
-  })
-  .superRefine((p, ctx) => {
-    let a: { host: string; port: number };
-    let b: { host: string; port: number };
-    try {
-      a = parseHostPort(p.old.agent ?? p.old.host, DEFAULT_AGENT_PORT);
-      b = parseHostPort(p.new.agent ?? p.new.host, DEFAULT_AGENT_PORT);
-    } catch {
-      return; // already reported on the key itself
-    }
-    if (a.host === b.host && a.port === b.port) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['new', 'agent'],
-        message: `is ${formatHostPort(b.host, b.port)}, the same address as old.agent: the two agents must differ`,
-      });
-    }
-  });
-
-/** What a key must hold, for type errors. */
-const SHAPES: Record<string, string> = {
-  mail_domain: 'a string such as "mail.example.org"',
-  state_dir: 'a string such as ".cmmigrate"',
-  old: 'a table [old] with host, agent and ssh',
-  new: 'a table [new] with host, agent and ssh',
-  'old.host': 'a string such as "127.0.0.2"',
-  'new.host': 'a string such as "127.0.0.3"',
-  'old.agent': `a string "host:port" such as "127.0.0.2:${DEFAULT_AGENT_PORT}"`,
-  'new.agent': `a string "host:port" such as "127.0.0.3:${DEFAULT_AGENT_PORT}"`,
-  'old.ssh': 'a string such as "root@127.0.0.2"',
-  'new.ssh': 'a string such as "root@127.0.0.3"',
-  relay: 'a table [relay]',
-  'relay.mailboxes_dir': `a string such as "${DEFAULT_MAILBOXES_DIR}"`,
-  owners: 'a table [owners]',
-  relay_dir: 'a string: the path of your chatmail/relay checkout',
-  'new.ipv4': 'a string such as "198.51.100.7"',
-  'new.ipv6': 'a string such as "2001:db8::7"',
-  dns: 'a table [dns]',
-  'dns.servers': 'an array of strings such as ["192.0.2.53", "[2001:db8::53]:53"]',
-  checks: 'a table [checks]',
-  'checks.old_tls': 'a string "host:port" such as "203.0.113.5:993"',
-  'checks.ca_file': 'a string: the path of a PEM file',
-  'checks.new_ports': 'a table [checks.new_ports] such as 993 = "198.51.100.7:993"',
-};
-
-function describeValue(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (Array.isArray(v)) return 'an array';
-  if (v === null || typeof v !== 'object') return `${typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'float') : typeof v} ${JSON.stringify(v)}`;
-  if (v instanceof Date) return 'a date';
-  return 'a table';
-}
-
-function valueAt(root: unknown, keys: readonly PropertyKey[]): unknown {
-  let v: unknown = root;
-  for (const k of keys) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
-  return v;
-}
-
-/** Keys of a table in the schema, for "did you mean" hints. */
-function knownKeys(table: string): string[] {
-  if (table === '') return ['mail_domain', 'state_dir', 'relay_dir', 'old', 'new', 'relay', 'dns', 'checks', 'owners'];
-  if (table === 'old') return ['host', 'agent', 'ssh'];
-  if (table === 'new') return ['host', 'agent', 'ssh', 'ipv4', 'ipv6'];
-  if (table === 'relay') return ['mailboxes_dir'];
-  if (table === 'dns') return ['servers'];
-  if (table === 'checks') return ['old_tls', 'ca_file', 'new_ports'];
-  if (table === 'checks.new_ports') return [...MAIL_PORT_KEYS];
-  if (table === 'owners') return [...OWNER_ROOTS];
-  return [];
-}
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0];
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = d[j];
-      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return d[b.length];
-}
-
-interface Problem {
-  key: string;
-  text: string;
-  unknown: boolean;
-  suggestion?: string;
-}
-
-function problemsOf(issues: readonly z.core.$ZodIssue[], raw: unknown): Problem[] {
-  const out: Problem[] = [];
-  for (const issue of issues) {
-    const at = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') {
-      for (const k of issue.keys) {
-        const key = at ? `${at}.${k}` : k;
-        const near = knownKeys(at)
-          .map((c) => ({ c, d: editDistance(k, c) }))
-          .filter((x) => x.d <= 2)
-          .sort((x, y) => x.d - y.d)[0];
-        out.push({
-          key,
-          unknown: true,
-          text: `unknown key ${key}${near ? ` (did you mean ${at ? `${at}.` : ''}${near.c}?)` : ''}`,
-          suggestion: near?.c,
-        });
-      }
-    } else if (issue.code === 'invalid_type') {
-      const got = valueAt(raw, issue.path);
-      const want = SHAPES[at] ?? (at.startsWith('owners.') ? 'a string "user:group" such as "vmail:vmail"' : `a ${issue.expected}`);
-      out.push({
-        key: at,
-        unknown: false,
-        text: got === undefined ? `${at} is missing: it must be ${want}` : `${at} must be ${want}, not ${describeValue(got)}`,
-      });
-    } else {
-      out.push({ key: at, unknown: false, text: `${at} ${issue.message}` });
-    }
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------
 // Loading

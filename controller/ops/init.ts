@@ -84,9 +84,8 @@ function conflicts(cur: Plan, want: PlanInput, opts: InitOptions): string[] {
   return out;
 }
 
-/** Writes (or keeps) the plan, then makes sure the TLS material beside it is current. */
-export async function runInit(opts: InitOptions): Promise<InitResult> {
-  const planFile = path.resolve(opts.plan);
+/** The plan the options ask for, checked against each other and against the checkout's chatmail.ini. */
+async function wantedPlan(opts: InitOptions): Promise<PlanInput> {
   const relayDir = opts.relayDir === undefined ? undefined : path.resolve(opts.relayDir);
   const ini = relayDir === undefined ? undefined : await readChatmailIni(relayDir);
   if (relayDir !== undefined) {
@@ -137,9 +136,12 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     new: { host: newHost, agent: formatHostPort(newAgent.host, newAgent.port), ssh: newSsh ?? `root@${newHost}`, ipv4: newIpv4, ipv6: newIpv6 },
     mailboxesDir: ini?.planMailboxesDir,
   };
-  const text = renderPlan(want);
-  const lines: string[] = [];
+  return want;
+}
 
+/** Writes the plan unless the file holds it already or holds the operator's edits (kept unless they conflict). Whether it wrote. */
+async function writePlan(planFile: string, want: PlanInput, opts: InitOptions, lines: string[]): Promise<boolean> {
+  const text = renderPlan(want);
   let existing: string | undefined;
   try {
     existing = await fsp.readFile(planFile, 'utf8');
@@ -178,7 +180,11 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
     }
     lines.push(`kept plan ${planFile} (it has changes of yours; --force rewrites it)`);
   }
+  return planWritten;
+}
 
+/** Makes sure the CA and the controller's and agents' material beside the plan are current. */
+async function ensureMaterial(planFile: string, opts: InitOptions, lines: string[]): Promise<{ tlsDir: string; created: boolean }> {
   const plan = await loadPlan(planFile);
   const pki = await ensurePki(
     plan.tlsDir,
@@ -205,6 +211,15 @@ export async function runInit(opts: InitOptions): Promise<InitResult> {
   lines.push(`next: cmmigrate install-agent old --plan ${planFile}; cmmigrate install-agent new --plan ${planFile}`);
   if (!plan.relayDir) lines.push(`before cmmigrate run: add relay_dir (your chatmail/relay checkout) to ${planFile}, or run init again with --relay-dir`);
   else lines.push(`then: cmmigrate run --plan ${planFile} --dry-run`);
+  return { tlsDir: pki.tlsDir, created: pki.created };
+}
+
+/** Writes (or keeps) the plan, then makes sure the TLS material beside it is current. */
+export async function runInit(opts: InitOptions): Promise<InitResult> {
+  const planFile = path.resolve(opts.plan);
+  const lines: string[] = [];
+  const planWritten = await writePlan(planFile, await wantedPlan(opts), opts, lines);
+  const pki = await ensureMaterial(planFile, opts, lines);
   return { planFile, tlsDir: pki.tlsDir, caCreated: pki.created, planWritten, lines };
 }
 

@@ -144,6 +144,56 @@ function outageOf(journal: Journal): Pick<RunResult, 'outageSeconds' | 'dnsSecon
   return { outageSeconds: (Date.parse(o.ended_at) - Date.parse(o.started_at)) / 1000, dnsSeconds: o.dns_seconds };
 }
 
+/** Every step is done: says so, and what comes after the move. */
+function nothingLeft(ctx: RunContext): RunResult {
+  const { out, journal } = ctx;
+  out.info(`Every step is done (step 6 at ${journal.step('6').ended_at}).`);
+  const result: RunResult = { ran: [], complete: true, ...outageOf(journal) };
+  printEnd(ctx, result);
+  ctx.emit('done', { complete: true, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
+  return result;
+}
+
+/** --dry-run: the read-only checks first; the list of actions is printed whatever they find. */
+async function dryRun(ctx: RunContext, selected: StepId[]): Promise<RunResult> {
+  let problem: unknown;
+  try {
+    if (selected.includes('preflight')) {
+      ctx.out.info('preflight checks (read only):');
+      await stepById('preflight').run(ctx);
+    } else await checkAgents(ctx);
+  } catch (err) {
+    problem = err;
+  }
+  printDryRun(ctx, selected);
+  ctx.emit('done', { dry_run: true, steps: selected });
+  if (problem !== undefined) throw stepError(problem, stepById('preflight'), undefined, ctx.rerun);
+  return { ran: selected, complete: false };
+}
+
+/** The selected steps, in order (1 and 2 side by side), then the end of the move or what comes next. */
+async function perform(ctx: RunContext, selected: StepId[]): Promise<RunResult> {
+  const { journal, out } = ctx;
+  // Every run first makes sure both agents answer, whatever step it continues at.
+  if (!selected.includes('preflight')) await checkAgents(ctx);
+  for (const id of STEP_IDS) {
+    if (id === '2' && selected.includes('1')) continue; // ran beside step 1
+    if (!selected.includes(id)) continue;
+    if (id === '1' && selected.includes('2')) await runTogether(ctx, [stepById('1'), stepById('2')]);
+    else await runStep(ctx, stepById(id));
+  }
+  const complete = journal.isDone('6');
+  const result: RunResult = { ran: selected, complete, ...outageOf(journal) };
+  if (complete) printEnd(ctx, result);
+  else {
+    const next = STEP_IDS.find((id) => !journal.isDone(id));
+    if (next) out.info(`\nnext: ${ctx.rerun} (continues at ${next === 'preflight' ? 'preflight' : `step ${next}`})`);
+  }
+  ctx.emit('done', { complete, steps: selected, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
+  ctx.log.info({ complete }, 'run ended');
+  return result;
+}
+
 /** Performs the selected steps; resolves when they are done, rejects with the failing step's error. */
 export async function runMigration(opts: RunOptions, out: Reporter): Promise<RunResult> {
   const plan = await loadPlan(opts.plan);
@@ -187,47 +237,9 @@ export async function runMigration(opts: RunOptions, out: Reporter): Promise<Run
   });
   log.info({ argv: process.argv.slice(2), selected }, 'run started');
   try {
-    if (selected.length === 0) {
-      out.info(`Every step is done (step 6 at ${journal.step('6').ended_at}).`);
-      const result: RunResult = { ran: [], complete: true, ...outageOf(journal) };
-      printEnd(ctx, result);
-      ctx.emit('done', { complete: true, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
-      return result;
-    }
-    if (opts.dryRun) {
-      // The read-only checks first; the list of actions is printed whatever they find.
-      let problem: unknown;
-      try {
-        if (selected.includes('preflight')) {
-          out.info('preflight checks (read only):');
-          await stepById('preflight').run(ctx);
-        } else await checkAgents(ctx);
-      } catch (err) {
-        problem = err;
-      }
-      printDryRun(ctx, selected);
-      ctx.emit('done', { dry_run: true, steps: selected });
-      if (problem !== undefined) throw stepError(problem, stepById('preflight'), undefined, rerun);
-      return { ran: selected, complete: false };
-    }
-    // Every run first makes sure both agents answer, whatever step it continues at.
-    if (!selected.includes('preflight')) await checkAgents(ctx);
-    for (const id of STEP_IDS) {
-      if (id === '2' && selected.includes('1')) continue; // ran beside step 1
-      if (!selected.includes(id)) continue;
-      if (id === '1' && selected.includes('2')) await runTogether(ctx, [stepById('1'), stepById('2')]);
-      else await runStep(ctx, stepById(id));
-    }
-    const complete = journal.isDone('6');
-    const result: RunResult = { ran: selected, complete, ...outageOf(journal) };
-    if (complete) printEnd(ctx, result);
-    else {
-      const next = STEP_IDS.find((id) => !journal.isDone(id));
-      if (next) out.info(`\nnext: ${rerun} (continues at ${next === 'preflight' ? 'preflight' : `step ${next}`})`);
-    }
-    ctx.emit('done', { complete, steps: selected, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
-    log.info({ complete }, 'run ended');
-    return result;
+    if (selected.length === 0) return nothingLeft(ctx);
+    if (opts.dryRun) return await dryRun(ctx, selected);
+    return await perform(ctx, selected);
   } finally {
     unlisten();
     agents.old.client.close();

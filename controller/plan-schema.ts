@@ -1,0 +1,234 @@
+/**
+ * The plan file's schema, stated once: every key, what its value must be, and (with
+ * `describe`) the shape that type errors quote; and the problems of a file that does not
+ * fit it, each naming the key (with "did you mean" for a key it does not know, taken from
+ * the schema's own keys). controller/plan.ts loads and renders plans with it.
+ */
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, formatHostPort, hostProblem, parseHostPort, ROOT_NAMES, type RootName } from '../proto';
+
+/** Every root the `[owners]` table may name: the agents' allowlist. */
+export const OWNER_ROOTS = ROOT_NAMES;
+export type OwnerRoot = RootName;
+export type MailPortKey = '25' | '465' | '587' | '993' | '443';
+export const MAIL_PORT_KEYS: readonly MailPortKey[] = ['25', '465', '587', '993', '443'];
+
+const NAME = '[A-Za-z_][A-Za-z0-9_.-]{0,30}\\$?';
+/** `user:group` of the [owners] table. */
+export const OWNER_RE = new RegExp(`^(${NAME}):(${NAME})$`);
+
+/** A zod string that must pass `check` (which returns why not, or undefined). */
+function checked(check: (s: string) => string | undefined) {
+  return z.string().superRefine((s, ctx) => {
+    const why = check(s);
+    if (why) ctx.addIssue({ code: 'custom', message: why });
+  });
+}
+
+const hostValue = checked((s) => {
+  const why = hostProblem(s);
+  return why && `must be an IP address or host name, but ${why} (got ${JSON.stringify(s)})`;
+});
+const agentValue = checked((s) => {
+  try {
+    parseHostPort(s, DEFAULT_AGENT_PORT);
+    return undefined;
+  } catch (err) {
+    return `must be "host:port" with a port from 1 to 65535 (got ${JSON.stringify(s)}): ${(err as Error).message.replace(/^.*?: /, '')}`;
+  }
+});
+const sshValue = checked((s) =>
+  s === '' || /[\s\x00-\x1f\x7f]/.test(s) || s.startsWith('-')
+    ? `must be an ssh destination such as "root@127.0.0.2" (got ${JSON.stringify(s)})`
+    : undefined,
+);
+const dirValue = checked((s) =>
+  !s.startsWith('/') || path.posix.normalize(s) !== s || s === '/' || s.endsWith('/')
+    ? `must be an absolute, normalized directory other than "/", such as "${DEFAULT_MAILBOXES_DIR}" (got ${JSON.stringify(s)})`
+    : undefined,
+);
+const ownerValue = checked((s) =>
+  OWNER_RE.test(s) ? undefined : `must be "user:group", such as "vmail:vmail" (got ${JSON.stringify(s)})`,
+);
+const domainValue = checked((s) => {
+  const why = hostProblem(s);
+  return why && `must be the relay's mail domain, such as "mail.example.org", but ${why} (got ${JSON.stringify(s)})`;
+});
+const stateDirValue = checked((s) =>
+  s === '' || s.includes('\0') ? `must be a directory path (got ${JSON.stringify(s)})` : undefined,
+);
+
+/** The [old] or [new] table; `example` is the host used in the shapes of its keys. */
+function hostTable(name: 'old' | 'new', example: string) {
+  return z.strictObject({
+    host: hostValue.describe(`a string such as "${example}"`),
+    agent: agentValue.describe(`a string "host:port" such as "${example}:${DEFAULT_AGENT_PORT}"`).optional(),
+    ssh: sshValue.describe(`a string such as "root@${example}"`).optional(),
+  }).describe(`a table [${name}] with host, agent and ssh`);
+}
+const ipv4Value = checked((s) => (net.isIPv4(s) ? undefined : `must be an IPv4 address such as "198.51.100.7" (got ${JSON.stringify(s)})`));
+const ipv6Value = checked((s) => (net.isIPv6(s) ? undefined : `must be an IPv6 address such as "2001:db8::7" (got ${JSON.stringify(s)})`));
+const newHostTable = hostTable('new', '127.0.0.3')
+  .extend({ ipv4: ipv4Value.describe('a string such as "198.51.100.7"').optional(), ipv6: ipv6Value.describe('a string such as "2001:db8::7"').optional() })
+  .describe('a table [new] with host, agent and ssh');
+const endpointValue = checked((s) => {
+  try {
+    parseHostPort(s, undefined);
+    return undefined;
+  } catch {
+    return `must be "host:port" such as "198.51.100.7:993" (got ${JSON.stringify(s)})`;
+  }
+});
+const pathValue = checked((s) => (s === '' || s.includes('\0') ? `must be a path (got ${JSON.stringify(s)})` : undefined));
+const nameServerValue = checked((s) => {
+  try {
+    const { host } = parseHostPort(s, 53);
+    return net.isIP(host) ? undefined : `must be an IP address with an optional port, such as "192.0.2.53" or "[2001:db8::53]:53" (got ${JSON.stringify(s)})`;
+  } catch {
+    return `must be an IP address with an optional port, such as "192.0.2.53" or "[2001:db8::53]:53" (got ${JSON.stringify(s)})`;
+  }
+});
+
+/**
+ * The plan file's one statement: its keys, their values, and (in `describe`) what a key
+ * must hold, which type errors quote. The "did you mean" hints take the keys from here.
+ */
+export const planSchema = z
+  .strictObject({
+    mail_domain: domainValue.describe('a string such as "mail.example.org"'),
+    state_dir: stateDirValue.describe('a string such as ".cmmigrate"').optional(),
+    relay_dir: pathValue.describe('a string: the path of your chatmail/relay checkout').optional(),
+    old: hostTable('old', '127.0.0.2'),
+    new: newHostTable,
+    relay: z.strictObject({ mailboxes_dir: dirValue.describe(`a string such as "${DEFAULT_MAILBOXES_DIR}"`).optional() }).describe('a table [relay]').optional(),
+    dns: z
+      .strictObject({ servers: z.array(nameServerValue).describe('an array of strings such as ["192.0.2.53", "[2001:db8::53]:53"]').optional() })
+      .describe('a table [dns]')
+      .optional(),
+    checks: z
+      .strictObject({
+        old_tls: endpointValue.describe('a string "host:port" such as "203.0.113.5:993"').optional(),
+        ca_file: pathValue.describe('a string: the path of a PEM file').optional(),
+        new_ports: z
+          .strictObject(Object.fromEntries(MAIL_PORT_KEYS.map((k) => [k, endpointValue.optional()])) as Record<MailPortKey, z.ZodOptional<typeof endpointValue>>)
+          .describe('a table [checks.new_ports] such as 993 = "198.51.100.7:993"')
+          .optional(),
+      })
+      .describe('a table [checks]')
+      .optional(),
+    owners: z
+      .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.describe('a string "user:group" such as "vmail:vmail"').optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
+      .describe('a table [owners]')
+      .optional(),
+  })
+  .superRefine((p, ctx) => {
+    let a: { host: string; port: number };
+    let b: { host: string; port: number };
+    try {
+      a = parseHostPort(p.old.agent ?? p.old.host, DEFAULT_AGENT_PORT);
+      b = parseHostPort(p.new.agent ?? p.new.host, DEFAULT_AGENT_PORT);
+    } catch {
+      return; // already reported on the key itself
+    }
+    if (a.host === b.host && a.port === b.port) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['new', 'agent'],
+        message: `is ${formatHostPort(b.host, b.port)}, the same address as old.agent: the two agents must differ`,
+      });
+    }
+  });
+
+/** The schema of the key at `keys` (optional unwrapped), or undefined where the schema has none. */
+function schemaAt(keys: readonly PropertyKey[]): z.ZodType | undefined {
+  let t: z.ZodType | undefined = planSchema;
+  for (const k of keys) {
+    const inner: z.ZodType | undefined = t instanceof z.ZodOptional ? (t.unwrap() as z.ZodType) : t;
+    t = inner instanceof z.ZodObject ? (inner.shape as Record<PropertyKey, z.ZodType>)[k] : undefined;
+    if (!t) return undefined;
+  }
+  return t instanceof z.ZodOptional ? (t.unwrap() as z.ZodType) : t;
+}
+
+/** What the key at `keys` must hold, for type errors (its `describe` in the schema). */
+function shapeOf(keys: readonly PropertyKey[]): string | undefined {
+  return schemaAt(keys)?.description;
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'an array';
+  if (v === null || typeof v !== 'object') return `${typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'float') : typeof v} ${JSON.stringify(v)}`;
+  if (v instanceof Date) return 'a date';
+  return 'a table';
+}
+
+function valueAt(root: unknown, keys: readonly PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const k of keys) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
+}
+
+/** Keys of a table in the schema, for "did you mean" hints. */
+function knownKeys(table: string): string[] {
+  const t = schemaAt(table === '' ? [] : table.split('.'));
+  return t instanceof z.ZodObject ? Object.keys(t.shape) : [];
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0];
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j];
+      d[j] = Math.min(d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length];
+}
+
+/** One thing wrong in a plan file, by key. */
+export interface Problem {
+  key: string;
+  text: string;
+  unknown: boolean;
+  suggestion?: string;
+}
+
+/** The schema's issues as problems a person reads, naming each key. */
+export function problemsOf(issues: readonly z.core.$ZodIssue[], raw: unknown): Problem[] {
+  const out: Problem[] = [];
+  for (const issue of issues) {
+    const at = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) {
+        const key = at ? `${at}.${k}` : k;
+        const near = knownKeys(at)
+          .map((c) => ({ c, d: editDistance(k, c) }))
+          .filter((x) => x.d <= 2)
+          .sort((x, y) => x.d - y.d)[0];
+        out.push({
+          key,
+          unknown: true,
+          text: `unknown key ${key}${near ? ` (did you mean ${at ? `${at}.` : ''}${near.c}?)` : ''}`,
+          suggestion: near?.c,
+        });
+      }
+    } else if (issue.code === 'invalid_type') {
+      const got = valueAt(raw, issue.path);
+      const want = shapeOf(issue.path) ?? `a ${issue.expected}`;
+      out.push({
+        key: at,
+        unknown: false,
+        text: got === undefined ? `${at} is missing: it must be ${want}` : `${at} must be ${want}, not ${describeValue(got)}`,
+      });
+    } else {
+      out.push({ key: at, unknown: false, text: `${at} ${issue.message}` });
+    }
+  }
+  return out;
+}
