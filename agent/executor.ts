@@ -45,10 +45,13 @@ export class Executor {
    * it, it goes straight into the journal: the journal stays in walk order, and an unchanged
    * entry costs no trip through the executor.
    */
-  async keep(rec: ManifestRecord): Promise<void> {
+  keep(rec: ManifestRecord): Promise<void> | undefined {
     const { writer, queue } = this.ctx;
-    if (writer && queue.empty) writer.append(rec);
-    else await queue.push({ k: 'keep', rec });
+    if (writer && queue.empty) {
+      writer.append(rec);
+      return undefined;
+    }
+    return queue.push({ k: 'keep', rec });
   }
 
   /** Ask for the file now, so that its data streams in while earlier actions run. */

@@ -20,23 +20,12 @@ import { TMP_PREFIX, typeConflict } from './landing';
 import type { ManifestReader, ManifestRecord } from './manifest';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
+import { GoneIndex, maildirFolder } from './renames';
 import { us, type ReadAhead, type WalkEntry } from './walk';
 import { parsePaxTime, wireError } from './wire-format';
 
 /** Messages held back to the end of a root for a rename partner, at most. */
 const MAX_DEFERRED = 50_000;
-
-/** An entry of this host that the source no longer has: only what renames and deletes need. */
-interface Gone {
-  rel: string;
-  abs: string;
-  type: string;
-  size: number;
-  mtimeUs: bigint;
-  ours: boolean;
-  si: string;
-  consumed: boolean;
-}
 
 /** A directory being merged: its attributes are set once its contents are done. */
 interface Frame {
@@ -55,9 +44,7 @@ export class RootMerge {
   private readonly dry: boolean;
   private t: WalkEntry | undefined;
   private readonly stack: Frame[] = [];
-  private readonly gone: Gone[] = [];
-  private readonly goneByKey = new Map<string, Gone>();
-  private readonly goneByIno = new Map<string, Gone>();
+  private readonly gone = new GoneIndex();
   private readonly deferred: { s: ListEntry__Output; abs: string; leaderAbs?: string }[] = [];
   private readonly deferredLeaders = new Set<number>();
   private readonly touched = new Map<string, Frame>();
@@ -109,13 +96,12 @@ export class RootMerge {
   }
 
   /** Check a listed path: sound, inside this root, in walk order. */
-  private async checkPath(s: ListEntry__Output): Promise<string> {
+  private checkPath(s: ListEntry__Output): string {
     const rel = checkWirePath(s.path, 'listed path');
     const { root } = this;
     if (!this.started) {
       if (rel !== root.rel) throw wireError(`root ${root.name} began with /${rel}, not /${root.rel}`);
       this.started = true;
-      if (!this.dry) await ensureParents(this.ctx.o.cfg, rel);
     } else {
       if (!rel.startsWith(root.rel + '/')) {
         throw new CmError('agent.path_outside_root', `refused /${rel}: outside root ${root.name} (/${root.rel})`, {
@@ -130,7 +116,9 @@ export class RootMerge {
 
   /** One listed entry. */
   private async entry(s: ListEntry__Output): Promise<void> {
-    const rel = await this.checkPath(s);
+    const first = !this.started;
+    const rel = this.checkPath(s);
+    if (first && !this.dry) await ensureParents(this.ctx.o.cfg, rel);
     const abs = path.join(this.ctx.o.cfg.root, rel);
     // Entries of this host before this one are gone on the source.
     while (this.t && comparePaths(this.t.rel, rel) < 0) {
@@ -151,16 +139,22 @@ export class RootMerge {
     const meta = this.metaOf(s, rel);
     const m = te ? this.ours.at(rel) : undefined;
     const isOurs = !!m && te !== undefined && m.i === String(te.st.ino);
+    // The handlers return the promise of their one queue operation, if any: an entry that
+    // needs none costs no extra promise.
+    let p: Promise<void> | undefined;
     switch (s.type) {
       case 'dir':
-        return this.dir(s, rel, abs, te, meta, isOurs);
+        p = this.dir(s, rel, abs, te, meta, isOurs);
+        break;
       case 'file':
-        if (s.leader) return this.hardLink(s, rel, abs, te);
-        return this.file(s, rel, abs, te, meta, isOurs);
+        p = s.leader ? this.hardLink(s, rel, abs, te) : this.file(s, rel, abs, te, meta, isOurs);
+        break;
       case 'symlink':
-        return this.symlink(s, rel, abs, te, meta, isOurs);
+        p = this.symlink(s, rel, abs, te, meta, isOurs);
+        break;
       case 'fifo':
-        return this.fifo(s, rel, abs, te, meta, isOurs);
+        p = this.fifo(s, rel, abs, te, meta, isOurs);
+        break;
       default:
         if (s.type === 'character-device' || s.type === 'block-device' || s.type === 'device') {
           throw new CmError('wire.device_node', `refused /${rel}: device nodes are never written`, {
@@ -169,6 +163,7 @@ export class RootMerge {
         }
         throw wireError(`/${rel}: unsupported entry type ${JSON.stringify(s.type)}`);
     }
+    if (p) await p;
   }
 
   /** What a listed entry gets here: owner ids by name (or the root's rule), mode, mtime. */
@@ -185,29 +180,30 @@ export class RootMerge {
     this.ctx.o.onItem?.({ op, path: p, what, from });
   }
 
-  private async dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+  private dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
     let replace = false;
     if (te && te.type !== 'dir') {
       if (te.type !== 'symlink') throw typeConflict(rel, 'a directory');
       replace = true; // a symlink is replaced, never followed
     }
     const top = this.top;
-    if (!te || replace) {
-      this.item('new', '/' + rel + '/');
-      this.ctx.summary.dirs++;
-      if (!this.dry) await this.ctx.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
-      if (top) top.dirty = true;
-    } else if (!this.dry && isOurs) {
-      // Recorded before its contents: the manifest stays in walk order.
-      await this.exec.keep(record(rel, te, s));
-    }
     const name = path.posix.basename(rel);
     if ((name === 'cur' || name === 'new') && te && te.type === 'dir') this.maildirs.add(path.posix.dirname(rel));
     this.stack.push({ rel, abs, meta, t: replace ? undefined : te, dirty: false });
+    if (!te || replace) {
+      this.item('new', '/' + rel + '/');
+      this.ctx.summary.dirs++;
+      if (top) top.dirty = true;
+      if (!this.dry) return this.ctx.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
+    } else if (!this.dry && isOurs) {
+      // Recorded before its contents: the manifest stays in walk order.
+      return this.exec.keep(record(rel, te, s));
+    }
+    return undefined;
   }
 
   /** A file listed as a hard link to a leader listed before it. */
-  private async hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined): Promise<void> {
+  private hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined): Promise<void> | undefined {
     const leaderRel = checkWirePath(s.leader, 'hard-link leader');
     if (!this.leaders.has(pathKey(leaderRel)) || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(this.root.rel + '/')) {
       throw new CmError('wire.bad_link', `refused hard link /${rel} -> /${leaderRel}: not a file listed before it`, {
@@ -222,13 +218,14 @@ export class RootMerge {
       // Its leader is settled at the end of the root: so is this link.
       this.deferred.push({ s, abs, leaderAbs });
       if (top) this.touched.set(top.rel, top);
-      return;
+      return undefined;
     }
-    if (!this.dry) await this.ctx.queue.push({ k: 'link', rel, abs, leaderAbs, s, where: 'main' });
-    else if (!te) this.item('new', '/' + rel, `hard link to /${leaderRel}`);
+    if (!this.dry) return this.ctx.queue.push({ k: 'link', rel, abs, leaderAbs, s, where: 'main' });
+    if (!te) this.item('new', '/' + rel, `hard link to /${leaderRel}`);
+    return undefined;
   }
 
-  private async file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
     if (Number(s.nlink) > 1) this.leaders.add(pathKey(rel));
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
     const top = this.top;
@@ -237,31 +234,29 @@ export class RootMerge {
       if (!what.length) {
         this.ctx.summary.unchanged++;
         this.ctx.tick(1, Number(s.size));
-        if (!this.dry && isOurs) await this.exec.keep(record(rel, te, s));
-        return;
+        return !this.dry && isOurs ? this.exec.keep(record(rel, te, s)) : undefined;
       }
       this.item('changed', '/' + rel, what.join(','));
       if (!what.includes('size') && !what.includes('mtime')) {
         this.ctx.tick(1, Number(s.size));
-        if (!this.dry) await this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink: false });
-        return;
+        return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink: false });
       }
       if (top) top.dirty = true;
-      if (!this.dry) await this.exec.fetchLater({ k: 'fetch', rel, abs, s, root: this.root, where: 'main' });
-      else this.ctx.tick(1, Number(s.size));
-      return;
+      if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel, abs, s, root: this.root, where: 'main' });
+      this.ctx.tick(1, Number(s.size));
+      return undefined;
     }
     // New here (or replacing a symlink or FIFO): moved on the source, or new.
     if (top) top.dirty = true;
     const folder = maildirFolder(rel);
-    if (!te && folder && this.maildirs.has(folder) && this.deferred.length < MAX_DEFERRED && !this.findRename(s)) {
+    if (!te && folder && this.maildirs.has(folder) && this.deferred.length < MAX_DEFERRED && !this.gone.findRename(s)) {
       // Its old name may come later in walk order (new/ sorts after cur/): decide at the end.
       this.deferred.push({ s, abs });
       if (Number(s.nlink) > 1) this.deferredLeaders.add(pathKey(rel));
       if (top) this.touched.set(top.rel, top);
-      return;
+      return undefined;
     }
-    await this.renameOrFetch(s, abs, meta, 'main');
+    return this.renameOrFetch(s, abs, meta, 'main');
   }
 
   private async symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
@@ -275,25 +270,24 @@ export class RootMerge {
     if (!this.dry) await this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta, s });
   }
 
-  private async fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+  private fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a FIFO');
     if (te && te.type === 'fifo') return this.keepOrFixAttrs(s, rel, abs, te, meta, isOurs, false);
     this.item(te ? 'changed' : 'new', '/' + rel, te ? 'type' : undefined);
     const top = this.top;
     if (top) top.dirty = true;
-    if (!this.dry) await this.ctx.queue.push({ k: 'fifo', rel, abs, meta, s });
+    return this.dry ? undefined : this.ctx.queue.push({ k: 'fifo', rel, abs, meta, s });
   }
 
   /** The same entry of the same type here: unchanged, or only its attributes to set. */
-  private async keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, meta: Meta, isOurs: boolean, symlink: boolean): Promise<void> {
+  private keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, meta: Meta, isOurs: boolean, symlink: boolean): Promise<void> | undefined {
     const what = differs(here, s, meta);
     if (!what.length) {
       this.ctx.summary.unchanged++;
-      if (!this.dry && isOurs) await this.exec.keep(record(rel, here, s));
-      return;
+      return !this.dry && isOurs ? this.exec.keep(record(rel, here, s)) : undefined;
     }
     this.item('changed', '/' + rel, what.join(','));
-    if (!this.dry) await this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink });
+    return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink });
   }
 
   /** A directory's contents are done: set its attributes if they or it changed. */
@@ -317,43 +311,26 @@ export class RootMerge {
     }
     const m = this.ours.at(te.rel);
     const isOurs = !!m && m.t === te.type && m.i === String(te.st.ino) && (te.type !== 'file' || (m.s === Number(te.st.size) && m.m === String(us(te.st.mtimeNs))));
-    const g: Gone = { rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false };
-    this.gone.push(g);
-    if (te.type === 'file') {
-      const key = maildirKey(te.rel);
-      if (key && !this.goneByKey.has(key)) this.goneByKey.set(key, g);
-      if (g.si && isOurs && !this.goneByIno.has(g.si)) this.goneByIno.set(g.si, g);
-    }
+    this.gone.add({ rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false });
     if (parentFrame) this.touched.set(parentFrame.rel, parentFrame);
   }
 
-  /** A gone file that a listed one is the renamed form of: same Maildir base name or source inode. */
-  private findRename(s: ListEntry__Output): Gone | undefined {
-    const key = maildirKey(s.path);
-    const byKey = key ? this.goneByKey.get(key) : undefined;
-    const byIno = s.ino ? this.goneByIno.get(s.ino) : undefined;
-    // A rename keeps size and mtime; an inode number alone may have been reused.
-    for (const g of [byKey, byIno]) {
-      if (g && !g.consumed && g.type === 'file' && g.size === Number(s.size) && g.mtimeUs === us(BigInt(s.mtime_ns))) return g;
-    }
-    return undefined;
-  }
-
-  private async renameOrFetch(s: ListEntry__Output, abs: string, meta: Meta, where: Where): Promise<void> {
-    const g = this.findRename(s);
+  private renameOrFetch(s: ListEntry__Output, abs: string, meta: Meta, where: Where): Promise<void> | undefined {
+    const g = this.gone.findRename(s);
     if (g) {
       g.consumed = true;
       this.ctx.summary.renamed++;
       this.item('renamed', '/' + s.path, undefined, '/' + g.rel);
       const parent = this.stack.find((f) => f.rel === path.posix.dirname(g.rel));
       if (parent) this.touched.set(parent.rel, parent);
-      if (!this.dry) await this.ctx.queue.push({ k: 'rename', from: g.rel, fromAbs: g.abs, rel: s.path, abs, meta, s, where });
-      else this.ctx.tick(1, Number(s.size));
-      return;
+      if (!this.dry) return this.ctx.queue.push({ k: 'rename', from: g.rel, fromAbs: g.abs, rel: s.path, abs, meta, s, where });
+      this.ctx.tick(1, Number(s.size));
+      return undefined;
     }
     this.item('new', '/' + s.path);
-    if (!this.dry) await this.exec.fetchLater({ k: 'fetch', rel: s.path, abs, s, root: this.root, where });
-    else this.ctx.tick(1, Number(s.size));
+    if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel: s.path, abs, s, root: this.root, where });
+    this.ctx.tick(1, Number(s.size));
+    return undefined;
   }
 
   /** The end of the root: what is left here is gone on the source; renames, deletes, sync, commit. */
@@ -392,8 +369,9 @@ export class RootMerge {
     const { summary } = this.ctx;
     const deletesAllowed = !this.rootErrors && !this.ctx.readErrors;
     const limit = this.ctx.o.maxDelete ?? -1;
-    for (let i = this.gone.length - 1; i >= 0; i--) {
-      const g = this.gone[i];
+    const gone = this.gone.all;
+    for (let i = gone.length - 1; i >= 0; i--) {
+      const g = gone[i];
       if (g.consumed) continue;
       if (!g.ours) {
         summary.kept_extraneous++;
@@ -431,18 +409,4 @@ function differs(te: WalkEntry, s: ListEntry__Output, meta: Meta): string[] {
   if (s.type !== 'symlink' && Number(te.st.mode & 0o7777n) !== meta.mode) out.push('mode');
   if (Number(te.st.uid) !== meta.uid || Number(te.st.gid) !== meta.gid) out.push('owner');
   return out;
-}
-
-/** For a message in `X/cur/` or `X/new/`: X and its base name (the part before `:2,`). */
-function maildirKey(rel: string): string | undefined {
-  const folder = maildirFolder(rel);
-  if (!folder) return undefined;
-  const name = path.posix.basename(rel);
-  return `${folder}\0${name.split(':')[0]}`;
-}
-
-function maildirFolder(rel: string): string | undefined {
-  const dir = path.posix.dirname(rel);
-  const b = path.posix.basename(dir);
-  return b === 'cur' || b === 'new' ? path.posix.dirname(dir) : undefined;
 }

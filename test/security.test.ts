@@ -84,7 +84,7 @@ async function expectRefusalsArrive(m: Migration): Promise<void> {
     if (err?.code !== grpc.status.PERMISSION_DENIED) {
       throw new Error(
         `List with the controller's certificate must be refused with PERMISSION_DENIED, got ${err ? `${grpc.status[err.code]}: ${err.details}` : 'no error'}; ` +
-          'does agent/service.ts end failed calls with call.destroy(err) instead of call.emit(\'error\', err)?',
+          'does agent/calls.ts end failed calls with call.destroy(err) instead of call.emit(\'error\', err)?',
       );
     }
   } finally {

@@ -198,7 +198,7 @@ export function setUstarSize(buf: Buffer, offset: number, size: number): void {
 }
 
 /**
- * A Fetch answer built entry by entry, as agent/source.ts sends it. The digest of each file
+ * A Fetch answer built entry by entry, as agent/tar-writer.ts sends it. The digest of each file
  * goes into the pax header of the next entry; `file(..., { sha256 })` lies about it.
  */
 export class CraftedTar {
