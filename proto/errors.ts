@@ -104,6 +104,7 @@ export const ERRORS = {
   'step.certificate_untrusted': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.cmdeploy_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.confirmation_needed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.full_verify_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.interrupted': { exit: ExitCode.interrupted, status: grpc.status.INTERNAL },
   'step.mail_still_active': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.not_confirmed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },

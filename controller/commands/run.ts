@@ -27,6 +27,14 @@ function seconds(flag: string) {
   };
 }
 
+function nonNegativeSeconds(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new CmError('usage.bad_option', `${flag} ${v}: expected a number of seconds, 0 or more`);
+    return n;
+  };
+}
+
 export const RUN_STEPS_HELP = `
 The steps (each prints its title before it acts and is recorded in the journal, in the
 plan's state dir; a rerun continues at the first step that is not done):
@@ -34,17 +42,21 @@ plan's state dir; a rerun continues at the first step that is not done):
              CMDEPLOY_STAGES and its chatmail.ini names this mail_domain; free disk on
              the new host; warns on a DNS TTL above 300 s, a certificate expiring within
              30 days, or a checkout at another commit than the old host's
-  1          initial sync of the mailboxes while the old relay still runs
+  1          initial sync of the mailboxes while the old relay still runs, then catch-up
+             passes while each still takes 10 s and changes 1 % of the tree (--no-catch-up)
   2          CMDEPLOY_STAGES=install,configure scripts/cmdeploy run --ssh-host NEW, then
              postfix, dovecot and opendkim are stopped on the new host (1 and 2 run side by side)
   3          asks, then scripts/cmdeploy run --disable-mail --ssh-host OLD; checks that postfix
              and dovecot are inactive there and stops doveauth, chatmail-metadata, lastlogin,
              filtermail and chatmail-expire.timer
-  4          final sync of every root, postfix set-permissions, postsuper -s, verify
+  4          final sync of every root, a quick verify (digests the passes recorded for
+             unchanged files), postfix set-permissions, postsuper -s
   5          prints the A/AAAA records to set and waits until the zone's authoritative
              servers show them
   6          CMDEPLOY_STAGES=activate scripts/cmdeploy run --ssh-host NEW, restarts postfix,
              dovecot and opendkim, checks ports 25 465 587 993 443 and the certificate
+  then       a full verify of both hosts, every file read, with mail back on (Ctrl-C
+             leaves it pending: cmmigrate verify --plan FILE runs it later)
 
 Exit status:
   ${ExitCode.ok}    every selected step is done
@@ -77,8 +89,11 @@ export function runCommand(ctx: CommandContext): Command {
     .option('--dns-timeout <seconds>', 'how long step 5 waits for the DNS records (default 1800)', seconds('--dns-timeout'))
     .addOption(new Option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 5)').argParser(seconds('--dns-interval')).hideHelp())
     .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')
+    .option('--no-catch-up', 'no catch-up passes after the initial copy of step 1')
+    .option('--catch-up-until <seconds>', 'catch-up passes repeat while a pass takes at least this long and changes 1 % of the tree (default 10; 0: until a pass changes less than 1 %)', nonNegativeSeconds('--catch-up-until'))
+    .option('--no-full-verify', 'after step 6, leave the full verify of both hosts for later (cmmigrate verify --plan FILE)')
     .addHelpText('after', RUN_STEPS_HELP)
-    .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean }) => {
+    .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean; catchUp: boolean; catchUpUntil?: number; fullVerify: boolean }) => {
       const out = ctx.reporter(!!o.json);
       await runMigration(
         {
@@ -91,6 +106,9 @@ export function runCommand(ctx: CommandContext): Command {
           dnsTimeoutSeconds: o.dnsTimeout,
           dnsIntervalSeconds: o.dnsInterval,
           skipDnsWait: o.skipDnsWait,
+          noCatchUp: !o.catchUp,
+          catchUpSeconds: o.catchUpUntil,
+          noFullVerify: !o.fullVerify,
           signal: ctx.signal,
         },
         out,

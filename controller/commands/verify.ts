@@ -4,6 +4,7 @@ import { CmError, ExitCode } from '../../proto';
 import { withAgents, type CommandContext } from '../command-context';
 import { reportVerify, runVerify } from '../ops/verify';
 import { loadPlan } from '../plan';
+import { recordFullVerifyOfMove } from '../run/verify-after';
 
 /** The `verify` command. */
 export function verifyCommand(ctx: CommandContext): Command {
@@ -22,6 +23,8 @@ export function verifyCommand(ctx: CommandContext): Command {
       const out = ctx.reporter(!!o.json);
       const plan = await loadPlan(o.plan);
       const r = await withAgents(plan, (agents) => runVerify(plan, agents, { maxDiffs: o.maxDiffs, quick: o.quick, signal: ctx.signal }, out));
+      // The full verify a run left pending after step 6 is now done (or found differences).
+      await recordFullVerifyOfMove(plan.stateDir, r);
       if (!reportVerify(r, o.plan, out)) ctx.setExitCode(ExitCode.failed);
     });
 }

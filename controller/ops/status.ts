@@ -38,6 +38,18 @@ export async function runStatus(plan: Plan, opts: { planArg: string }, out: Repo
     const secs = (end - Date.parse(d.outage.started_at)) / 1000;
     out.item(`  mail ${d.outage.ended_at ? 'was' : 'is'} off for ${formatDuration(secs)}${d.outage.ended_at ? '' : ' so far'} (since ${d.outage.started_at})${d.outage.dns_seconds !== undefined ? `, ${formatDuration(d.outage.dns_seconds)} of it waiting for DNS` : ''}`);
   }
+  for (const [i, p] of d.passes.entries()) {
+    out.item(`  pass ${String(i + 1).padEnd(3)} ${p.phase.padEnd(8)} step ${p.step}  ${p.started_at}, ${formatDuration(p.seconds)}, ${formatBytes(p.bytes)} in ${p.files} files`);
+  }
+  for (const which of ['quick', 'full'] as const) {
+    const v = d.verify[which];
+    if (!v) continue;
+    const counts = v.from_records !== undefined ? `, ${v.from_records} digests from records, ${v.read ?? 0} read` : '';
+    const took = v.seconds !== undefined ? `, ${formatDuration(v.seconds)}` : '';
+    const verdict = v.state === 'done' ? 'hosts identical' : v.state === 'failed' ? `${v.differences} differing path(s)` : v.state;
+    out.item(`  verify ${which.padEnd(5)} ${verdict}${took}${counts}${v.state === 'pending' ? ` (run cmmigrate verify --plan ${shQuote(opts.planArg)})` : ''}`);
+    for (const x of v.differing.slice(0, 5)) out.item(`             ${x.path}: ${x.what}`);
+  }
   if (d.rolled_back_at) out.item(`  rolled back at ${d.rolled_back_at}: mail runs on the old host again`);
   const pending = STEP_IDS.find((id) => d.steps[id]!.state !== 'done');
   const next = pending === undefined ? `cmmigrate uninstall-agent old --plan ${shQuote(opts.planArg)} (the move is done)` : rerun;

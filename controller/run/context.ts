@@ -26,6 +26,12 @@ export interface RunOptions {
   /** Between two DNS polls; default 10 s. */
   dnsIntervalSeconds?: number;
   skipDnsWait?: boolean;
+  /** No catch-up passes after step 1's initial copy. */
+  noCatchUp?: boolean;
+  /** Catch-up passes repeat while a pass takes at least this long (and changes 1 % of the tree); default 10. */
+  catchUpSeconds?: number;
+  /** Do not run the full verify after step 6 (it can run later as cmmigrate verify). */
+  noFullVerify?: boolean;
   /** Asks the operator; default: a y/N question on the terminal. */
   confirm?: (question: string) => Promise<boolean>;
   /** Aborted by Ctrl-C: the step under way stops and is recorded as interrupted. */

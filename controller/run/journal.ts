@@ -38,6 +38,29 @@ const stepRecord = z.object({
 });
 export type StepRecord = z.infer<typeof stepRecord>;
 
+const passRecord = z.object({
+  step: z.string(),
+  phase: z.enum(['initial', 'catch-up', 'final']),
+  started_at: z.string(),
+  seconds: z.number(),
+  bytes: z.number(),
+  files: z.number(),
+});
+export type PassRecord = z.infer<typeof passRecord>;
+
+const verifyRecord = z.object({
+  /** pending: to run (the full verify after step 6, until it ran to its end). */
+  state: z.enum(['pending', 'running', 'done', 'failed']),
+  at: z.string().optional(),
+  seconds: z.number().optional(),
+  entries: z.number().optional(),
+  from_records: z.number().optional(),
+  read: z.number().optional(),
+  differences: z.number().optional(),
+  differing: z.array(z.object({ path: z.string(), what: z.string() })).default([]),
+});
+export type VerifyRecord = z.infer<typeof verifyRecord>;
+
 const journalSchema = z.object({
   version: z.literal(1),
   mail_domain: z.string(),
@@ -50,6 +73,10 @@ const journalSchema = z.object({
   outage: z.object({ started_at: z.string().optional(), ended_at: z.string().optional(), dns_seconds: z.number().optional() }).default({}),
   /** Set by rollback: mail runs on the old host again. */
   rolled_back_at: z.string().optional(),
+  /** Every pass the run made, in order (initial, catch-up, final): what the report shows. */
+  passes: z.array(passRecord).default([]),
+  /** Step 4's quick verify, and the full verify that runs once mail is back on. */
+  verify: z.object({ quick: verifyRecord.optional(), full: verifyRecord.optional() }).default({}),
 });
 export type JournalData = z.infer<typeof journalSchema>;
 
@@ -70,6 +97,8 @@ function fresh(ids: { mailDomain: string; oldHost: string; newHost: string }): J
     updated_at: now,
     steps: Object.fromEntries(STEP_IDS.map((id) => [id, { state: 'pending', marks: {}, attempts: 0 }])),
     outage: {},
+    passes: [],
+    verify: {},
   };
 }
 

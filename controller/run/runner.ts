@@ -15,6 +15,7 @@ import { hostLabel, requireRelayDir } from './actions';
 import { askTerminal, runLogger, stepError, type RunContext, type RunOptions } from './context';
 import { Journal, STEP_IDS, stepLabel, type StepId } from './journal';
 import { checkAgents } from './preflight';
+import { fullVerifyAfterMove } from './verify-after';
 import { stepById, type Step } from './steps';
 
 /** What must be done before a step may run. */
@@ -184,7 +185,10 @@ async function perform(ctx: RunContext, selected: StepId[]): Promise<RunResult> 
   }
   const complete = journal.isDone('6');
   const result: RunResult = { ran: selected, complete, ...outageOf(journal) };
-  if (complete) printEnd(ctx, result);
+  if (complete) {
+    printEnd(ctx, result);
+    if (journal.data.verify.full?.state !== 'done') await fullVerifyAfterMove(ctx);
+  }
   else {
     const next = STEP_IDS.find((id) => !journal.isDone(id));
     if (next) out.info(`\nnext: ${ctx.rerun} (continues at ${next === 'preflight' ? 'preflight' : `step ${next}`})`);

@@ -7,7 +7,6 @@ import { promises as fsp } from 'node:fs';
 import { CmError, ExitCode, formatHostPort } from '../../proto';
 import { recordsToSet, serverLabel, waitForRecords } from '../dns';
 import { inactiveUnits, MAIL_UNITS, MAILBOX_WRITERS, runningUnits } from '../host-ops';
-import { runSync } from '../ops/sync';
 import { runVerify } from '../ops/verify';
 import { cmdeployCommand, type CmdeployAction } from '../relay/cmdeploy';
 import { formatDuration } from '../report';
@@ -15,7 +14,9 @@ import { checkServices, MAIL_PORTS } from '../service-check';
 import { cmdeploy, hostLabel, stopUnits } from './actions';
 import type { RunContext } from './context';
 import type { StepId } from './journal';
+import { CATCH_UP_MAX, CATCH_UP_SECONDS, CATCH_UP_SHARE, catchUp, pass } from './passes';
 import { nameServers, preflight } from './preflight';
+import { recordVerify } from './verify-after';
 
 export interface StepFacts {
   bytes?: number;
@@ -83,11 +84,16 @@ const initialSync: Step = {
   id: '1',
   title: 'Copy the mailboxes while the old relay still runs (initial sync)',
   side: 'new',
-  plan: (ctx) => [`the new agent ${ctx.plan.new.agent} pulls ${ctx.plan.mailboxesDir} from the old agent ${ctx.plan.old.agent} (a live pass; same as cmmigrate sync --phase initial)`],
+  plan: (ctx) => [
+    `the new agent ${ctx.plan.new.agent} pulls ${ctx.plan.mailboxesDir} from the old agent ${ctx.plan.old.agent} (a live pass; same as cmmigrate sync --phase initial)`,
+    ctx.opts.noCatchUp
+      ? 'no catch-up passes (--no-catch-up)'
+      : `then catch-up passes, mail still on, while a pass takes at least ${ctx.opts.catchUpSeconds ?? CATCH_UP_SECONDS} s and changes at least ${CATCH_UP_SHARE * 100} % of the tree (at most ${CATCH_UP_MAX}), so that the final pass carries only the last minutes' changes`,
+  ],
   async run(ctx) {
-    const s = await runSync(ctx.plan, ctx.agents.new, { phase: 'initial', planArg: ctx.opts.plan, embedded: true, signal: ctx.signal }, ctx.out);
-    ctx.emit('sync', { step: '1', ...s });
-    return { bytes: s.bytes, files: s.files };
+    const s = await pass(ctx, '1', 'initial');
+    const more = ctx.opts.noCatchUp ? { bytes: 0, files: 0 } : await catchUp(ctx, s, ctx.opts.catchUpSeconds ?? CATCH_UP_SECONDS);
+    return { bytes: s.bytes + more.bytes, files: s.files + more.files };
   },
 };
 
@@ -151,7 +157,7 @@ const finalSync: Step = {
   plan: (ctx) => [
     'check that mail is off on the old host and postfix, dovecot, opendkim are stopped on the new host',
     `the new agent pulls every root (mailboxes, DKIM keys, ACME, postfix spool, extras) from the old agent (a strict pass; same as cmmigrate sync --phase final)`,
-    `verify both trees entry by entry (same as cmmigrate verify --plan ${ctx.opts.plan}); the step fails if they differ`,
+    `verify both trees entry by entry, content digests from what the passes recorded where a file is unchanged since (same as cmmigrate verify --plan ${ctx.opts.plan} --quick); the step fails if they differ`,
     `on the new host through its agent: [$ postfix set-permissions], [$ postsuper -s]`,
   ],
   async run(ctx) {
@@ -162,12 +168,14 @@ const finalSync: Step = {
       ctx.warn(`${early.join(', ')} ran on the new host before step 6; stopping them again`);
       await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
     }
-    const s = await runSync(ctx.plan, ctx.agents.new, { phase: 'final', planArg: ctx.opts.plan, embedded: true, signal: ctx.signal }, ctx.out);
-    ctx.emit('sync', { step: '4', ...s });
+    const s = await pass(ctx, '4', 'final');
     // Verify before postfix touches the spool: postsuper -s renames queue files after their
     // new inode numbers and set-permissions may repair modes, and both are meant to differ.
-    const v = await runVerify(ctx.plan, ctx.agents, { signal: ctx.signal }, ctx.out);
-    ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first });
+    // Quick: inside the outage its cost grows with what changed; the full re-read runs
+    // once mail is back on (verify-after.ts).
+    const v = await runVerify(ctx.plan, ctx.agents, { quick: true, signal: ctx.signal }, ctx.out);
+    recordVerify(ctx.journal, 'quick', v);
+    ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first, quick: true, from_records: v.fromRecords, read: v.read });
     if (!v.ok) {
       throw new CmError('step.verify_failed', `the new host differs from the old host in ${v.differences} path(s): ${v.first.slice(0, 5).map((d) => `${d.path} (${d.what})`).join('; ')}`, {
         hint: `nothing on the old host changed and mail stays off; find out what changes the listed paths (a service still running on either host?), then run ${ctx.rerun}`,
