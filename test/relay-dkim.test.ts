@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkDkimRecord, dkimPublicKey, dkimRecordName, dkimRecordStrings, dkimRecordValue, dkimZoneValue, parseDkimTags } from '../controller/relay/dkim';
+import { checkDkimRecord, checkDkimRecordKey, dkimPublicKey, dkimRecordName, dkimRecordStrings, dkimRecordValue, dkimZoneValue, parseDkimTags } from '../controller/relay/dkim';
 
 let tmp: string;
 let pkcs8File: string;
@@ -52,6 +52,8 @@ describe('dkim', () => {
     const genkey = ['v=DKIM1; h=sha256; k=rsa; ', `p=${pub.slice(0, 100)}`, pub.slice(100)];
     expect(checkDkimRecord('mail.example.org', [['v=spf1 a ~all'], genkey], pem).ok).toBe(true);
     expect(parseDkimTags('v=DKIM1; k = rsa ;p=AB CD\t EF').get('p')).toBe('ABCDEF');
+    expect(checkDkimRecordKey('mail.example.org', [upstream], pub).ok).toBe(true);
+    expect(checkDkimRecordKey('mail.example.org', [upstream], pub.slice(1)).ok).toBe(false);
   });
 
   it('names the record and the value it must have when the key differs, is revoked or missing', async () => {

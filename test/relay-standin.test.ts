@@ -9,6 +9,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { requireRunnableCheckout } from '../controller/relay/venv';
 import { writeIdentity } from './support/relay-tree';
 import { legacyStandinModel, makeStandinRelay, setUnitState, unitState, upstreamRunningUnits, type StandinRelayOptions } from './support/standin-relay';
 
@@ -183,5 +184,14 @@ describe('the stand-in follows upstream', { timeout: 30_000 }, () => {
     expect(unitState(newState, 'turnserver')).toBe('inactive');
     expect((await cmdeploy(relay.dir, ['run', '--ssh-host', OLD, '--disable-mail'], null)).code).toBe(0);
     expect(relay.calls().at(-1)?.stopped).toEqual(['postfix', 'dovecot']);
+  });
+
+  it('has a venv as initenv.sh leaves it, unless told otherwise', async () => {
+    const relay = await relayWith();
+    expect(await requireRunnableCheckout(relay.dir)).toEqual({ activate: true, cmdeploy: true, pyinfraVersion: '3.2.0' });
+    const old = await makeStandinRelay({ dir: path.join(tmp, 'relay-old'), hosts: {}, venvPyinfra: '2.9.2' });
+    await expect(requireRunnableCheckout(old.dir)).rejects.toThrow(/pyinfra 2\.9\.2/);
+    const none = await makeStandinRelay({ dir: path.join(tmp, 'relay-none'), hosts: {}, venvPyinfra: null });
+    await expect(requireRunnableCheckout(none.dir)).rejects.toThrow(/scripts\/initenv\.sh has not been run/);
   });
 });

@@ -85,7 +85,14 @@ export interface DkimCheck {
  * and the order of strings aside).
  */
 export function checkDkimRecord(mailDomain: string, txt: readonly (readonly string[])[], privateKeyPem: string): DkimCheck {
-  const pub = dkimPublicKey(privateKeyPem);
+  return checkDkimRecordKey(mailDomain, txt, dkimPublicKey(privateKeyPem));
+}
+
+/**
+ * As checkDkimRecord, with the public key (base64 SubjectPublicKeyInfo) instead of the private
+ * key: for a caller that gets only the public key from the host (no key material on the wire).
+ */
+export function checkDkimRecordKey(mailDomain: string, txt: readonly (readonly string[])[], pub: string): DkimCheck {
   const name = dkimRecordName(mailDomain);
   const expected = dkimRecordValue(pub);
   const found = txt.map((chunks) => chunks.join('')).filter((v) => /^\s*v\s*=\s*DKIM1\b/i.test(v) || /(^|;)\s*p\s*=/.test(v));

@@ -73,6 +73,11 @@ export interface StandinRelayOptions {
   release?: string;
   /** Extra `[params]` lines of chatmail.ini, e.g. `tls_external_cert_and_key = /c.pem /k.pem`. */
   iniLines?: string[];
+  /**
+   * The checkout's venv as `scripts/initenv.sh` leaves it (venv/bin/activate, venv/bin/cmdeploy,
+   * pyinfra's dist-info): the pyinfra version, default 3.2.0; null: no venv at all.
+   */
+  venvPyinfra?: string | null;
   /** Which upstream behaviours the stand-in models; each defaults to true. */
   model?: Partial<StandinModel>;
 }
@@ -152,7 +157,16 @@ export async function makeStandinRelay(o: StandinRelayOptions): Promise<StandinR
   const model: StandinModel = { configureWrites: true, createMailboxesDir: true, postfixRuntime: true, upstreamUnits: true, packageUsers: true, ...o.model };
   await fs.promises.mkdir(path.join(dir, 'scripts'), { recursive: true });
   await fs.promises.writeFile(path.join(dir, 'scripts/cmdeploy'), standinScript(), { mode: 0o755 });
-  await fs.promises.writeFile(path.join(dir, '.gitignore'), `${STATE}/\n`);
+  await fs.promises.writeFile(path.join(dir, '.gitignore'), `${STATE}/\nvenv/\n`);
+  const pyinfra = o.venvPyinfra === undefined ? '3.2.0' : o.venvPyinfra;
+  if (pyinfra !== null) {
+    const dist = path.join(dir, 'venv/lib/python3.11/site-packages', `pyinfra-${pyinfra}.dist-info`);
+    await fs.promises.mkdir(dist, { recursive: true });
+    await fs.promises.writeFile(path.join(dist, 'METADATA'), `Metadata-Version: 2.1\nName: pyinfra\nVersion: ${pyinfra}\n`);
+    await fs.promises.mkdir(path.join(dir, 'venv/bin'), { recursive: true });
+    await fs.promises.writeFile(path.join(dir, 'venv/bin/activate'), '# made by the stand-in: scripts/cmdeploy does not source it\n');
+    await fs.promises.writeFile(path.join(dir, 'venv/bin/cmdeploy'), '#!/bin/sh\nexec "$(dirname "$0")/../../scripts/cmdeploy" "$@"\n', { mode: 0o755 });
+  }
 
   // The users preconfigure adds: what writeIdentity writes, at the new host's ids.
   const scratch = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'cmm-identity-'));
