@@ -5,10 +5,12 @@
  * takes the real options, splits CMDEPLOY_STAGES on commas, exits 0 or 1) and is strict:
  * every call must be the one the test announced with `expectCmdeployCall` (exact argv,
  * CMDEPLOY_STAGES value or absence, working directory = checkout root). Anything else is
- * logged as unexpected and exits 1, so a wrong call fails the test.
+ * logged as unexpected and exits 1, so a wrong call fails the test. The script is the one
+ * cmdeploy stand-in (test/support/standin-cmdeploy.js) in its announced-call mode.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { REPO } from './harness';
 
 export interface CheckoutOptions {
   mailDomain?: string;
@@ -44,80 +46,15 @@ export interface LoggedCall {
 }
 
 const STATE = '.fake-cmdeploy';
+/** The stand-in's code, shared with standin-relay.ts (from the sources: the build does not copy scripts). */
+const STANDIN_JS = path.join(REPO, 'test', 'support', 'standin-cmdeploy.js');
 
-/** The stand-in, as a Node script run by this very node binary. */
+/** The checkout's `scripts/cmdeploy`: the one cmdeploy stand-in, in its announced-call mode. */
 function fakeCmdeploy(): string {
   return `#!${process.execPath}
 'use strict';
-const fs = require('fs');
-const path = require('path');
-const checkout = path.dirname(path.dirname(fs.realpathSync(__filename)));
-const state = path.join(checkout, ${JSON.stringify(STATE)});
-const argv = process.argv.slice(2);
-const stages = Object.prototype.hasOwnProperty.call(process.env, 'CMDEPLOY_STAGES') ? process.env.CMDEPLOY_STAGES : null;
-const cwd = process.cwd();
-
-function finish(verdict, exit) {
-  fs.mkdirSync(state, { recursive: true });
-  fs.appendFileSync(path.join(state, 'calls.jsonl'), JSON.stringify({ argv, cwd, stages, verdict, exit }) + '\\n');
-  process.exitCode = exit;
-}
-function unexpected(why) {
-  process.stderr.write('fake cmdeploy: unexpected call: ' + why + '\\n');
-  finish('unexpected: ' + why, 1);
-}
-
-function main() {
-  // The announced call, used up by this one: a second call must be announced again.
-  const expectFile = path.join(state, 'expect.json');
-  let expected;
-  try {
-    expected = JSON.parse(fs.readFileSync(expectFile, 'utf8'));
-    fs.renameSync(expectFile, expectFile + '.used');
-  } catch {
-    return unexpected('no call was expected');
-  }
-
-  // argparse, as the real cmdeploy's "run" subcommand has it.
-  if (argv[0] !== 'run') return unexpected('subcommand ' + JSON.stringify(argv[0]) + ' is not run');
-  const opts = { sshHost: undefined, disableMail: false, config: 'chatmail.ini' };
-  for (let i = 1; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--ssh-host' || a === '--config') {
-      if (i + 1 >= argv.length) return unexpected(a + ' without a value');
-      if (a === '--ssh-host') opts.sshHost = argv[++i];
-      else opts.config = argv[++i];
-    } else if (a === '--disable-mail') opts.disableMail = true;
-    else if (a === '--dry-run' || a === '--skip-dns-check' || a === '--verbose' || a === '-v') continue;
-    else return unexpected('unknown argument ' + JSON.stringify(a));
-  }
-
-  if (JSON.stringify(argv) !== JSON.stringify(expected.argv)) return unexpected('argv ' + JSON.stringify(argv) + ', expected ' + JSON.stringify(expected.argv));
-  if (stages !== expected.stages) return unexpected('CMDEPLOY_STAGES ' + JSON.stringify(stages) + ', expected ' + JSON.stringify(expected.stages));
-  if (cwd !== checkout) return unexpected('working directory ' + cwd + ', expected the checkout ' + checkout);
-
-  // The real one reads chatmail.ini from the working directory before anything else.
-  if (!fs.existsSync(path.resolve(cwd, opts.config))) {
-    process.stderr.write('expecting ' + opts.config + ' to exist, run init first?\\n');
-    return finish('ok', 1);
-  }
-  // Deployment.perform_stages: split on commas, no trimming; an unknown stage is a crash.
-  const list = (stages === null ? 'install,configure,activate' : stages).split(',');
-  for (const s of list) if (!['install', 'configure', 'activate'].includes(s)) return unexpected('stage ' + JSON.stringify(s));
-
-  const host = opts.sshHost;
-  process.stdout.write('[ssh] login to ' + host + '\\n');
-  for (const s of list) process.stdout.write('--> ' + s + ' on ' + host + '\\n');
-  if (opts.disableMail && list.includes('activate')) process.stdout.write('    [' + host + '] Stop and disable postfix.service, dovecot.service\\n');
-  if (expected.exit === 1) {
-    process.stderr.write('Deploy failed\\n');
-    return finish('ok', 1);
-  }
-  process.stderr.write('Deploy completed, call \`cmdeploy dns\` next.\\n');
-  process.stdout.write('last line without a newline');
-  finish('ok', 0);
-}
-main();
+// cmmigrate's stand-in for chatmail/relay's cmdeploy: see test/support/relay-checkout.ts.
+require(${JSON.stringify(STANDIN_JS)}).announced(__filename, ${JSON.stringify(STATE)});
 `;
 }
 

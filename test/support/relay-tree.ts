@@ -317,9 +317,13 @@ class Generator {
     const desired = `satisfy:\n  names:\n${names.map((n) => `  - ${n}\n`).join('')}`;
     await this.file(`${base}/desired/${domain}`, Buffer.from(desired), 0o644, ROOT, made);
     this.dir(`${base}/conf`, 0o755, ROOT, made);
+    // What chatmail/relay's configure writes (cmdeploy/src/cmdeploy/acmetool/{target,response-file}.yaml.j2).
     const target =
-      'request:\n  provider: https://acme-v02.api.letsencrypt.org/directory\n  key:\n    type: rsa\n';
+      'request:\n  provider: https://acme-v02.api.letsencrypt.org/directory\n  key:\n    type: ecdsa\n    ecdsa-curve: nistp256\n' +
+      '  challenge:\n    webroot-paths:\n    - /var/www/html/.well-known/acme-challenge\n';
     await this.file(`${base}/conf/target`, Buffer.from(target), 0o644, ROOT, made);
+    const responses = '"acme-enter-email": ""\n"acme-agreement:https://letsencrypt.org/documents/LE-SA-v1.8-July-06-2026.pdf": true\n';
+    await this.file(`${base}/conf/responses`, Buffer.from(responses), 0o644, ROOT, made);
 
     const renewed = this.o.nowUs - r.int(1, 19) * DAY_US + r.micros();
     this.dir(`${base}/live`, 0o755, ROOT, made);

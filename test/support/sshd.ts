@@ -1,8 +1,9 @@
 /**
  * A real OpenSSH server for installation tests: Debian's `sshd` on 127.0.0.1 and a free
  * port, with its own host key, one authorized client key, and a client config that trusts
- * exactly that host key. The ssh side's PATH starts with test/support/fake-systemd, whose
- * `systemctl` runs units as background processes (CI has no systemd as init).
+ * exactly that host key. The ssh side's PATH starts with test/support/host-tools, whose
+ * `systemctl` (with FAKE_SYSTEMD_STATE set) runs units as background processes (CI has no
+ * systemd as init).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs/promises';
@@ -15,8 +16,8 @@ import { freePort, REPO } from './harness';
 const run = promisify(execFile);
 
 export const SSHD = '/usr/sbin/sshd';
-/** The stand-in systemctl and journalctl (from the sources: the build does not copy scripts). */
-export const FAKE_SYSTEMD_BIN = path.join(REPO, 'test', 'support', 'fake-systemd');
+/** The stand-in systemctl and journalctl (test/support/host-tools, shared with the agents' host operations). */
+export const FAKE_SYSTEMD_BIN = path.join(REPO, 'test', 'support', 'host-tools');
 /** The stand-in apt-get and dpkg-query, and an old node (v16) that comes first on the PATH. */
 export const FAKE_APT_BIN = path.join(REPO, 'test', 'support', 'fake-apt');
 

@@ -1,15 +1,25 @@
 /**
- * A chatmail/relay checkout whose `scripts/cmdeploy` behaves like the real one for the four
+ * A chatmail/relay checkout whose `scripts/cmdeploy` behaves like the real one (relay 1.12.0
+ * and main; facts with their upstream files in /work/notes/upstream-facts.md) for the four
  * calls of a migration, against host roots and host states on this machine instead of ssh:
  *
- * - `CMDEPLOY_STAGES=install,configure cmdeploy run --ssh-host NEW` (preconfigure) adds the
- *   relay's users to the new root with other ids than the old root has, generates a fresh
- *   DKIM key there when none exists (as the real step 2 does), and leaves postfix and
- *   opendkim running, as Debian's packages do on install.
- * - `cmdeploy run --ssh-host OLD --disable-mail` stops postfix and dovecot, nothing else.
+ * - `CMDEPLOY_STAGES=install,configure cmdeploy run --ssh-host NEW` (preconfigure): install
+ *   adds the relay's users and groups (vmail, iroh, opendkim, postfix in group opendkim;
+ *   postdrop, dovecot, dovenull from Debian's packages) with other ids than the old root has,
+ *   and postfix and opendkim start as Debian's packages start them. Configure then writes
+ *   what upstream writes into carried roots (see `configure()` below: acme conf/ and desired/,
+ *   /etc/dkimkeys KeyTable and SigningTable, a new DKIM key only when none exists, the
+ *   spool's opendkim/ and the mailboxes directory, a self-signed pair when missing), and
+ *   with `tls_external_cert_and_key` fails like upstream when a file is missing.
+ * - `cmdeploy run --ssh-host OLD --disable-mail`: a full deploy (install, configure, activate)
+ *   that starts every unit the relay has, then stops postfix and dovecot at the very end.
  * - `CMDEPLOY_STAGES=activate cmdeploy run --ssh-host NEW` starts the relay's units that are
- *   not running; a running one is not restarted.
+ *   not running (none is restarted, no daemon-reload) and stops the oneshots that finished.
  * - `cmdeploy run --ssh-host OLD` (a full deploy: rollback) starts the relay's units again.
+ *
+ * A postfix start copies the chroot files and writes `pid/master.pid` in the spool, as
+ * Debian's postfix does. `StandinRelayOptions.model` switches the upstream behaviours off one
+ * by one (`legacyStandinModel()`: the stand-in as it was before, for tests written for it).
  *
  * It is strict about everything else: another argv, another CMDEPLOY_STAGES (a trailing
  * space included), stages on the old host, a full deploy of the new host, a working
@@ -19,10 +29,10 @@
  * `fail-<action>` makes that action exit 1 with a realistic error and no effect,
  * `keep-mail-<unit>` makes `--disable-mail` exit 0 but leave the unit running.
  *
- * Host state is the stand-in host tools' format: `<hostState>/units/<unit>` holds `active`
- * or `inactive`; a missing file is inactive. When relay-services.ts runs for a host, a call
- * returns only once its ports follow the units the call started or stopped (at most 5 s),
- * as systemd returns once a service is up.
+ * Host state is the stand-in host tools' format: `<hostState>/units/<unit>` holds `active`,
+ * `inactive` or `activating` (a oneshot run in progress); a missing file is inactive. When
+ * relay-services.ts runs for a host, a call returns only once its ports follow the units the
+ * call started or stopped (at most 5 s), as systemd returns once a service is up.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -31,6 +41,7 @@ import * as path from 'node:path';
 import { ALLOWED_UNITS, type UnitName } from '../../proto';
 import { writeIdentity } from './relay-tree';
 import { writeCheckoutSources } from './relay-checkout';
+import { REPO } from './harness';
 
 /** The units of a relay host, as the stand-in host tools know them: those an agent may touch. */
 export const RELAY_UNITS = ALLOWED_UNITS;
@@ -60,6 +71,47 @@ export interface StandinRelayOptions {
   newUidBase?: number;
   /** The release CHANGELOG.md names. Default 1.8.0. */
   release?: string;
+  /** Extra `[params]` lines of chatmail.ini, e.g. `tls_external_cert_and_key = /c.pem /k.pem`. */
+  iniLines?: string[];
+  /**
+   * The checkout's venv as `scripts/initenv.sh` leaves it (venv/bin/activate, venv/bin/cmdeploy,
+   * pyinfra's dist-info): the pyinfra version, default 3.2.0; null: no venv at all.
+   */
+  venvPyinfra?: string | null;
+  /** Which upstream behaviours the stand-in models; each defaults to true. */
+  model?: Partial<StandinModel>;
+}
+
+/** Upstream behaviours of the stand-in, each switchable (all true: as upstream 1.12.0 does). */
+export interface StandinModel {
+  /**
+   * Configure writes into carried roots as upstream does, on the new host (step 2) and in the
+   * full deploys of the old host: /var/lib/acme/conf/{responses,target}, desired/<domain>,
+   * /etc/dkimkeys/{KeyTable,SigningTable}, chown of opendkim.private, /var/spool/postfix/opendkim/,
+   * the mailboxes directory, the self-signed pair when missing. (The DKIM key is generated
+   * when absent either way, as before.)
+   */
+  configureWrites: boolean;
+  /**
+   * Configure creates the mailboxes directory (vmail, 0700) as ChatmailDeployer.configure
+   * does, while step 1 may be writing into its parent (cmmigrate runs steps 1 and 2 together).
+   */
+  createMailboxesDir: boolean;
+  /** A postfix start copies /etc files into the spool's chroot and writes pid/master.pid. */
+  postfixRuntime: boolean;
+  /**
+   * Activate and full deploys start every unit upstream's deployers start for this ini, and
+   * stop the finished oneshots (`chatmail-expire`, `chatmail-fsreport`, `acmetool-reconcile`)
+   * as upstream's `running=False` does; false: only RELAY_UNITS, as before.
+   */
+  upstreamUnits: boolean;
+  /** Debian's dovecot package users (dovecot, dovenull) come with install. */
+  packageUsers: boolean;
+}
+
+/** The stand-in as it was before it followed upstream's source (for tests written for that one). */
+export function legacyStandinModel(): StandinModel {
+  return { configureWrites: false, createMailboxesDir: false, postfixRuntime: false, upstreamUnits: false, packageUsers: false };
 }
 
 export interface LoggedCall {
@@ -92,9 +144,8 @@ export interface StandinRelay {
   setFault(name: string, on: boolean): void;
 }
 
+/** The stand-in's state directory in the checkout (standin-cmdeploy.js has the same name). */
 const STATE = '.standin';
-/** Where relay-services.ts publishes what it applied (its APPLIED_FILE), read by the script. */
-const APPLIED_FILE_NAME = 'relay-services.json';
 
 /** Writes the checkout (a git repository with one commit) and returns its handle. */
 export async function makeStandinRelay(o: StandinRelayOptions): Promise<StandinRelay> {
@@ -102,19 +153,36 @@ export async function makeStandinRelay(o: StandinRelayOptions): Promise<StandinR
   await fs.promises.mkdir(dir, { recursive: true });
   const mailDomain = o.mailDomain ?? 'mail.example.org';
   await writeCheckoutSources(dir, { stages: 'basedeploy', release: o.release ?? '1.8.0', mailDomain, mailboxesDir: o.mailboxesDir });
+  if (o.iniLines?.length) await fs.promises.appendFile(path.join(dir, 'chatmail.ini'), o.iniLines.join('\n') + '\n');
+  const model: StandinModel = { configureWrites: true, createMailboxesDir: true, postfixRuntime: true, upstreamUnits: true, packageUsers: true, ...o.model };
   await fs.promises.mkdir(path.join(dir, 'scripts'), { recursive: true });
   await fs.promises.writeFile(path.join(dir, 'scripts/cmdeploy'), standinScript(), { mode: 0o755 });
-  await fs.promises.writeFile(path.join(dir, '.gitignore'), `${STATE}/\n`);
+  await fs.promises.writeFile(path.join(dir, '.gitignore'), `${STATE}/\nvenv/\n`);
+  const pyinfra = o.venvPyinfra === undefined ? '3.2.0' : o.venvPyinfra;
+  if (pyinfra !== null) {
+    const dist = path.join(dir, 'venv/lib/python3.11/site-packages', `pyinfra-${pyinfra}.dist-info`);
+    await fs.promises.mkdir(dist, { recursive: true });
+    await fs.promises.writeFile(path.join(dist, 'METADATA'), `Metadata-Version: 2.1\nName: pyinfra\nVersion: ${pyinfra}\n`);
+    await fs.promises.mkdir(path.join(dir, 'venv/bin'), { recursive: true });
+    await fs.promises.writeFile(path.join(dir, 'venv/bin/activate'), '# made by the stand-in: scripts/cmdeploy does not source it\n');
+    await fs.promises.writeFile(path.join(dir, 'venv/bin/cmdeploy'), '#!/bin/sh\nexec "$(dirname "$0")/../../scripts/cmdeploy" "$@"\n', { mode: 0o755 });
+  }
 
   // The users preconfigure adds: what writeIdentity writes, at the new host's ids.
   const scratch = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'cmm-identity-'));
   let identity: { passwd: string; group: string };
   try {
-    await writeIdentity(scratch, o.newUidBase ?? 7000);
+    const base = o.newUidBase ?? 7000;
+    await writeIdentity(scratch, base);
     identity = {
       passwd: await fs.promises.readFile(path.join(scratch, 'etc/passwd'), 'utf8'),
       group: await fs.promises.readFile(path.join(scratch, 'etc/group'), 'utf8'),
     };
+    if (model.packageUsers) {
+      // Debian's dovecot-core adds these (cmdeploy installs it under policy-rc.d, not started).
+      identity.passwd += `dovecot:x:${base + 90}:${base + 90}:Dovecot mail server,,,:/usr/lib/dovecot:/usr/sbin/nologin\ndovenull:x:${base + 91}:${base + 91}:Dovecot login user,,,:/nonexistent:/usr/sbin/nologin\n`;
+      identity.group += `dovecot:x:${base + 90}:\ndovenull:x:${base + 91}:\n`;
+    }
   } finally {
     await fs.promises.rm(scratch, { recursive: true, force: true });
   }
@@ -122,7 +190,7 @@ export async function makeStandinRelay(o: StandinRelayOptions): Promise<StandinR
     Object.entries(o.hosts).map(([h, v]) => [h, { role: v.role, root: path.resolve(v.root), hostState: path.resolve(v.hostState) }]),
   );
   await fs.promises.mkdir(path.join(dir, STATE, 'faults'), { recursive: true });
-  await fs.promises.writeFile(path.join(dir, STATE, 'config.json'), JSON.stringify({ mailDomain, hosts, identity }, null, 2));
+  await fs.promises.writeFile(path.join(dir, STATE, 'config.json'), JSON.stringify({ mailDomain, hosts, identity, model, units: RELAY_UNITS }, null, 2));
 
   const git = (...args: string[]): string =>
     execFileSync('git', ['-c', 'user.name=cmmigrate rehearsal', '-c', 'user.email=rehearsal@example.org', '-c', 'init.defaultBranch=main', ...args], {
@@ -172,8 +240,8 @@ export function unitState(hostState: string, unit: string): 'active' | 'inactive
   }
 }
 
-/** Writes a unit's state into a host state directory (atomically: pollers never see half a file). */
-export function setUnitState(hostState: string, unit: string, state: 'active' | 'inactive'): void {
+/** Writes a unit's state into a host state directory (atomically: pollers never see half a file); `activating`: a oneshot run in progress. */
+export function setUnitState(hostState: string, unit: string, state: 'active' | 'inactive' | 'activating'): void {
   const dir = path.join(hostState, 'units');
   fs.mkdirSync(dir, { recursive: true });
   const tmp = path.join(dir, `.${unit}.${process.pid}.tmp`);
@@ -181,235 +249,30 @@ export function setUnitState(hostState: string, unit: string, state: 'active' | 
   fs.renameSync(tmp, path.join(dir, unit));
 }
 
-/** The stand-in, as a Node script run by this very node binary. */
+/** The stand-in's code (from the sources: the build does not copy scripts). */
+const STANDIN_JS = path.join(REPO, 'test', 'support', 'standin-cmdeploy.js');
+
+type ActivateUnitsFor = (shape: { tls: { mode: string }; ipv4: boolean; mtail: boolean }, model: StandinModel, legacy: readonly string[]) => Array<[string, 'start' | 'stop']>;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const standinJs = require(STANDIN_JS) as { activateUnitsFor: ActivateUnitsFor };
+
+/**
+ * The units (host-state names) a relay runs once upstream's activate stage ran, in deploy
+ * order: what a deployed old host runs, and what the stand-in's activate starts.
+ */
+export function upstreamRunningUnits(o: { tlsMode?: 'acme' | 'self' | 'external'; ipv4?: boolean; mtail?: boolean } = {}): string[] {
+  const model: StandinModel = { configureWrites: true, createMailboxesDir: true, postfixRuntime: true, upstreamUnits: true, packageUsers: true };
+  return standinJs
+    .activateUnitsFor({ tls: { mode: o.tlsMode ?? 'acme' }, ipv4: o.ipv4 ?? false, mtail: o.mtail ?? false }, model, RELAY_UNITS)
+    .filter(([, what]) => what === 'start')
+    .map(([u]) => u);
+}
+
+/** The checkout's `scripts/cmdeploy`: this very node binary running standin-cmdeploy.js. */
 function standinScript(): string {
   return `#!${process.execPath}
 'use strict';
 // cmmigrate's stand-in for chatmail/relay's cmdeploy: see test/support/standin-relay.ts.
-const fs = require('fs');
-const path = require('path');
-const crypto = require('crypto');
-const checkout = path.dirname(path.dirname(fs.realpathSync(__filename)));
-const state = path.join(checkout, ${JSON.stringify(STATE)});
-const config = JSON.parse(fs.readFileSync(path.join(state, 'config.json'), 'utf8'));
-const argv = process.argv.slice(2);
-const stages = Object.prototype.hasOwnProperty.call(process.env, 'CMDEPLOY_STAGES') ? process.env.CMDEPLOY_STAGES : null;
-const cwd = process.cwd();
-const UNITS = ${JSON.stringify(RELAY_UNITS)};
-const call = { argv, cwd, stages, host: null, action: null, verdict: 'ok', exit: 0, fault: null, started: [], stopped: [], at: '' };
-
-function finish(verdict, exit) {
-  call.verdict = verdict;
-  call.exit = exit;
-  call.at = new Date().toISOString();
-  fs.mkdirSync(state, { recursive: true });
-  fs.appendFileSync(path.join(state, 'calls.jsonl'), JSON.stringify(call) + '\\n');
-  process.exitCode = exit;
-}
-function unexpected(why) {
-  process.stderr.write('cmdeploy stand-in: unexpected call: ' + why + '\\n');
-  finish('unexpected: ' + why, 1);
-}
-const out = (s) => process.stdout.write(s + '\\n');
-const hasFault = (name) => fs.existsSync(path.join(state, 'faults', name));
-
-function unitFile(h, unit) { return path.join(h.hostState, 'units', unit); }
-function isActive(h, unit) {
-  try { return fs.readFileSync(unitFile(h, unit), 'utf8').trim() === 'active'; } catch { return false; }
-}
-function setUnit(h, unit, value) {
-  fs.mkdirSync(path.dirname(unitFile(h, unit)), { recursive: true });
-  const tmp = unitFile(h, '.' + unit + '.' + process.pid + '.tmp');
-  fs.writeFileSync(tmp, value + '\\n');
-  fs.renameSync(tmp, unitFile(h, unit));
-}
-function start(h, unit) {
-  if (isActive(h, unit)) return;
-  setUnit(h, unit, 'active');
-  call.started.push(unit);
-  out('    [' + call.host + '] Started ' + unit + (unit.includes('.') ? '' : '.service'));
-}
-function stop(h, unit) {
-  if (!isActive(h, unit)) return;
-  setUnit(h, unit, 'inactive');
-  call.stopped.push(unit);
-}
-
-function unitVersion(h, unit) {
-  try {
-    if (fs.readFileSync(unitFile(h, unit), 'utf8').trim() !== 'active') return null;
-    const st = fs.statSync(unitFile(h, unit));
-    return st.ino + ':' + st.mtimeMs;
-  } catch { return null; }
-}
-const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-/**
- * As systemctl returns once a unit has started or stopped: when the host's relay services
- * run (${APPLIED_FILE_NAME}), wait until they follow the units this call changed.
- */
-function waitForServices(h, units) {
-  const file = path.join(h.hostState, ${JSON.stringify(APPLIED_FILE_NAME)});
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    let info;
-    try { info = JSON.parse(fs.readFileSync(file, 'utf8')); } catch { return; }
-    try { process.kill(info.pid, 0); } catch { return; }
-    const behind = units.filter((u) => u in info.applied && info.applied[u] !== unitVersion(h, u));
-    if (behind.length === 0) return;
-    if (Date.now() > deadline) {
-      process.stderr.write('cmdeploy stand-in: the relay services did not follow ' + behind.join(', ') + ' within 5 s\\n');
-      return;
-    }
-    sleep(10);
-  }
-}
-
-function writeAtomic(file, text, mode) {
-  const tmp = file + '.standin-tmp';
-  fs.writeFileSync(tmp, text, { mode });
-  fs.chmodSync(tmp, mode);
-  fs.renameSync(tmp, file);
-}
-/** Adds the lines of \`lines\` whose name is not in \`file\` yet, as useradd and groupadd would. */
-function addNames(file, lines) {
-  let text = '';
-  try { text = fs.readFileSync(file, 'utf8'); } catch {}
-  const have = new Set(text.split('\\n').filter(Boolean).map((l) => l.split(':')[0]));
-  const add = lines.split('\\n').filter(Boolean).filter((l) => !have.has(l.split(':')[0]));
-  if (add.length === 0) return;
-  if (text !== '' && !text.endsWith('\\n')) text += '\\n';
-  writeAtomic(file, text + add.join('\\n') + '\\n', 0o644);
-}
-function idOf(file, name) {
-  for (const l of fs.readFileSync(file, 'utf8').split('\\n')) {
-    const f = l.split(':');
-    if (f[0] === name) return Number(f[2]);
-  }
-  throw new Error(name + ' is not in ' + file);
-}
-
-const FAILURES = {
-  preconfigure: [
-    '--> Starting operation: Install opendkim (apt.packages)',
-    '    [HOST] E: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?',
-    '    [HOST] Error: executed 1 commands',
-    '--> pyinfra error: No hosts remaining!',
-  ],
-  'disable-mail': [
-    '--> Starting operation: Setup chatmail-metadata (systemd.service)',
-    '    [HOST] Job for chatmail-metadata.service failed because the control process exited with error code.',
-    '    [HOST] Error: executed 1 commands',
-    '--> pyinfra error: No hosts remaining!',
-  ],
-  activate: [
-    '--> Starting operation: Start and enable dovecot (systemd.service)',
-    '    [HOST] Job for dovecot.service failed because the control process exited with error code.',
-    '    [HOST] See "systemctl status dovecot.service" and "journalctl -xeu dovecot.service" for details.',
-    '    [HOST] Error: executed 1 commands',
-    '--> pyinfra error: No hosts remaining!',
-  ],
-  'enable-mail': [
-    '--> Starting operation: Start and enable postfix (systemd.service)',
-    '    [HOST] Job for postfix.service failed because the control process exited with error code.',
-    '    [HOST] Error: executed 1 commands',
-    '--> pyinfra error: No hosts remaining!',
-  ],
-};
-
-function preconfigure(h) {
-  out('--> Starting operation: Install chatmail packages (apt.packages)');
-  addNames(path.join(h.root, 'etc/passwd'), config.identity.passwd);
-  addNames(path.join(h.root, 'etc/group'), config.identity.group);
-  out('    [' + call.host + '] Success');
-  // Debian's postfix and opendkim packages start their daemons when installed.
-  start(h, 'postfix');
-  start(h, 'opendkim');
-  // As the relay's configure stage: a DKIM key only when there is none.
-  const keys = path.join(h.root, 'etc/dkimkeys');
-  const key = path.join(keys, 'opendkim.private');
-  if (!fs.existsSync(key)) {
-    out('--> Starting operation: Generate DKIM key (server.shell)');
-    const uid = idOf(path.join(h.root, 'etc/passwd'), 'opendkim');
-    const gid = idOf(path.join(h.root, 'etc/group'), 'opendkim');
-    fs.mkdirSync(keys, { recursive: true, mode: 0o750 });
-    fs.chownSync(keys, uid, gid);
-    fs.chmodSync(keys, 0o750);
-    const pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const pub = pair.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
-    writeAtomic(key, pair.privateKey.export({ type: 'pkcs1', format: 'pem' }), 0o600);
-    fs.chownSync(key, uid, gid);
-    const txt = path.join(keys, 'opendkim.txt');
-    writeAtomic(txt, 'opendkim._domainkey\\tIN\\tTXT\\t( "v=DKIM1; h=sha256; k=rsa; "\\n\\t  "p=' + pub + '" )  ; ----- DKIM key opendkim for ' + config.mailDomain + '\\n', 0o644);
-    fs.chownSync(txt, uid, gid);
-    out('    [' + call.host + '] Success');
-  }
-}
-
-function main() {
-  const disable = argv.length === 4 && argv[3] === '--disable-mail';
-  if (!(argv[0] === 'run' && argv[1] === '--ssh-host' && (argv.length === 3 || disable))) {
-    return unexpected('argv ' + JSON.stringify(argv) + ', expected ["run","--ssh-host",HOST] or ["run","--ssh-host",HOST,"--disable-mail"]');
-  }
-  call.host = argv[2];
-  const h = Object.prototype.hasOwnProperty.call(config.hosts, call.host) ? config.hosts[call.host] : undefined;
-  if (!h) return unexpected('--ssh-host ' + JSON.stringify(call.host) + ' is none of the hosts ' + Object.keys(config.hosts).join(', '));
-  let real = cwd;
-  try { real = fs.realpathSync(cwd); } catch {}
-  if (real !== checkout) return unexpected('working directory ' + cwd + ', expected the checkout root ' + checkout);
-  if (h.role === 'old') {
-    if (stages !== null) return unexpected('CMDEPLOY_STAGES=' + JSON.stringify(stages) + ' for the old host ' + call.host + ': disabling or re-enabling mail is a full deploy, the variable must be absent');
-    call.action = disable ? 'disable-mail' : 'enable-mail';
-  } else {
-    if (disable) return unexpected('--disable-mail for the new host ' + call.host);
-    if (stages === null) return unexpected('a full deploy (CMDEPLOY_STAGES absent) of the new host ' + call.host + ' would switch it on before the final sync');
-    if (stages === 'install,configure') call.action = 'preconfigure';
-    else if (stages === 'activate') call.action = 'activate';
-    else return unexpected('CMDEPLOY_STAGES=' + JSON.stringify(stages) + ' for the new host ' + call.host + ', expected exactly "install,configure" or "activate"');
-  }
-
-  // The real one reads chatmail.ini from the working directory before anything else.
-  if (!fs.existsSync(path.join(cwd, 'chatmail.ini'))) {
-    process.stderr.write('expecting chatmail.ini to exist, run init first?\\n');
-    return finish('ok', 1);
-  }
-  out('[ssh] root@' + call.host + ': connected');
-  out('--> Running stages ' + (stages === null ? 'install,configure,activate' : stages) + ' on ' + call.host + (disable ? ' (mail disabled)' : ''));
-  const fail = 'fail-' + call.action;
-  if (hasFault(fail)) {
-    call.fault = fail;
-    for (const line of FAILURES[call.action]) out(line.replace('HOST', call.host));
-    process.stderr.write('Deploy failed\\n');
-    return finish('ok', 1);
-  }
-  switch (call.action) {
-    case 'preconfigure':
-      preconfigure(h);
-      break;
-    case 'disable-mail':
-      for (const unit of ['postfix', 'dovecot']) {
-        if (hasFault('keep-mail-' + unit)) {
-          call.fault = 'keep-mail-' + unit;
-          continue;
-        }
-        stop(h, unit);
-      }
-      out('    [' + call.host + '] Stop and disable postfix.service, dovecot.service');
-      break;
-    case 'activate':
-    case 'enable-mail':
-      for (const unit of UNITS) start(h, unit);
-      break;
-  }
-  waitForServices(h, call.started.concat(call.stopped));
-  process.stderr.write('Deploy completed, call \`cmdeploy dns\` next.\\n');
-  finish('ok', 0);
-}
-
-try {
-  main();
-} catch (err) {
-  process.stderr.write('cmdeploy stand-in crashed: ' + (err && err.stack || err) + '\\n');
-  finish('unexpected: the stand-in crashed: ' + (err && err.message || err), 1);
-}
+require(${JSON.stringify(STANDIN_JS)}).main(__filename);
 `;
 }
