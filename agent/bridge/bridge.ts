@@ -350,7 +350,7 @@ export class Bridge {
 }
 
 /** Starts a bridge: checks the request (bridge.bad_config, bridge.bad_limits), listens, writes the state file. */
-export function startBridge(request: BridgeRequest, opts: BridgeOptions = {}): Promise<Bridge> {
+export async function startBridge(request: BridgeRequest, opts: BridgeOptions = {}): Promise<Bridge> {
   const config = checkConfig(request);
   return Bridge.start(config, opts, (opts.now ?? Date.now)());
 }
