@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { resumeBridge, startBridge, type Bridge, type BridgeRequest } from '../agent/bridge/bridge';
 import { DEFAULT_LIMITS, relayPortLimits, type BridgeLimits } from '../agent/bridge/limits';
+import { BridgeManager } from '../agent/bridge/manager';
 import { RELAY_PORT_NUMBERS } from '../agent/bridge/ports';
 import { readState, statePath } from '../agent/bridge/state';
 import { MinuteCounter, PortStats } from '../agent/bridge/stats';
@@ -553,6 +554,40 @@ describe('bridge: stop, state and restart', () => {
     // The port taken before the failure was let go again.
     const again = await listenTarget(echo, '127.0.7.4', freePort);
     await closeTarget(again);
+  });
+
+  it('manager: one bridge, the same start twice is a no-op, another is refused; a failed resume is shown, not thrown', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cmm-bridge-'));
+    cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+    const target = await listenTarget(echo);
+    cleanups.push(() => closeTarget(target));
+    const warnings: string[] = [];
+    const shutdown = new AbortController();
+    const m = new BridgeManager({ stateDir: dir, signal: shutdown.signal, onWarning: (w) => warnings.push(w.code) });
+    cleanups.push(() => m.stop());
+    await m.resume();
+    expect(m.status()).toEqual({ running: false });
+    const request: BridgeRequest = { listen: [BRIDGE], ports: [target.port], target: TARGET };
+    expect(await m.start(request)).toMatchObject({ running: true, open: 0 });
+    expect(await m.start(request)).toMatchObject({ running: true });
+    expect((await failure(m.start({ ...request, limits: { maxPerSource: 3 } }))).code).toBe('bridge.already_running');
+    const c = await connect(target.port, BRIDGE, LEGIT);
+    expect(await roundTrip(c, 'x')).toBe('x');
+    c.destroy();
+
+    // An agent restart while the bridge's port was taken by something else meanwhile.
+    const before = m.status();
+    expect(before.running && before.ports[0].total).toBe(1);
+    shutdown.abort();
+    await until(() => readState(dir)?.stats[0]?.total === 1, 2000, 'the counts saved at shutdown');
+    const squatter = await listenTarget(echo, BRIDGE, target.port);
+    const after = new BridgeManager({ stateDir: dir, onWarning: (w) => warnings.push(w.code) });
+    await after.resume();
+    expect(after.status()).toMatchObject({ running: false, resumeError: { code: 'bridge.listen_failed' } });
+    expect(warnings).toEqual(['bridge.listen_failed']);
+    await closeTarget(squatter);
+    expect(await after.stop()).toEqual({ running: false });
+    expect(readState(dir)).toBeNull();
   });
 
   it('survives SIGKILL of its process: a new process resumes from the state file', async () => {
