@@ -10,7 +10,8 @@
  *
  * The bridge runs in a process of its own (test/support/bridge-process.ts, as in the
  * agent), the servers in another, the client here. Run after a build:
- *   npm run build && node dist/test/bench/bridge-bench.js [--rounds N] [--gib N] [--json FILE]
+ *   npm run build && node dist/test/bench/bridge-bench.js [--rounds N] [--trips N] [--gib N]
+ *     [--bridge-node PATH (the bridge's runtime, e.g. Node 18.19)] [--json FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -160,6 +161,7 @@ async function main(): Promise<void> {
       trips: { type: 'string', default: '2000' },
       gib: { type: 'string', default: '1' },
       json: { type: 'string' },
+      'bridge-node': { type: 'string' },
     },
   });
   if (values.role === 'servers') return servers(TARGET);
@@ -168,7 +170,8 @@ async function main(): Promise<void> {
   const bytes = Math.round(Number(values.gib) * GiB);
 
   const srv = await startServers();
-  const bridge = await startBridgeProcess(['start', JSON.stringify({ listen: [BRIDGE], ports: [srv.port], target: TARGET })]);
+  const bridgeNode = values['bridge-node'] ?? process.execPath;
+  const bridge = await startBridgeProcess(['start', JSON.stringify({ listen: [BRIDGE], ports: [srv.port], target: TARGET })], bridgeNode);
   try {
     const lat = { direct: [] as number[], bridged: [] as number[] };
     const thr = { uploadDirect: [] as number[], uploadBridged: [] as number[], downloadDirect: [] as number[], downloadBridged: [] as number[] };
@@ -198,6 +201,7 @@ async function main(): Promise<void> {
     const status = JSON.parse(await bridge.ask('status'));
     const result = {
       machine: { cpus: (await import('node:os')).cpus().length, loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), node: process.version },
+      bridgeNode: spawnSync(bridgeNode, ['--version'], { encoding: 'utf8' }).stdout.trim(),
       rounds,
       tripsPerRound: trips,
       bytesPerTransfer: bytes,
@@ -218,7 +222,7 @@ async function main(): Promise<void> {
     console.log(`round trip, p99:    direct ${l.directP99.toFixed(3)} ms, bridged ${l.bridgedP99.toFixed(3)} ms`);
     console.log(`one connection, median (best) MB/s: upload direct ${t.uploadDirect.median.toFixed(0)} (${t.uploadDirect.best.toFixed(0)}), bridged ${t.uploadBridged.median.toFixed(0)} (${t.uploadBridged.best.toFixed(0)}); download direct ${t.downloadDirect.median.toFixed(0)} (${t.downloadDirect.best.toFixed(0)}), bridged ${t.downloadBridged.median.toFixed(0)} (${t.downloadBridged.best.toFixed(0)}) (target >= 200)`);
     console.log(`bridge process CPU: ${result.bridgeCpuSecondsPerGiB.toFixed(2)} s per GiB moved`);
-    console.log(`machine: ${result.machine.cpus} CPUs, load ${result.machine.loadavg}, node ${result.machine.node}`);
+    console.log(`machine: ${result.machine.cpus} CPUs, load ${result.machine.loadavg}, client node ${result.machine.node}, bridge node ${result.bridgeNode}`);
     if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + '\n');
   } finally {
     await bridge.end('stop');
