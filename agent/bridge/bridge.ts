@@ -28,7 +28,8 @@ import * as net from 'node:net';
 import { CmError } from '../../proto/errors';
 import type { BridgeLimits } from './limits';
 import { checkConfig, clearState, readState, writeState, type BridgeConfig, type BridgeState } from './state';
-import { PortStats, type LiveConnection, type PortStatus } from './stats';
+import { KEEPALIVE_MS, Pipe } from './pipe';
+import { PortStats, type PortStatus } from './stats';
 
 /** Something the bridge noticed that needs no action from its caller, for the log. */
 export interface BridgeWarning {
@@ -75,97 +76,6 @@ function sourceOf(sock: net.Socket): string {
   return a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a;
 }
 
-const KEEPALIVE_MS = 60_000;
-
-/** One bridged connection: the client's socket and the one to the new host. */
-class Pipe implements LiveConnection {
-  readonly target: net.Socket;
-  private idle = false;
-
-  constructor(
-    readonly client: net.Socket,
-    host: string,
-    port: number,
-    limits: BridgeLimits,
-    onTargetFailed: () => void,
-    onIdle: () => void,
-    onClosed: () => void,
-  ) {
-    const hwm = limits.highWaterMark;
-    // net.Socket passes these on to its Duplex (the typings lack them).
-    this.target = net.connect({
-      host,
-      port,
-      allowHalfOpen: true,
-      readableHighWaterMark: hwm,
-      writableHighWaterMark: hwm,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: KEEPALIVE_MS,
-    } as net.NetConnectOpts);
-    const target = this.target;
-    let connected = false;
-    let closes = 0;
-    const closed = (): void => {
-      if (++closes === 2) onClosed();
-    };
-    const both = (): void => {
-      client.destroy();
-      target.destroy();
-    };
-    client.on('close', closed);
-    target.on('close', closed);
-    // Either side's error ends both: the bridge passes bytes, not errors.
-    client.on('error', both);
-    client.on('close', () => {
-      if (!connected) target.destroy();
-    });
-    const timer = setTimeout(() => target.destroy(new Error('connect timeout')), limits.connectTimeoutMs);
-    target.once('error', () => {
-      if (!connected) onTargetFailed();
-    });
-    target.on('error', both);
-    target.on('close', () => clearTimeout(timer));
-    target.once('connect', () => {
-      connected = true;
-      clearTimeout(timer);
-      const onTimeout = (): void => {
-        if (!this.idle) {
-          this.idle = true;
-          onIdle();
-        }
-        both();
-      };
-      client.setTimeout(limits.idleTimeoutMs, onTimeout);
-      target.setTimeout(limits.idleTimeoutMs, onTimeout);
-      // pipe() ends the other side's writable half on 'end' (allowHalfOpen on both sockets
-      // keeps the reverse direction open) and pauses the source while the destination is
-      // over its highWaterMark. The client was accepted paused; pipe() resumes it.
-      client.pipe(target);
-      target.pipe(client);
-    });
-  }
-
-  bytesToTarget(): number {
-    return this.client.bytesRead;
-  }
-
-  bytesFromTarget(): number {
-    return this.target.bytesRead;
-  }
-
-  buffered(): number {
-    const c = this.client;
-    const t = this.target;
-    return c.readableLength + c.writableLength + t.readableLength + t.writableLength;
-  }
-
-  close(): void {
-    this.client.destroy();
-    this.target.destroy();
-  }
-}
-
 /**
  * A running bridge. Make one with startBridge() or resumeBridge(); read it with status();
  * end it with stop().
@@ -200,7 +110,17 @@ export class Bridge {
       for (const address of config.listen) {
         for (const port of config.ports) await bridge.listen(address, port);
       }
-      if (opts.stateDir) bridge.save();
+      if (opts.signal?.aborted) throw new CmError('bridge.aborted', 'bridge start was cancelled');
+      if (opts.stateDir) {
+        try {
+          bridge.save();
+        } catch (err) {
+          throw new CmError('bridge.state_write_failed', `the bridge cannot write its state in ${opts.stateDir}: ${(err as Error).message}`, {
+            cause: err,
+            hint: 'free space or fix permissions there (the agent keeps its state in it), then start the bridge again',
+          });
+        }
+      }
     } catch (err) {
       await bridge.closeAll();
       throw err;
@@ -243,10 +163,18 @@ export class Bridge {
       server.once('error', failed);
       server.listen({ host: address, port, ipv6Only: net.isIPv6(address), backlog: 511 }, () => {
         server.off('error', failed);
-        // Accept errors (EMFILE under a flood) must not end the agent.
-        server.on('error', (err: NodeJS.ErrnoException) =>
-          this.warn({ code: 'bridge.listener_error', port, message: `bridge listener ${address}:${port}: ${err.code ?? err.message}` }),
-        );
+        // Accept errors (EMFILE under a flood) must not end the agent, nor flood its log:
+        // one warning per listener and 10 s, with the number of errors in between.
+        let quietUntil = 0;
+        let suppressed = 0;
+        server.on('error', (err: NodeJS.ErrnoException) => {
+          const t = this.now();
+          if (t < quietUntil) return void suppressed++;
+          quietUntil = t + 10_000;
+          const more = suppressed ? ` (and ${suppressed} more errors since the last warning)` : '';
+          suppressed = 0;
+          this.warn({ code: 'bridge.listener_error', port, message: `bridge listener ${address}:${port}: ${err.code ?? err.message}${more}` });
+        });
         resolve();
       });
     });
