@@ -518,6 +518,14 @@ describe('bridge: stop, state and restart', () => {
 
     await fs.writeFile(statePath(dir), '{"version":1,"config":{"listen":["mail.example.org"]}}');
     expect((await failure(resumeBridge(dir))).code).toBe('bridge.bad_state');
+    await fs.writeFile(statePath(dir), '{"version":1,"config":{"listen":["mail.exa');
+    expect((await failure(resumeBridge(dir))).code).toBe('bridge.bad_state');
+    // Damaged counters cost the counters, not the bridge.
+    const badCounts = { ...saved, stats: [{ ...saved.stats[0], total: 'many', perMinute: { startMs: 0, counts: [-1] } }] };
+    await fs.writeFile(statePath(dir), JSON.stringify(badCounts));
+    const fresh = (await resumeBridge(dir))!;
+    cleanups.push(() => fresh.stop());
+    expect(portStatus(fresh, port)).toMatchObject({ total: 0, open: 0 });
   });
 
   it('stops on abort and keeps the state for the next start', async () => {

@@ -102,8 +102,27 @@ export function readState(stateDir: string): BridgeState | null {
     config,
     startedMs: typeof s.startedMs === 'number' ? s.startedMs : Date.now(),
     savedMs: typeof s.savedMs === 'number' ? s.savedMs : 0,
-    stats: Array.isArray(s.stats) ? s.stats.filter((p) => p && typeof p.port === 'number') : [],
+    stats: Array.isArray(s.stats) ? s.stats.filter(isSavedStats) : [],
   };
+}
+
+const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+
+/** Counters from the file are kept only when every field has its type (a hand-edited file loses them, not the bridge). */
+function isSavedStats(p: unknown): p is SavedPortStats {
+  const x = p as Partial<SavedPortStats> | null;
+  return (
+    !!x &&
+    typeof x === 'object' &&
+    isCount(x.port) &&
+    (['total', 'refused', 'targetFailed', 'idleClosed', 'bytesToTarget', 'bytesFromTarget'] as const).every((k) => isCount(x[k])) &&
+    (x.lastConnectionMs === null || isCount(x.lastConnectionMs)) &&
+    !!x.perMinute &&
+    isCount(x.perMinute.startMs) &&
+    Array.isArray(x.perMinute.counts) &&
+    x.perMinute.counts.length <= 60 &&
+    x.perMinute.counts.every(isCount)
+  );
 }
 
 function badConfig(message: string): CmError {
