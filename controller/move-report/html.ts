@@ -30,7 +30,8 @@ section h2{margin:0 0 10px;font-size:16px;font-weight:650}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12.5px;color:var(--muted);font-weight:600}
-td.n,th.n{text-align:right}
+td.n,th.n{text-align:right;white-space:nowrap}
+.t{white-space:nowrap}
 tr:last-child td{border-bottom:none}
 code{font:12.5px/1.4 ui-monospace,"DejaVu Sans Mono",monospace;overflow-wrap:anywhere}
 h3{margin:18px 0 6px;font-size:14px;font-weight:650}
@@ -61,7 +62,8 @@ function cards(r: MoveReport): string {
   if (moved.length > 0) {
     const bytes = moved.reduce((n, p) => n + p.bytes, 0);
     const files = moved.reduce((n, p) => n + p.files, 0);
-    out.push(card('Data moved', formatBytes(bytes), `${int(files)} files in ${moved.length} pass${moved.length === 1 ? '' : 'es'}`));
+    const unit = r.passes ? ['pass', 'passes'] : ['step', 'steps'];
+    out.push(card('Data moved', formatBytes(bytes), `${int(files)} files in ${moved.length} ${unit[moved.length === 1 ? 0 : 1]}`));
   } else out.push(card('Data moved', 'not recorded', '', 'none'));
   const full = r.verify?.full ?? null;
   const quick = r.verify?.quick ?? null;
@@ -86,10 +88,10 @@ function stepsTable(r: MoveReport): string {
   return table(
     [['Step', false], ['', false], ['State', false], ['Started (UTC)', false], ['Took', true], ['Moved', true], ['Attempts', true]],
     r.steps.map((s) => [
-      esc(s.id === 'preflight' ? '–' : s.id),
+      `<span class="t">${esc(s.id === 'preflight' ? '–' : s.id)}</span>`,
       esc(s.title) + (s.error ? `<br><span class="bad">${esc(s.error.code)}: ${esc(s.error.message)}</span>` : ''),
       `<span class="${s.state === 'done' ? 'ok' : s.state === 'failed' ? 'bad' : 'none'}">${esc(s.state)}</span>`,
-      opt(s.started_at, (t: string) => `${t.slice(0, 10)} ${clock(t)}`),
+      `<span class="t">${opt(s.started_at, (t: string) => `${t.slice(0, 10)} ${clock(t)}`)}</span>`,
       opt(s.seconds, duration),
       s.bytes === null ? opt(null) : esc(`${formatBytes(s.bytes)} · ${int(s.files ?? 0)} files`),
       esc(String(s.attempts)),
@@ -167,10 +169,10 @@ function legend(r: MoveReport): string {
   return `<div class="legend">${[
     item('#3566a8', 'step'),
     r.steps.some((s) => s.state === 'failed') ? item('#c92a2a', 'failed step') : '',
-    item('rgba(224,49,49,.18)', 'mail off (outage)', 'border:1px solid #e03131'),
-    item('#2b8a3e', 'authoritative DNS answers the new address', 'height:3px;vertical-align:3px'),
+    r.outage.started_at ? item('rgba(224,49,49,.18)', 'mail off (outage)', 'border:1px solid #e03131') : '',
+    r.dns_switched_at ? item('#2b8a3e', 'authoritative DNS answers the new address', 'height:3px;vertical-align:3px') : '',
     r.bridge_up_at ? item('#7048e8', 'bridge on the old host up', 'height:3px;vertical-align:3px') : '',
-    item('#1c7ed6', 'bridged connections per minute'),
+    r.bridged_per_minute?.length ? item('#1c7ed6', 'bridged connections per minute') : '',
   ].join('')}</div>`;
 }
 
