@@ -5,6 +5,7 @@
  * outage band, and fetches nothing from the network.
  */
 import { promises as fsp } from 'node:fs';
+import { Writable } from 'node:stream';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
 import { CmError } from '../proto/errors';
 import { Journal, type JournalData } from '../controller/run/journal';
-import { buildMoveReport, loadMoveReport, renderReportHtml, renderTimelineSvg, reportJson, writeReport, type JournalCore } from '../controller/move-report';
+import { buildMoveReport, loadMoveReport, renderReportHtml, renderTimelineSvg, reportJson, runReport, writeReport, type JournalCore } from '../controller/move-report';
+import { createOutput } from '../controller/output';
 import { timeAxis } from '../controller/move-report/svg-timeline';
 import { failure } from './support/expect-error';
 import { SAMPLE_NOW, sampleExtras, sampleJournal } from './support/sample-move';
@@ -216,6 +218,65 @@ describe('report HTML', () => {
     writeReport(sd, sampleJournal(), {}, SAMPLE_NOW);
     expect(await fsp.readFile(file, 'utf8')).toContain('not recorded');
     expect(await fsp.readdir(sd)).toEqual(['report.html']);
+  });
+});
+
+/** The controller's real output, writing into strings. */
+function captured(json: boolean) {
+  const text = { stdout: '', stderr: '' };
+  const sink = (k: keyof typeof text): NodeJS.WriteStream =>
+    Object.assign(
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          text[k] += chunk.toString();
+          cb();
+        },
+      }),
+      { isTTY: false },
+    ) as unknown as NodeJS.WriteStream;
+  return { text, out: createOutput(json, sink('stderr'), sink('stdout')) };
+}
+
+describe('runReport (what `cmmigrate report --plan F` does)', () => {
+  async function planWithJournal(name: string, journal?: unknown): Promise<{ plan: string; state: string }> {
+    const d = await stateDir(name);
+    const state = path.join(d, 'state');
+    await fsp.mkdir(state, { recursive: true });
+    const plan = path.join(d, 'plan.toml');
+    await fsp.writeFile(plan, 'mail_domain = "chat.example.org"\nstate_dir = "state"\n[old]\nhost = "old.example.org"\n[new]\nhost = "new.example.net"\n');
+    if (journal) await fsp.writeFile(path.join(state, 'journal.json'), JSON.stringify(journal, null, 2));
+    return { plan, state };
+  }
+
+  it('writes report.html in the state dir and prints its path and a summary', async () => {
+    // Extras recorded in the journal itself are shown as well.
+    const { plan, state } = await planWithJournal('cmd', { ...sampleJournal(), ...sampleExtras() });
+    const { text, out } = captured(false);
+    const r = await runReport({ plan }, out);
+    expect(r.path).toBe(path.join(state, 'report.html'));
+    expect(text.stdout).toContain(`report: ${r.path}\n`);
+    expect(text.stdout).toContain('mail was off 3m47s; the hosts match, 3 warning(s)');
+    const html = await fsp.readFile(r.path, 'utf8');
+    expect(html).toContain('Full verify');
+    expect(count(html, 'data-minute=')).toBe(53);
+  });
+
+  it('prints the same data as one JSON object with --json', async () => {
+    const { plan, state } = await planWithJournal('cmd-json', sampleJournal());
+    const { text, out } = captured(true);
+    await runReport({ plan }, out, { passes: sampleExtras().passes });
+    const lines = text.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const obj = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(obj).toMatchObject({ path: path.join(state, 'report.html'), format: 'cmmigrate-move-report/1', mail_domain: 'chat.example.org', outcome: 'complete', verify: null });
+    expect(obj.passes).toHaveLength(4);
+  });
+
+  it('says there is nothing to report before the first run', async () => {
+    const { plan, state } = await planWithJournal('cmd-none');
+    const err = await failure(runReport({ plan }, captured(false).out));
+    expect(err.code).toBe('report.no_journal');
+    expect(err.message).toContain(path.join(state, 'journal.json'));
   });
 });
 

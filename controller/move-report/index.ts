@@ -8,17 +8,13 @@ import * as path from 'node:path';
 import { writeFileAtomicSync } from '../atomic-file';
 import { renderReportHtml } from './html';
 import { buildMoveReport, type JournalCore, type MoveReport, type ReportExtras } from './model';
+import { reportPath } from './paths';
 
 export { renderReportHtml } from './html';
 export { buildMoveReport, loadMoveReport, STEP_SHORT_TITLES, type JournalCore, type MoveReport, type ReportExtras, type ReportStep, type ReportVerify } from './model';
 export { renderTimelineSvg } from './svg-timeline';
-
-export const REPORT_FILE = 'report.html';
-
-/** Where the report of the move whose state lives in `stateDir` is written. */
-export function reportPath(stateDir: string): string {
-  return path.join(stateDir, REPORT_FILE);
-}
+export { REPORT_FILE, reportPath } from './paths';
+export { reportSummary, runReport, type ReportResult } from './run-report';
 
 /** The report's `--json` form: the model, with `null` for every part not recorded. */
 export function reportJson(r: MoveReport): string {
