@@ -84,6 +84,7 @@ describe('report model', () => {
     expect(withBridge.outcome).toBe('complete');
     expect(withBridge.outage).toMatchObject({ started_at: '2026-11-30T08:48:05.000Z', ended_at: '2026-11-30T08:51:52.000Z', ended_by: 'bridge', seconds: 227 });
     expect(withBridge.bridged_per_minute).toHaveLength(53);
+    expect(renderReportHtml(withBridge)).toContain('switched at 09:04:08 UTC, after mail was back on');
 
     const { bridge_up_at: _unused, ...noBridge } = sampleExtras();
     const plain = buildMoveReport(sampleJournal(), noBridge, { now: SAMPLE_NOW });

@@ -57,7 +57,10 @@ function cards(r: MoveReport): string {
   if (o.seconds !== null) out.push(card('Mail off', duration(o.seconds), `${clock(o.started_at!)}–${clock(o.ended_at!)} UTC, until ${o.ended_by === 'bridge' ? 'the bridge was up' : 'step 6 put mail on'}`, o.seconds > 900 ? 'warn' : 'ok'));
   else if (o.started_at) out.push(card('Mail off', 'since ' + clock(o.started_at, false), 'not back on when this report was written', 'bad'));
   else out.push(card('Mail off', 'not yet', 'step 3 has not started', 'none'));
-  out.push(card('Waited for DNS', o.dns_wait_seconds !== null ? duration(o.dns_wait_seconds) : 'not recorded', r.dns_switched_at ? `switched at ${clock(r.dns_switched_at)} UTC` : 'switch time not recorded', o.dns_wait_seconds !== null ? '' : 'none'));
+  // With the bridge, the DNS wait comes after mail is back on: say so, it is the point of it.
+  const dnsAfter = r.dns_switched_at !== null && o.ended_at !== null && Date.parse(r.dns_switched_at) > Date.parse(o.ended_at);
+  const dnsDetail = r.dns_switched_at ? `switched at ${clock(r.dns_switched_at)} UTC${dnsAfter ? ', after mail was back on' : ''}` : 'switch time not recorded';
+  out.push(card('Waited for DNS', o.dns_wait_seconds !== null ? duration(o.dns_wait_seconds) : 'not recorded', dnsDetail, o.dns_wait_seconds !== null ? '' : 'none'));
   const moved = r.passes ?? r.steps.filter((s) => s.bytes !== null).map((s) => ({ bytes: s.bytes!, files: s.files ?? 0 }));
   if (moved.length > 0) {
     const bytes = moved.reduce((n, p) => n + p.bytes, 0);
