@@ -21,7 +21,7 @@ beforeEach(async () => {
   await fsp.writeFile(path.join(bin, 'ssh'), "#!/bin/sh\ntrap '' TERM INT\nwhile :; do sleep 0.1; done\n", { mode: 0o755 });
   const init = await cmmigrate(['init', '--plan', path.join(dir, 'plan.toml'), '--domain', 'mail.example.org', '--old', '127.0.0.2', '--new', '127.0.0.3']);
   expect(init.code, init.stderr).toBe(0);
-});
+}, 60_000);
 afterEach(async () => {
   await fsp.rm(dir, { recursive: true, force: true });
 });
