@@ -14,7 +14,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { CmError } from '../proto/errors';
 import { Journal, type JournalData } from '../controller/run/journal';
 import { buildMoveReport, loadMoveReport, renderReportHtml, renderTimelineSvg, reportJson, runReport, writeReport, type JournalCore } from '../controller/move-report';
-import { createOutput } from '../controller/output';
+import { createReporter } from '../controller/report';
 import { timeAxis } from '../controller/move-report/svg-timeline';
 import { failure } from './support/expect-error';
 import { SAMPLE_NOW, sampleExtras, sampleJournal } from './support/sample-move';
@@ -235,7 +235,7 @@ function captured(json: boolean) {
       }),
       { isTTY: false },
     ) as unknown as NodeJS.WriteStream;
-  return { text, out: createOutput(json, sink('stderr'), sink('stdout')) };
+  return { text, out: createReporter(json, { stderr: sink('stderr'), stdout: sink('stdout') }) };
 }
 
 describe('runReport (what `cmmigrate report --plan F` does)', () => {

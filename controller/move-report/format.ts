@@ -2,7 +2,7 @@
  * Text helpers shared by the report's HTML and SVG: escaping of every string taken from
  * data, and times and durations as an operator reads them.
  */
-import { formatBytes, formatDuration } from '../output';
+import { formatBytes, formatDuration } from '../report';
 
 export { formatBytes, formatDuration };
 

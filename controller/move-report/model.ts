@@ -218,6 +218,8 @@ export function buildMoveReport(journal: unknown, extras: ReportExtras = {}, opt
     const given = (extras as Record<string, unknown>)[key];
     const raw = given !== undefined ? given : top[key];
     if (raw === undefined || raw === null) return undefined;
+    // The journal starts every part empty: nothing recorded yet.
+    if (given === undefined && typeof raw === 'object' && Object.keys(raw).length === 0) return undefined;
     const r = EXTRA_PARTS[key].safeParse(raw);
     if (!r.success) {
       notes.push(`${key} could not be read (${issueText(r.error)}); shown as not recorded`);

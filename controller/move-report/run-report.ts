@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomicSync } from '../atomic-file';
-import type { Output } from '../output';
+import type { Reporter } from '../report';
 import { loadPlan } from '../plan';
 import { duration } from './format';
 import { renderReportHtml } from './html';
@@ -32,7 +32,7 @@ export function reportSummary(r: MoveReport): string {
  * the model as one JSON object with `path` added (`--json`). `extras` are facts not (yet) in
  * the journal. Throws `report.no_journal` before the first run.
  */
-export async function runReport(opts: { plan: string }, out: Output, extras: ReportExtras = {}): Promise<ReportResult> {
+export async function runReport(opts: { plan: string }, out: Reporter, extras: ReportExtras = {}): Promise<ReportResult> {
   const plan = await loadPlan(opts.plan);
   const report = await loadMoveReport(plan.stateDir, extras);
   const file = reportPath(plan.stateDir);

@@ -32,6 +32,8 @@ export function sampleJournal(): JournalData {
       '5': step('08:51:53', '09:04:10'),
     },
     outage: { started_at: T('08:48:05'), ended_at: T('08:51:48'), dns_seconds: secs('08:51:53', '09:04:10') },
+    passes: [],
+    verify: {},
   };
 }
 
