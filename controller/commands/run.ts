@@ -74,7 +74,7 @@ export function runCommand(): Command {
     .addOption(new Option('--only <step>', 'run just this step (preflight, 1-6)').argParser(stepOption('--only')))
     .option('--json', 'print one JSON event per line on stdout; only warnings and errors go to stderr')
     .option('--dns-timeout <seconds>', 'how long step 5 waits for the DNS records (default 1800)', seconds('--dns-timeout'))
-    .addOption(new Option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 5)').argParser(seconds('--dns-interval')).hideHelp())
+    .option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 5)', seconds('--dns-interval'))
     .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')
     .addHelpText('after', RUN_STEPS_HELP)
     .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean }) => {
