@@ -15,8 +15,9 @@ export const EXIT_NOT_LISTENING = 5;
 
 function script(vars: Record<string, string>, body: string): string {
   const lines = Object.entries(vars).map(([k, v]) => `${k}=${shQuote(v)}`);
-  // CMMIGRATE_PREFIX is read only by the tests' stand-in systemctl; the real one ignores it.
-  return [...lines, 'export CMMIGRATE_PREFIX="$PREFIX"', "say() { printf '%s=%s\\n' \"$1\" \"$2\"; }", body].join('\n');
+  // CMMIGRATE_PREFIX is read only by the tests' stand-in systemctl: only a test layout has a prefix.
+  const test = vars.PREFIX ? ['export CMMIGRATE_PREFIX="$PREFIX"'] : [];
+  return [...lines, ...test, "say() { printf '%s=%s\\n' \"$1\" \"$2\"; }", body].join('\n');
 }
 
 function common(l: RemoteLayout): Record<string, string> {

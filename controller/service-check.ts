@@ -68,8 +68,6 @@ export interface ServiceCheckOptions {
   timeoutMs?: number;
   /** Roots trusted besides the system's (PEM). */
   ca?: string | Buffer | Array<string | Buffer>;
-  /** Accept a certificate that chains to no trusted root (relays with a self-signed one). */
-  allowUntrusted?: boolean;
   warnDays?: number;
   now?: () => number;
 }
@@ -259,7 +257,7 @@ export async function probeServices(o: ServiceCheckOptions): Promise<ServiceRepo
     if (c.identityError) add('step.certificate_mismatch', `${at}: the certificate is not valid for ${o.mailDomain} (it names ${c.altNames.join(', ') || c.subject})`);
     if (c.daysLeft < 0 || c.validTo.getTime() <= now) add('step.certificate_expired', `${at}: the certificate expired on ${c.validTo.toISOString()}`);
     else if (c.validFrom.getTime() > now) add('step.certificate_expired', `${at}: the certificate is not valid before ${c.validFrom.toISOString()}`);
-    else if (!c.trusted && !o.allowUntrusted) add('step.certificate_untrusted', `${at}: the certificate is not trusted (${c.trustError}; issuer ${c.issuer})`);
+    else if (!c.trusted) add('step.certificate_untrusted', `${at}: the certificate is not trusted (${c.trustError}; issuer ${c.issuer})`);
     const w = c.daysLeft >= 0 ? expiryWarning(c, `the certificate on ${at}`, o.warnDays) : undefined;
     if (w) warnings.push(w);
   }

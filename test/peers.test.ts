@@ -4,7 +4,8 @@
  * agent or by an agent the controller calls, an agent's certificate used by the
  * controller's CLI. And load: 100 bogus connections (garbage bytes, TLS without a
  * certificate, half-open sockets) and slow-loris clients on both agents' ports while a pass
- * runs; the pass completes and verifies.
+ * runs; the pass completes and verifies. Several refusals here may come from the hostname or
+ * key-usage check before the role is looked at: test/roles.test.ts refuses by the role alone.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -57,6 +58,8 @@ async function agentDir(dir: string, ca: string, m: { cert: string | Buffer; key
 
 describe('peers of the right CA that must still be refused', () => {
   let m: Migration;
+  /** Each refusal asserted below, counted where its assertion passed. */
+  const refused: string[] = [];
   let tlsDir: string;
   let ca: string;
   beforeAll(async () => {
@@ -66,6 +69,7 @@ describe('peers of the right CA that must still be refused', () => {
   }, 60_000);
   afterAll(async () => {
     await m?.close();
+    reportFigure('peers', { refused: refused.length, at: refused.join(' ') });
   });
 
   const infoError = (address: string, id: { cert: string | Buffer; key: string | Buffer }): Promise<grpc.ServiceError | null> => {
@@ -88,6 +92,7 @@ describe('peers of the right CA that must still be refused', () => {
       expect(sender.lists).toEqual([]);
       expect(sender.fetches).toEqual([]);
       await expect(fs.stat(path.join(m.newRoot, MAILBOXES, 'rogue'))).rejects.toThrow(/ENOENT/);
+      refused.push(`sender:${path.basename(dir)}`);
     } finally {
       await sender.stop();
     }
@@ -102,12 +107,16 @@ describe('peers of the right CA that must still be refused', () => {
 
   it('refuses the controller with an expired certificate of the migration CA', async () => {
     const expired = await reissue(tlsDir, path.join(tlsDir, 'controller', 'controller.crt'), days(-30), days(-1));
-    for (const a of [m.newAddress, m.oldAddress]) expect([grpc.status.UNAVAILABLE, grpc.status.UNAUTHENTICATED]).toContain((await infoError(a, expired))?.code);
+    for (const a of [m.newAddress, m.oldAddress]) {
+      expect([grpc.status.UNAVAILABLE, grpc.status.UNAUTHENTICATED]).toContain((await infoError(a, expired))?.code);
+      refused.push(`expired:${a === m.newAddress ? 'new' : 'old'}`);
+    }
   });
 
   it('refuses the controller with a certificate not valid yet', async () => {
     const future = await reissue(tlsDir, path.join(tlsDir, 'controller', 'controller.crt'), days(2), days(30));
     expect([grpc.status.UNAVAILABLE, grpc.status.UNAUTHENTICATED]).toContain((await infoError(m.newAddress, future))?.code);
+    refused.push('not-yet-valid');
   });
 
   it('the new agent refuses a sending agent with an expired certificate of the migration CA', async () => {
@@ -130,6 +139,7 @@ describe('peers of the right CA that must still be refused', () => {
       const r = await m.cli(['sync', '--plan', plan, '--phase', 'initial'], 20_000);
       expect(r.code, r.stderr).not.toBe(0);
       expect(r.stderr).toMatch(/not an agent's|\[connect\.unavailable\]/);
+      refused.push('controller-cert-as-new-agent');
     } finally {
       await fake.stop();
     }
@@ -141,11 +151,11 @@ describe('peers of the right CA that must still be refused', () => {
       expect(r.code, r.stderr).not.toBe(0);
       expect(r.stderr).toMatch(/\[(auth\.wrong_role|auth\.refused|connect\.unavailable|pki\.[a-z_]+|tls\.[a-z_]+)\]/);
       await expect(fs.stat(path.join(m.newRoot, MAILBOXES))).rejects.toThrow(/ENOENT/);
+      refused.push('agent-cert-as-controller');
     } finally {
       await fs.writeFile(path.join(ctlDir, 'controller.crt'), saved.cert);
       await fs.writeFile(path.join(ctlDir, 'controller.key'), saved.key, { mode: 0o600 });
     }
-    reportFigure('peers', { refused: 6 });
   });
 });
 

@@ -155,7 +155,10 @@ describe('cmmigrate run', () => {
         const j = r!.journal().steps[step];
         expect(j.state).toBe('failed');
         expect(j.error.code).toBe(code);
+        checked.push(step);
       };
+      /** The steps whose fault was injected and whose failure was checked. */
+      const checked: string[] = [];
 
       // Step 2: cmdeploy install,configure exits 1. Step 1 ran beside it and is done.
       r.setFault('fail-preconfigure', true);
@@ -203,7 +206,8 @@ describe('cmmigrate run', () => {
       const fin = await run();
       expect(fin.code, fin.stderr).toBe(0);
       expect(states(r)).toEqual(ALL_DONE);
-      reportFigure('run-step-faults', { faults: 5, steps: '2 3 4 5 6' });
+      // Counted once the rerun after the last fault finished: a row with faults never resolved is not printed.
+      reportFigure('run-step-faults', { faults: checked.length, steps: checked.join(' ') });
       // No cmdeploy effect was repeated beyond what was safe: activate ran once (its mark held).
       expect(cmdeployCalls(r)).toEqual(['preconfigure 127.0.0.3', 'preconfigure 127.0.0.3', 'disable-mail 127.0.0.2', 'disable-mail 127.0.0.2', 'activate 127.0.0.3']);
       expect(r.journal().steps['2'].attempts).toBe(2);

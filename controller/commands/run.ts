@@ -87,7 +87,7 @@ export function runCommand(ctx: CommandContext): Command {
     .addOption(new Option('--only <step>', 'run just this step (preflight, 1-6)').argParser(stepOption('--only')))
     .option('--json', 'print one JSON event per line on stdout; only warnings and errors go to stderr')
     .option('--dns-timeout <seconds>', 'how long step 5 waits for the DNS records (default 1800)', seconds('--dns-timeout'))
-    .addOption(new Option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 5)').argParser(seconds('--dns-interval')).hideHelp())
+    .option('--dns-interval <seconds>', 'time between two DNS polls in step 5 (default 5)', seconds('--dns-interval'))
     .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')
     .option('--no-catch-up', 'no catch-up passes after the initial copy of step 1')
     .option('--catch-up-until <seconds>', 'catch-up passes repeat while a pass takes at least this long and changes 1 % of the tree (default 10; 0: until a pass changes less than 1 %)', nonNegativeSeconds('--catch-up-until'))
