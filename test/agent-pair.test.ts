@@ -3,6 +3,7 @@
  * whose etc/passwd give the relay's users different ids, the real controller CLI, real
  * TLS, real files. The trees are compared here entry by entry, independently of verify.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,6 +139,44 @@ describe('agent pair: a whole relay, host to host', () => {
     // A final pass repairs both, and verify passes again.
     const r = await m.cli(['sync', '--plan', m.plan, '--phase', 'final']);
     expect(r.code, r.stderr).toBe(0);
+    expect((await m.cli(['verify', '--plan', m.plan])).code).toBe(0);
+  }, 180_000);
+
+  // Issue 15.8: a change behind cmmigrate's back that keeps size and mtime to the nanosecond.
+  it('a byte changed on the new host with its exact mtime kept: the final pass keeps it, verify and verify --quick name it', async () => {
+    const mbox = (await fs.readdir(path.join(m.newRoot, 'home/vmail/mail/mail.example.org')))[0];
+    const rel = `home/vmail/mail/mail.example.org/${mbox}/dovecot-uidlist`;
+    const file = path.join(m.newRoot, rel);
+    const before = await fs.stat(file, { bigint: true });
+    const buf = await fs.readFile(file);
+    buf[0] ^= 1;
+    await fs.writeFile(file, buf);
+    execFileSync('touch', ['-m', '-d', `@${before.mtimeNs / 1_000_000_000n}.${String(before.mtimeNs % 1_000_000_000n).padStart(9, '0')}`, file]);
+    const after = await fs.stat(file, { bigint: true });
+    expect(after.mtimeNs).toBe(before.mtimeNs);
+    expect(after.size).toBe(before.size);
+
+    // A pass trusts size and mtime (as rsync does without --checksum): it keeps the file.
+    const r = await m.cli(['sync', '--plan', m.plan, '--phase', 'final', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.files).toBe(0);
+    expect((await fs.readFile(file))[0]).toBe(buf[0]);
+
+    // Verify reads the content: exactly this path differs, by content only; the quick
+    // verify sees the ctime the write moved and reads it too.
+    for (const extra of [[], ['--quick']]) {
+      const v = await m.cli(['verify', '--plan', m.plan, '--json', ...extra]);
+      expect(v.code, v.stderr).toBe(1);
+      const out = JSON.parse(v.stdout);
+      expect(out.first).toEqual([{ path: '/' + rel, what: 'content differs' }]);
+    }
+
+    // The repair: remove the damaged copy; the next pass carries the old host's again.
+    await fs.rm(file);
+    const again = await m.cli(['sync', '--plan', m.plan, '--phase', 'final', '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).files).toBe(1);
     expect((await m.cli(['verify', '--plan', m.plan])).code).toBe(0);
   }, 180_000);
 });
