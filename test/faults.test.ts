@@ -20,7 +20,7 @@ const MIB = 1024 * 1024;
 /** The big message each round adds: most of a pass's bytes. */
 const BIG = 6 * MIB;
 /** A pass whose peer died or stalled must end within this. */
-const FAIL_WITHIN_MS = 15_000;
+const FAIL_WITHIN_MS = 30_000;
 const STALL_SECONDS = 3;
 
 type Victim = 'old' | 'new' | 'controller';
@@ -153,7 +153,7 @@ describe('faults between and inside passes', () => {
       controller: POINTS.filter((p) => p.victim === 'controller').length,
       result: 'verified',
     });
-  }, 240_000);
+  }, 900_000);
 
   it.each([
     ['during the listing', 'initial', 3_000],
@@ -189,8 +189,10 @@ describe('faults between and inside passes', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain('[connect.stalled]');
     expect(r.stderr).toContain(proxy.address);
-    expect(ms).toBeGreaterThanOrEqual(STALL_SECONDS * 1000 - 200);
-    expect(ms).toBeLessThan(STALL_SECONDS * 1000 + 5_000);
+    // Not before the stall timeout (t0 is taken once the proxy holds the data, a little
+    // after the stall began, so a second of slack), and not long after it on a loaded machine.
+    expect(ms).toBeGreaterThanOrEqual((STALL_SECONDS - 1) * 1000);
+    expect(ms).toBeLessThan(STALL_SECONDS * 1000 + 20_000);
     await recover(phase);
     reportFigure('stall', { phase, afterBytes, failedInMs: ms });
   }, 60_000);

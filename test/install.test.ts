@@ -133,7 +133,7 @@ describe('host checks before anything changes', () => {
   });
 });
 
-describe('install-agent, agents, uninstall-agent over ssh', { timeout: 30_000 }, () => {
+describe('install-agent, agents, uninstall-agent over ssh', { timeout: 240_000 }, () => {
   let sshd: TestSshd;
   let dir: string;
   let plan: string;
@@ -194,7 +194,7 @@ describe('install-agent, agents, uninstall-agent over ssh', { timeout: 30_000 },
       expect(r.stderr).toContain('[ssh.auth_failed]');
       expect(r.stderr).toMatch(/the new host \(ssh nosuchuser@127\.0\.0\.3\) refused the login: .*Permission denied/);
       expect(r.stderr).toContain('next: cmmigrate runs ssh without prompts');
-    }, 30_000);
+    }, 120_000);
 
     it('a host that is not Debian', async () => {
       const other = path.join(dir, 'ubuntu-host');

@@ -17,7 +17,7 @@ const BIG = [24, 36, 28, 40, 32, 30].map((n) => n * MIB);
 /** A pass takes seconds; a CLI running longer than this is stuck. */
 const CLI_TIMEOUT = 30_000;
 /** A pass whose agent was killed should end at once. */
-const KILLED_TIMEOUT = 10_000;
+const KILLED_TIMEOUT = 45_000;
 
 interface TargetState {
   /** Content bytes of committed (non-temp) regular files, each inode once. */
