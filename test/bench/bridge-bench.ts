@@ -10,7 +10,7 @@
  *
  * The bridge runs in a process of its own (test/support/bridge-process.ts, as in the
  * agent), the servers in another, the client here. Run after a build:
- *   npm run build && node dist/test/bench/bridge-bench.js [--rounds N] [--trips N] [--gib N]
+ *   npm run build:tools && node dist-test/test/bench/bridge-bench.js [--rounds N] [--trips N] [--gib N]
  *     [--bridge-node PATH (the bridge's runtime, e.g. Node 18.19)] [--json FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';

@@ -1,6 +1,6 @@
 /**
  * Writes the report of a realistic sample move, to look at without running a move:
- * `npm run build && node dist/test/demo/make-report.js [DIR]` writes DIR/report.html
+ * `npm run build:tools && node dist-test/test/demo/make-report.js [DIR]` writes DIR/report.html
  * (DIR defaults to a new temp directory) and DIR/report.json, and prints both paths.
  */
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
