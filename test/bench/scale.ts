@@ -9,6 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { cmmigrate, freePort, startAgentProcess, type AgentProcess } from '../support/harness';
 import { generateRelayTree, writeIdentity } from '../support/relay-tree';
+import { AGENT_PEAK_RSS_BYTES, AGENT_PEAK_RSS_MB } from '../support/bounds';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -86,6 +87,14 @@ async function main(): Promise<void> {
     await fs.writeFile(path.join(dir, 'new.log'), agents[1].log());
   }
   console.log(JSON.stringify(result, null, 2));
+  // The README's bound holds for every agent in every phase, or the run fails.
+  const over = Object.entries(result)
+    .filter(([k]) => k.endsWith('peak RSS MiB'))
+    .flatMap(([k, v]) => Object.entries(v as Record<string, number>).filter(([, mib]) => mib * 2 ** 20 > AGENT_PEAK_RSS_BYTES).map(([side, mib]) => `${side} agent ${mib} MiB during ${k.replace(' peak RSS MiB', '')}`));
+  if (over.length) {
+    console.error(`scale: over the README's bound of ${AGENT_PEAK_RSS_MB} MB per agent: ${over.join('; ')}`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch((err) => {
