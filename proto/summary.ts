@@ -2,15 +2,15 @@
  * A pass's summary as both sides use it: the wire's Summary with its 64-bit counts as
  * numbers. The one conversion from the wire (int64 fields arrive as decimal strings with
  * the loader's `longs: String`) lives here; the other way needs none, because Summary
- * accepts numbers as they are.
+ * accepts numbers as they are. The type is numbered.ts's PassSummary, the one the agent sends.
  */
 import type { Summary__Output } from './generated/cmmigrate/v1/Summary';
+import type { PassSummary } from './numbered';
+
+export type { PassSummary };
 
 /** The fields that travel as int64 (strings once decoded). */
 type Int64Field = { [K in keyof Summary__Output]: Summary__Output[K] extends string ? K : never }[keyof Summary__Output];
-
-/** The summary of one pass, counts as numbers. Assignable to the wire's Summary as is. */
-export type PassSummary = { [K in keyof Summary__Output]: Summary__Output[K] extends string ? number : Summary__Output[K] };
 
 // A Record, so that the compiler insists on every int64 field of the .proto.
 const INT64: Record<Int64Field, true> = {
