@@ -78,7 +78,8 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
     stop: (graceMs = 5000) => {
       // The bridge stops with the agent but keeps its state: a restarted agent resumes it.
       shutdown.abort();
-      return new Promise<void>((resolve) => {
+      const bridgeDown = service.bridges.shutdown();
+      const grpcDown = new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();
@@ -88,6 +89,7 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
           resolve();
         });
       });
+      return Promise.all([bridgeDown, grpcDown]).then(() => undefined);
     },
   };
 }

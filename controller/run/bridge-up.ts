@@ -6,7 +6,6 @@
  */
 import { bridgeStatusOn, startBridgeOn, type BridgeView } from '../bridge-client';
 import { queryRecords } from '../dns';
-import { runningUnits } from '../host-ops';
 import { bridgeSpec, stopAdvice, type StopAdvice } from '../ops/bridge';
 import { formatDuration } from '../report';
 import { shQuote } from '../ssh';
@@ -71,7 +70,8 @@ export async function bridgeUp(ctx: RunContext): Promise<BridgeView> {
   const spec = await bridgeSpec(plan);
   out.heading(`\nBridge: the old host passes the relay's ports to the new host while DNS changes`);
   const states = await ctx.hosts.old.serviceStates([...PORT_HOLDERS]);
-  const holding = runningUnits(states, PORT_HOLDERS);
+  // Any state but inactive or failed may hold a port (active, activating, reloading, ...).
+  const holding = PORT_HOLDERS.filter((u) => !['inactive', 'failed', 'unknown'].includes(states[u] ?? 'unknown'));
   if (holding.length) await stopUnits(ctx, 'old', holding, 'they hold ports the bridge takes over');
   const ttl = journal.data.bridge?.old_ttl ?? (await oldTtl(ctx));
   journal.update((d) => {
