@@ -92,7 +92,7 @@ describe('cmmigrate run --bridge', () => {
       const submission = portOf(r.ports.new[587]);
       const down = await freePort(NEW_HOST);
       const text = await fsp.readFile(r.plan, 'utf8');
-      await fsp.writeFile(r.plan, text.replace(/^(mail_domain = .*)$/m, `$1\nbridge_listen = ["${OLD_HOST}"]\nbridge_ports = [${smtp}, ${submission}, ${down}]`));
+      await fsp.writeFile(r.plan, text.replace(/^(mail_domain = .*)$/m, `$1\nbridge_listen = ["${OLD_HOST}", "::1"]\nbridge_ports = [${smtp}, ${submission}, ${down}]`));
 
       // Nothing answers on the old address at those ports before the bridge.
       expect((await outcome(OLD_HOST, smtp)).how).toBe('refused');
@@ -125,6 +125,8 @@ describe('cmmigrate run --bridge', () => {
       expect(held.line).toMatch(/^220 mail\.example\.org ESMTP/);
       const sub = await greeting(OLD_HOST, submission);
       expect(sub.line).toMatch(/^220 /);
+      // The old host's IPv6 address (::1 here) is bridged too, to the same IPv4 target.
+      expect((await greeting('::1', submission)).line).toMatch(/^220 /);
       // The new host down on a port: accepted, then closed at once; nothing hangs.
       const refused = await outcome(OLD_HOST, down);
       expect(refused.how).toBe('closed');

@@ -32,7 +32,7 @@ async function addressesOf(host: string): Promise<string[]> {
  * each connection to the new host's address (`[new] ipv4`, else `ipv6`, else its host).
  */
 export async function bridgeSpec(plan: Plan): Promise<BridgeStartSpec> {
-  const listen = plan.bridge.listen?.length ? plan.bridge.listen : await addressesOf(plan.old.host);
+  const listen = plan.bridge?.listen?.length ? plan.bridge.listen : await addressesOf(plan.old.host);
   if (!listen.length) {
     throw new CmError('plan.invalid', `the bridge needs the old host's addresses, and ${plan.old.host} did not resolve`, {
       hint: `add bridge_listen = ["<old IPv4>", "<old IPv6>"] to ${plan.file}`,
@@ -44,7 +44,7 @@ export async function bridgeSpec(plan: Plan): Promise<BridgeStartSpec> {
       hint: `add ipv4 = "<new IPv4>" to the [new] table of ${plan.file}`,
     });
   }
-  return { listen, target, ports: plan.bridge.ports };
+  return { listen, target, ports: plan.bridge?.ports };
 }
 
 /** Connects to the old agent, calls `fn`, closes it. */

@@ -244,7 +244,7 @@ export async function runMigration(opts: RunOptions, out: Reporter): Promise<Run
   const journal = opts.dryRun ? ((await Journal.read(plan.stateDir)) ?? Journal.inMemory(ids)) : await Journal.open(plan.stateDir, ids);
   const log = runLogger(opts.dryRun ? undefined : path.join(plan.stateDir, 'run.log'));
   // The order is fixed once step 5 or 6 has started: a rerun continues in it, whatever its options.
-  const wantBridge = opts.bridge === true || plan.bridge.enabled;
+  const wantBridge = opts.bridge === true || plan.bridge?.enabled === true;
   const fixed = journal.step('5').attempts > 0 || journal.step('6').attempts > 0;
   const order = runOrder(fixed ? journal.data.order : undefined, wantBridge);
   if (fixed && journal.data.order && bridges(order) !== wantBridge) {
