@@ -1,6 +1,6 @@
 /**
  * The bridge in a process of its own, as the agent will run it: the parent starts
- * `node dist/test/support/bridge-process.js start <request-json> [stateDir]` (or `resume
+ * `node dist-test/test/support/bridge-process.js start <request-json> [stateDir]` (or `resume
  * <stateDir>`), reads `ready` on stdout, and may send lines on stdin: `status` (answers
  * one JSON line), `cpu` (answers utime+stime of /proc/self/stat in clock ticks), `stop`,
  * `stop-keep` (stop, keep the state file; the process then exits). Used by the kill and
@@ -29,7 +29,7 @@ export interface BridgeProcess {
   end(how: 'stop' | 'stop-keep' | 'kill'): Promise<void>;
 }
 
-const SCRIPT = path.join(REPO, 'dist', 'test', 'support', 'bridge-process.js');
+const SCRIPT = path.join(REPO, 'dist-test', 'test', 'support', 'bridge-process.js');
 
 /** Starts `bridge-process.js` (from dist/) and waits for `ready`; rejects with its stderr if it fails. */
 export function startBridgeProcess(args: string[], node = process.execPath, script = SCRIPT): Promise<BridgeProcess> {
