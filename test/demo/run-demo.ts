@@ -128,7 +128,7 @@ async function summary(r: Rehearsal): Promise<void> {
     const dnsStart = time(steps['5']?.started_at);
     const dnsEnd = time(steps['5']?.ended_at);
     const dnsSeconds = typeof outage.dns_seconds === 'number' ? `${outage.dns_seconds.toFixed(1)} s` : dnsStart && dnsEnd ? seconds(dnsStart, dnsEnd) : undefined;
-    const dns = dnsSeconds ? `, of which waiting for DNS ${dnsSeconds}` : '';
+    const dns = journal?.bridge_up_at ? `; the DNS wait (${dnsSeconds ?? '?'}) came after it` : dnsSeconds ? `, of which waiting for DNS ${dnsSeconds}` : '';
     console.log(`outage window (start of step 3 to ${journal?.bridge_up_at ? 'the bridge up' : 'end of step 6'}): ${seconds(outageStart, outageEnd)}${dns}`);
   } else {
     console.log('outage window: the journal has no start time for step 3 or no end time for step 6');
