@@ -43,6 +43,27 @@ export const HostOpSchema = z.object({
   units: z.array(z.string().max(256)).max(HOST_OP_MAX_UNITS, `at most ${HOST_OP_MAX_UNITS} units per call`),
 });
 
+const U32 = z.number().int().min(0).max(0xffffffff);
+/** BridgeStart (controller → old agent); 0 in a limit means the default. */
+export const BridgeStartSchema = z.object({
+  listen: z.array(z.string().min(1).max(64)).min(1).max(16),
+  ports: z.array(z.number().int().min(1).max(65535)).max(64),
+  target: z.string().min(1).max(64),
+  limits: z
+    .object({
+      max_connections: U32,
+      max_per_source: U32,
+      per_port: z.record(z.string().regex(/^\d{1,5}$/), U32),
+      per_port_set: z.boolean(),
+      idle_timeout_ms: U32,
+      connect_timeout_ms: U32,
+      high_water_mark: U32,
+    })
+    .nullable()
+    .optional(),
+});
+
+export type BridgeStartChecked = z.infer<typeof BridgeStartSchema>;
 export type PullRequestChecked = z.infer<typeof PullSchema>;
 export type ScopeChecked = z.infer<typeof ScopeSchema>;
 

@@ -45,7 +45,9 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
   const server = new grpc.Server(SERVER_OPTIONS);
   const stateDir = path.resolve(opts.stateDir ?? path.join(root, 'var/lib/cmmigrate'));
   const stallMs = Math.max(1, opts.stallSeconds ?? DEFAULT_STALL_SECONDS) * 1000;
-  new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir, stallMs }).addToServer(server);
+  const shutdown = new AbortController();
+  const service = new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir, stallMs, signal: shutdown.signal });
+  service.addToServer(server);
   const address = formatHostPort(hp.host, hp.port);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, serverCredentials(tls), (err, p) => {
@@ -67,12 +69,17 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
     };
     setInterval(m, 2000).unref();
   }
+  // A bridge that ran before this agent restarted comes back (its state is on disk).
+  await service.bridges.resume();
   log.info({ listen: formatHostPort(hp.host, port), root, mailboxes_dir: mailboxesDir, role: tls.label }, 'agent listening');
   return {
     port,
     address: formatHostPort(hp.host, port),
-    stop: (graceMs = 5000) =>
-      new Promise<void>((resolve) => {
+    stop: (graceMs = 5000) => {
+      // The bridge stops with the agent but keeps its state: a restarted agent resumes it.
+      shutdown.abort();
+      const bridgeDown = service.bridges.shutdown();
+      const grpcDown = new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();
@@ -81,6 +88,8 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
           clearTimeout(timer);
           resolve();
         });
-      }),
+      });
+      return Promise.all([bridgeDown, grpcDown]).then(() => undefined);
+    },
   };
 }

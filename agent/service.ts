@@ -4,7 +4,10 @@
  * returns; any failure becomes a status that carries the CmError code and hint.
  */
 import type * as grpc from '@grpc/grpc-js';
+import * as path from 'node:path';
 import { agentService, ROLE_AGENT, ROLE_CONTROLLER, type AgentHandlers, type PullEvent } from '../proto';
+import { BridgeManager } from './bridge/manager';
+import { bridgeReply, bridgeRequestOf } from './bridge-call';
 import { streamingCall, unaryCall, writeAll } from './calls';
 import { HostOpRunner } from './host-ops';
 import { hostOpReply } from './host-op-call';
@@ -14,7 +17,7 @@ import { listBatches } from './listing';
 import type { Logger } from './log';
 import { resolveRoots, type AgentRoots } from './paths';
 import { pullFromPeer } from './pull-session';
-import { FetchFirstSchema, FetchItemsSchema, HostOpSchema, ListSchema, ownersMap, parse, phaseOf, PullSchema, rootsOfScope, VerifySchema } from './requests';
+import { BridgeStartSchema, FetchFirstSchema, FetchItemsSchema, HostOpSchema, ListSchema, ownersMap, parse, phaseOf, PullSchema, rootsOfScope, VerifySchema } from './requests';
 import { PassDigests } from './digest-records';
 import { fetchTar, type FetchWant } from './tar-writer';
 import type { AgentTls } from './tls';
@@ -28,6 +31,8 @@ export interface AgentServiceOptions {
   stateDir: string;
   /** A pass whose sender sends nothing for this long fails (connect.stalled). */
   stallMs: number;
+  /** The agent's shutdown: a running bridge stops and keeps its state, to resume at the next start. */
+  signal?: AbortSignal;
 }
 
 type Writable = grpc.ServerWritableStream<unknown, unknown>;
@@ -36,9 +41,17 @@ type Duplex = grpc.ServerDuplexStream<unknown, unknown>;
 /** The Agent service; `addToServer(server)` registers it. */
 export class AgentService {
   private readonly hostOps: HostOpRunner;
+  /** The one bridge this agent may run (issue 14); its state lives in <stateDir>/bridge. */
+  readonly bridges: BridgeManager;
 
   constructor(private readonly opts: AgentServiceOptions) {
     this.hostOps = new HostOpRunner({ roots: opts.roots, log: opts.log.child({ method: 'HostOp' }) });
+    const blog = opts.log.child({ method: 'Bridge' });
+    this.bridges = new BridgeManager({
+      stateDir: path.join(opts.stateDir, 'bridge'),
+      signal: opts.signal,
+      onWarning: (w) => blog.warn({ code: w.code, port: w.port }, w.message),
+    });
   }
 
   addToServer(server: grpc.Server): void {
@@ -46,6 +59,9 @@ export class AgentService {
     const handlers: AgentHandlers = {
       Info: unaryCall(ROLE_CONTROLLER, 'Info', log, () => agentInfo(this.opts.roots, this.opts.tls.label)),
       HostOp: unaryCall(ROLE_CONTROLLER, 'HostOp', log, (call) => hostOpReply(this.hostOps, parse(HostOpSchema, call.request, 'HostOp'))),
+      BridgeStart: unaryCall(ROLE_CONTROLLER, 'BridgeStart', log, async (call) => bridgeReply(await this.bridges.start(bridgeRequestOf(parse(BridgeStartSchema, call.request, 'BridgeStart'))))),
+      BridgeStop: unaryCall(ROLE_CONTROLLER, 'BridgeStop', log, async () => bridgeReply(await this.bridges.stop())),
+      BridgeStatus: unaryCall(ROLE_CONTROLLER, 'BridgeStatus', log, async () => bridgeReply(this.bridges.status())),
       Pull: streamingCall(ROLE_CONTROLLER, 'Pull', log, (call: Writable, signal) => this.pull(call, signal)),
       Verify: streamingCall(ROLE_CONTROLLER, 'Verify', log, (call: Writable, signal) => this.verify(call, signal)),
       List: streamingCall(ROLE_AGENT, 'List', log, (call: Writable, signal) => this.list(call, signal)),

@@ -7,7 +7,9 @@ import { Command, CommanderError } from 'commander';
 import { asCmError, ExitCode } from '../proto';
 import type { CommandContext } from './command-context';
 import { agentsCommand } from './commands/agents';
+import { bridgeCommand } from './commands/bridge';
 import { initCommand } from './commands/init';
+import { reportCommand } from './commands/report';
 import { rollbackCommand } from './commands/rollback';
 import { runCommand } from './commands/run';
 import { statusCommand } from './commands/status';
@@ -59,7 +61,7 @@ The steps one by one, by hand:
   cmmigrate verify --plan plan.toml
 ${EXIT_CODES}`,
     );
-  for (const cmd of [initCommand(ctx), installAgentCommand(ctx), agentsCommand(ctx), runCommand(ctx), statusCommand(ctx), rollbackCommand(ctx), syncCommand(ctx), verifyCommand(ctx), uninstallAgentCommand(ctx)]) {
+  for (const cmd of [initCommand(ctx), installAgentCommand(ctx), agentsCommand(ctx), runCommand(ctx), statusCommand(ctx), rollbackCommand(ctx), syncCommand(ctx), verifyCommand(ctx), bridgeCommand(ctx), reportCommand(ctx), uninstallAgentCommand(ctx)]) {
     cmd.exitOverride();
     program.addCommand(cmd);
   }

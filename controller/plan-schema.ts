@@ -118,6 +118,12 @@ export const planSchema = z
       })
       .describe('a table [checks]')
       .optional(),
+    bridge: z.boolean().describe('true or false: `cmmigrate run` bridges the old host to the new one (as --bridge)').optional(),
+    bridge_listen: z
+      .array(checked((s) => (net.isIP(s) ? undefined : `must be an IP address such as "203.0.113.5" or "2001:db8::5" (got ${JSON.stringify(s)})`)))
+      .describe('an array of IP addresses of the old host such as ["203.0.113.5", "2001:db8::5"]')
+      .optional(),
+    bridge_ports: z.array(z.number().int().min(1).max(65535)).describe('an array of TCP ports such as [25, 465, 587, 143, 993, 443, 80]').optional(),
     owners: z
       .strictObject(Object.fromEntries(OWNER_ROOTS.map((r) => [r, ownerValue.describe('a string "user:group" such as "vmail:vmail"').optional()])) as Record<OwnerRoot, z.ZodOptional<typeof ownerValue>>)
       .describe('a table [owners]')

@@ -69,6 +69,8 @@ export interface Plan {
   /** The zone's authoritative servers as `ip[:port]`, if the plan lists them (else found by NS look-up). */
   dnsServers: string[];
   checks: ChecksPlan;
+  /** The bridge of `run --bridge` (issue 14), when the plan has a bridge key: on by `bridge = true`; where it listens and which ports. */
+  bridge?: { enabled: boolean; listen?: string[]; ports?: number[] };
 }
 
 /** What `renderPlan` needs; a loaded Plan fits too. Omitted fields get the defaults. */
@@ -169,6 +171,9 @@ export async function loadPlan(file: string): Promise<Plan> {
       newPorts: { ...(p.checks?.new_ports ?? {}) },
       caFile: p.checks?.ca_file === undefined ? undefined : path.resolve(dir, p.checks.ca_file),
     },
+    ...(p.bridge !== undefined || p.bridge_listen !== undefined || p.bridge_ports !== undefined
+      ? { bridge: { enabled: p.bridge === true, listen: p.bridge_listen, ports: p.bridge_ports } }
+      : {}),
   };
 }
 

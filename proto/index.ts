@@ -34,6 +34,10 @@ export type { FetchItem } from './generated/cmmigrate/v1/FetchItem';
 export type { Item, Item__Output } from './generated/cmmigrate/v1/Item';
 export type { HostOpReply, HostOpReply__Output } from './generated/cmmigrate/v1/HostOpReply';
 export type { HostOpRequest, HostOpRequest__Output } from './generated/cmmigrate/v1/HostOpRequest';
+export type { BridgeStartRequest, BridgeStartRequest__Output } from './generated/cmmigrate/v1/BridgeStartRequest';
+export type { BridgeStatusReply, BridgeStatusReply__Output } from './generated/cmmigrate/v1/BridgeStatusReply';
+export type { BridgePortStatus, BridgePortStatus__Output } from './generated/cmmigrate/v1/BridgePortStatus';
+export type { BridgeLimits as BridgeLimitsWire, BridgeLimits__Output as BridgeLimitsWire__Output } from './generated/cmmigrate/v1/BridgeLimits';
 
 export * from './errors';
 export * from './roots';

@@ -87,6 +87,18 @@ export class BridgeManager {
     });
   }
 
+  /**
+   * The agent is going away: the bridge closes and keeps its state file with its counters,
+   * so the next start resumes it. Resolves once that is written (the process may exit then).
+   */
+  shutdown(): Promise<void> {
+    return this.serial(async () => {
+      const b = this.bridge;
+      this.bridge = null;
+      await b?.stop({ keepState: true });
+    });
+  }
+
   status(): ManagedStatus {
     if (this.bridge) return { running: true, ...this.bridge.status() };
     return this.resumeError ? { running: false, resumeError: { code: this.resumeError.code, message: this.resumeError.message } } : { running: false };

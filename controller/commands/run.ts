@@ -55,8 +55,14 @@ plan's state dir; a rerun continues at the first step that is not done):
              servers show them
   6          CMDEPLOY_STAGES=activate scripts/cmdeploy run --ssh-host NEW, restarts postfix,
              dovecot and opendkim, checks ports 25 465 587 993 443 and the certificate
+  --bridge   (or bridge = true in the plan) step 6 runs before step 5; between them the
+             old host's agent listens on the old addresses on the relay's ports (25 465 587
+             143 993 443 80; nginx there is stopped) and passes each connection to the new
+             host, so mail is back on before DNS moves. The bridge stays up after the run:
+             cmmigrate bridge status|stop --plan FILE
   then       a full verify of both hosts, every file read, with mail back on (Ctrl-C
-             leaves it pending: cmmigrate verify --plan FILE runs it later)
+             leaves it pending: cmmigrate verify --plan FILE runs it later), and the
+             move report (cmmigrate report --plan FILE writes it again)
 
 Exit status:
   ${ExitCode.ok}    every selected step is done
@@ -91,9 +97,10 @@ export function runCommand(ctx: CommandContext): Command {
     .option('--skip-dns-wait', 'do not wait for the DNS records in step 5 (when you know they are set)')
     .option('--no-catch-up', 'no catch-up passes after the initial copy of step 1')
     .option('--catch-up-until <seconds>', 'catch-up passes repeat while a pass takes at least this long and changes 1 % of the tree (default 10; 0: until a pass changes less than 1 %)', nonNegativeSeconds('--catch-up-until'))
+    .option('--bridge', "activate the new host before the DNS switch and bridge the old host's relay ports to it meanwhile (step 6 before step 5)")
     .option('--no-full-verify', 'after step 6, leave the full verify of both hosts for later (cmmigrate verify --plan FILE)')
     .addHelpText('after', RUN_STEPS_HELP)
-    .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean; catchUp: boolean; catchUpUntil?: number; fullVerify: boolean }) => {
+    .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean; bridge?: boolean; catchUp: boolean; catchUpUntil?: number; fullVerify: boolean }) => {
       const out = ctx.reporter(!!o.json);
       await runMigration(
         {
@@ -106,6 +113,7 @@ export function runCommand(ctx: CommandContext): Command {
           dnsTimeoutSeconds: o.dnsTimeout,
           dnsIntervalSeconds: o.dnsInterval,
           skipDnsWait: o.skipDnsWait,
+          bridge: o.bridge,
           noCatchUp: !o.catchUp,
           catchUpSeconds: o.catchUpUntil,
           noFullVerify: !o.fullVerify,

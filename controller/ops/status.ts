@@ -36,7 +36,7 @@ export async function runStatus(plan: Plan, opts: { planArg: string }, out: Repo
   if (d.outage.started_at) {
     const end = d.outage.ended_at ? Date.parse(d.outage.ended_at) : Date.now();
     const secs = (end - Date.parse(d.outage.started_at)) / 1000;
-    out.item(`  mail ${d.outage.ended_at ? 'was' : 'is'} off for ${formatDuration(secs)}${d.outage.ended_at ? '' : ' so far'} (since ${d.outage.started_at})${d.outage.dns_seconds !== undefined ? `, ${formatDuration(d.outage.dns_seconds)} of it waiting for DNS` : ''}`);
+    out.item(`  mail ${d.outage.ended_at ? 'was' : 'is'} off for ${formatDuration(secs)}${d.outage.ended_at ? '' : ' so far'} (since ${d.outage.started_at})${d.bridge_up_at ? ', until the bridge on the old host was up (the DNS wait came after)' : d.outage.dns_seconds !== undefined ? `, ${formatDuration(d.outage.dns_seconds)} of it waiting for DNS` : ''}`);
   }
   for (const [i, p] of d.passes.entries()) {
     out.item(`  pass ${String(i + 1).padEnd(3)} ${p.phase.padEnd(8)} step ${p.step}  ${p.started_at}, ${formatDuration(p.seconds)}, ${formatBytes(p.bytes)} in ${p.files} files`);

@@ -3,6 +3,7 @@
  * /opt/cmmigrate (agent, keys, state) and, only if install-agent installed it, nodejs.
  * Safe to run again: what is gone already is skipped.
  */
+import { stopBridgeOn } from '../bridge-client';
 import type { Plan } from '../plan';
 import type { Reporter } from '../report';
 import { parseLines, valueOf } from '../remote-facts';
@@ -10,6 +11,7 @@ import { remoteLayout, remotePrefix, UNIT_NAME } from '../remote-layout';
 import { uninstallScript } from '../remote-scripts';
 import { runRemote, type SshTarget } from '../ssh';
 import type { Side } from './agents';
+import { withOldAgent } from './bridge';
 import { remoteFailure } from './remote-failure';
 
 export interface UninstallAgentOptions {
@@ -29,12 +31,28 @@ export interface UninstallAgentResult {
   keptPackages: string[];
 }
 
+/**
+ * The old agent's bridge ends before the agent goes (issue 14): its listeners close and the
+ * state that would resume it is removed. An agent that does not answer runs no bridge that
+ * a client could still use, so that is only reported.
+ */
+async function stopBridgeFirst(plan: Plan, signal: AbortSignal | undefined, out: Reporter): Promise<void> {
+  try {
+    const v = await withOldAgent(plan, (a) => stopBridgeOn(a, signal));
+    if (v.ports.length) out.info(`  stopped the bridge on the old host (${v.ports.reduce((n, p) => n + p.total, 0)} connection(s) bridged in all)`);
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    out.info(`  the old agent did not answer to stop its bridge (${(err as Error).message}); removing it ends any bridge`);
+  }
+}
+
 /** Removes the agent from one host over ssh; what was gone already is skipped. */
 export async function runUninstallAgent(plan: Plan, opts: UninstallAgentOptions, out: Reporter): Promise<UninstallAgentResult> {
   const env = opts.env ?? process.env;
   const target: SshTarget = { side: opts.side, destination: plan[opts.side].ssh };
   const layout = remoteLayout(remotePrefix(env));
   const title = `uninstall-agent ${opts.side}`;
+  if (opts.side === 'old') await stopBridgeFirst(plan, opts.signal, out);
   out.info(`${title}: stopping and removing ${UNIT_NAME} and ${layout.dir} on ${target.destination}`);
   const r = await runRemote(target, uninstallScript(layout, { keepPackages: !!opts.keepNodejs }), {
     label: 'stop and remove script',

@@ -21,6 +21,8 @@ export interface ActionContext {
   rerun: string;
   /** Aborted by Ctrl-C. */
   signal?: AbortSignal;
+  /** Told of every cmdeploy call when it ends (the run keeps them for the report). */
+  onCmdeploy?: (c: { command: string; exit_status: number | null; seconds: number; side: 'old' | 'new'; action: CmdeployAction; started_at: string }) => void;
 }
 
 export function hostLabel(plan: Plan, side: 'old' | 'new'): string {
@@ -41,16 +43,26 @@ export function requireRelayDir(plan: Plan, planArg: string, command: 'run' | 'r
 export async function cmdeploy(ctx: ActionContext, side: 'old' | 'new', action: CmdeployAction): Promise<void> {
   const host = ctx.plan[side].host;
   const { display } = cmdeployCommand(ctx.relayDir, host, action);
-  await runCmdeploy({
-    relayDir: ctx.relayDir,
-    sshHost: host,
-    side,
-    action,
-    rerun: ctx.rerun,
-    signal: ctx.signal,
-    echo: () => ctx.out.command({ side, host, command: display }),
-    onLine: (line, stream) => ctx.out.output({ side, host, stream, line }),
-  });
+  const started = new Date();
+  const done = (exit: number | null): void =>
+    ctx.onCmdeploy?.({ command: display, exit_status: exit, seconds: (Date.now() - started.getTime()) / 1000, side, action, started_at: started.toISOString() });
+  try {
+    await runCmdeploy({
+      relayDir: ctx.relayDir,
+      sshHost: host,
+      side,
+      action,
+      rerun: ctx.rerun,
+      signal: ctx.signal,
+      echo: () => ctx.out.command({ side, host, command: display }),
+      onLine: (line, stream) => ctx.out.output({ side, host, stream, line }),
+    });
+  } catch (err) {
+    const exit = (err as CmError).details?.exit_code;
+    done(typeof exit === 'number' ? exit : null);
+    throw err;
+  }
+  done(0);
 }
 
 /** Stops the units on one host and checks that they stopped. */

@@ -26,6 +26,8 @@ export interface RunOptions {
   /** Between two DNS polls; default 10 s. */
   dnsIntervalSeconds?: number;
   skipDnsWait?: boolean;
+  /** Issue 14: step 6 before step 5, with the old host bridging the relay's ports to the new one in between. */
+  bridge?: boolean;
   /** No catch-up passes after step 1's initial copy. */
   noCatchUp?: boolean;
   /** Catch-up passes repeat while a pass takes at least this long (and changes 1 % of the tree); default 10. */

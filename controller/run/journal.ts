@@ -77,6 +77,29 @@ const journalSchema = z.object({
   passes: z.array(passRecord).default([]),
   /** Step 4's quick verify, and the full verify that runs once mail is back on. */
   verify: z.object({ quick: verifyRecord.optional(), full: verifyRecord.optional() }).default({}),
+  /** The order the steps run in: the published one, or with --bridge 6 before 5 (set once, kept for reruns). */
+  order: z.array(z.string()).optional(),
+  /** When every authoritative server answered with the new addresses (step 5). */
+  dns_switched_at: z.string().optional(),
+  /** When the old host's bridge passed connections to the new host (run --bridge). */
+  bridge_up_at: z.string().optional(),
+  /** The bridge the run started: what it bridges, the old TTL, the units it stopped on the old host. */
+  bridge: z
+    .object({
+      listen: z.array(z.string()),
+      target: z.string(),
+      ports: z.array(z.number()),
+      old_ttl: z.number().optional(),
+      stopped_units: z.array(z.string()).default([]),
+      stopped_at: z.string().optional(),
+    })
+    .optional(),
+  /** What the run warned about, for the report. */
+  warnings: z.array(z.object({ message: z.string(), at: z.string().optional(), step: z.string().optional() })).optional(),
+  /** Every cmdeploy call of the run: command, exit status, seconds. */
+  cmdeploy_calls: z
+    .array(z.object({ command: z.string(), exit_status: z.number().int().nullable(), seconds: z.number(), side: z.string().optional(), step: z.string().optional(), started_at: z.string().optional() }))
+    .optional(),
 });
 export type JournalData = z.infer<typeof journalSchema>;
 

@@ -2,6 +2,13 @@ import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { AgentClient as _cmmigrate_v1_AgentClient, AgentDefinition as _cmmigrate_v1_AgentDefinition } from './cmmigrate/v1/Agent';
+import type { BridgeLimits as _cmmigrate_v1_BridgeLimits, BridgeLimits__Output as _cmmigrate_v1_BridgeLimits__Output } from './cmmigrate/v1/BridgeLimits';
+import type { BridgeMinutes as _cmmigrate_v1_BridgeMinutes, BridgeMinutes__Output as _cmmigrate_v1_BridgeMinutes__Output } from './cmmigrate/v1/BridgeMinutes';
+import type { BridgePortStatus as _cmmigrate_v1_BridgePortStatus, BridgePortStatus__Output as _cmmigrate_v1_BridgePortStatus__Output } from './cmmigrate/v1/BridgePortStatus';
+import type { BridgeStartRequest as _cmmigrate_v1_BridgeStartRequest, BridgeStartRequest__Output as _cmmigrate_v1_BridgeStartRequest__Output } from './cmmigrate/v1/BridgeStartRequest';
+import type { BridgeStatusReply as _cmmigrate_v1_BridgeStatusReply, BridgeStatusReply__Output as _cmmigrate_v1_BridgeStatusReply__Output } from './cmmigrate/v1/BridgeStatusReply';
+import type { BridgeStatusRequest as _cmmigrate_v1_BridgeStatusRequest, BridgeStatusRequest__Output as _cmmigrate_v1_BridgeStatusRequest__Output } from './cmmigrate/v1/BridgeStatusRequest';
+import type { BridgeStopRequest as _cmmigrate_v1_BridgeStopRequest, BridgeStopRequest__Output as _cmmigrate_v1_BridgeStopRequest__Output } from './cmmigrate/v1/BridgeStopRequest';
 import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from './cmmigrate/v1/Chunk';
 import type { FetchItem as _cmmigrate_v1_FetchItem, FetchItem__Output as _cmmigrate_v1_FetchItem__Output } from './cmmigrate/v1/FetchItem';
 import type { FetchRequest as _cmmigrate_v1_FetchRequest, FetchRequest__Output as _cmmigrate_v1_FetchRequest__Output } from './cmmigrate/v1/FetchRequest';
@@ -36,6 +43,13 @@ export interface ProtoGrpcType {
   cmmigrate: {
     v1: {
       Agent: SubtypeConstructor<typeof grpc.Client, _cmmigrate_v1_AgentClient> & { service: _cmmigrate_v1_AgentDefinition }
+      BridgeLimits: MessageTypeDefinition<_cmmigrate_v1_BridgeLimits, _cmmigrate_v1_BridgeLimits__Output>
+      BridgeMinutes: MessageTypeDefinition<_cmmigrate_v1_BridgeMinutes, _cmmigrate_v1_BridgeMinutes__Output>
+      BridgePortStatus: MessageTypeDefinition<_cmmigrate_v1_BridgePortStatus, _cmmigrate_v1_BridgePortStatus__Output>
+      BridgeStartRequest: MessageTypeDefinition<_cmmigrate_v1_BridgeStartRequest, _cmmigrate_v1_BridgeStartRequest__Output>
+      BridgeStatusReply: MessageTypeDefinition<_cmmigrate_v1_BridgeStatusReply, _cmmigrate_v1_BridgeStatusReply__Output>
+      BridgeStatusRequest: MessageTypeDefinition<_cmmigrate_v1_BridgeStatusRequest, _cmmigrate_v1_BridgeStatusRequest__Output>
+      BridgeStopRequest: MessageTypeDefinition<_cmmigrate_v1_BridgeStopRequest, _cmmigrate_v1_BridgeStopRequest__Output>
       Chunk: MessageTypeDefinition<_cmmigrate_v1_Chunk, _cmmigrate_v1_Chunk__Output>
       FetchItem: MessageTypeDefinition<_cmmigrate_v1_FetchItem, _cmmigrate_v1_FetchItem__Output>
       FetchRequest: MessageTypeDefinition<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_FetchRequest__Output>

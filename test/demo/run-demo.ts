@@ -13,14 +13,21 @@
  * running, it changes the A record at the DNS server and removes the AAAA. It ends with a
  * summary read from the journal, the hosts' states and the stand-in's log. `--keep` keeps
  * the directory (plan, journal, roots, checkout) for a look afterwards.
+ *
+ * `--bridge` runs `cmmigrate run --bridge` instead (issue 14): step 6 before step 5, and the
+ * old host bridging the relay's ports to the new one in between. A client that only ever
+ * connects to the old address (it never sees the DNS change) opens an SMTP session every
+ * 200 ms; the summary prints the outage as that client saw it. DNS then switches 10 s after
+ * step 5 starts, which that client does not notice.
  */
 import { spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { formatBytes } from '../../controller/report';
 import { CONTROLLER_CLI } from '../support/harness';
-import { MAIL_DOMAIN, setupRehearsal, type Rehearsal } from '../support/rehearsal';
+import { MAIL_DOMAIN, OLD_HOST, setupRehearsal, type Rehearsal } from '../support/rehearsal';
 import { RELAY_UNITS, unitState } from '../support/standin-relay';
 
 /** How long the "operator" takes to change the DNS records once step 5 shows them. */
@@ -56,6 +63,56 @@ function presentsRelayCertificate(endpoint: string, ca: string): Promise<boolean
   });
 }
 
+const portOf = (endpoint: string): number => Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
+
+/** One SMTP greeting from host:port within 2 s: true when a 220 came. */
+function smtpGreets(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok: boolean): void => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(ok);
+    };
+    const t = setTimeout(() => done(false), 2000);
+    s.once('data', (d) => done(d.toString('latin1').startsWith('220 ')));
+    s.once('error', () => done(false));
+    s.once('close', () => done(false));
+  });
+}
+
+/**
+ * A client that never sees the DNS change: it only ever connects to the old host's
+ * address. The rehearsal's stand-ins serve on random ports, so "port 25" of the old address
+ * is the old stand-in's port while the old relay runs and, once bridged, the port the bridge
+ * passes to the new stand-in; on a real host both are 25.
+ */
+function oldAddressClient(r: Rehearsal): { stop(): void; seen: { at: number; ok: boolean }[] } {
+  const seen: { at: number; ok: boolean }[] = [];
+  let on = true;
+  void (async () => {
+    while (on) {
+      const before = await smtpGreets(OLD_HOST, portOf(r.ports.old[25]));
+      const bridged = before || (await smtpGreets(OLD_HOST, portOf(r.ports.new[25])));
+      seen.push({ at: Date.now(), ok: bridged });
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  })();
+  return { stop: () => (on = false), seen };
+}
+
+/** The longest run of failures between two successes, as the client saw it. */
+function clientOutage(seen: { at: number; ok: boolean }[]): { from: number; to: number } | undefined {
+  let lastOk: number | undefined;
+  let best: { from: number; to: number } | undefined;
+  for (const s of seen) {
+    if (!s.ok) continue;
+    if (lastOk !== undefined && (!best || s.at - lastOk > best.to - best.from)) best = { from: lastOk, to: s.at };
+    lastOk = s.at;
+  }
+  return best;
+}
+
 async function summary(r: Rehearsal): Promise<void> {
   console.log('\n=== rehearsal summary ===');
   const journal = r.journal();
@@ -71,12 +128,13 @@ async function summary(r: Rehearsal): Promise<void> {
     const dnsStart = time(steps['5']?.started_at);
     const dnsEnd = time(steps['5']?.ended_at);
     const dnsSeconds = typeof outage.dns_seconds === 'number' ? `${outage.dns_seconds.toFixed(1)} s` : dnsStart && dnsEnd ? seconds(dnsStart, dnsEnd) : undefined;
-    const dns = dnsSeconds ? `, of which waiting for DNS ${dnsSeconds}` : '';
-    console.log(`outage window (start of step 3 to end of step 6): ${seconds(outageStart, outageEnd)}${dns}`);
+    const dns = journal?.bridge_up_at ? `; the DNS wait (${dnsSeconds ?? '?'}) came after it` : dnsSeconds ? `, of which waiting for DNS ${dnsSeconds}` : '';
+    console.log(`outage window (start of step 3 to ${journal?.bridge_up_at ? 'the bridge up' : 'end of step 6'}): ${seconds(outageStart, outageEnd)}${dns}`);
   } else {
     console.log('outage window: the journal has no start time for step 3 or no end time for step 6');
   }
-  if (r.dnsSwitchedAt) console.log(`DNS switched at the server ${DNS_DELAY_MS / 1000} s after step 5 started: ${r.dnsSwitchedAt.toISOString()}`);
+  if (r.dnsSwitchedAt) console.log(`DNS switched at the server after step 5 started: ${r.dnsSwitchedAt.toISOString()}`);
+  if (typeof journal?.bridge_up_at === 'string') console.log(`bridge up on the old host at ${journal.bridge_up_at} (outage ended there; steps ran in the order ${(journal.order ?? []).join(', ')})`);
 
   const calls = r.calls();
   const wrong = calls.filter((c) => c.verdict !== 'ok');
@@ -99,6 +157,7 @@ async function summary(r: Rehearsal): Promise<void> {
 
 async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
+  const bridge = process.argv.includes('--bridge');
   const addresses = Number(process.env.DEMO_ADDRESSES ?? 100);
   console.log(`cmmigrate demo: a rehearsal of the whole move, with a relay of ${addresses} addresses ...`);
   const r = await setupRehearsal({ tree: { addresses, messagesPerAddress: 20, seed: 7 } });
@@ -114,15 +173,34 @@ async function main(): Promise<void> {
     console.log(`DNS: NSD on ${r.nsd.endpoint} serves ${MAIL_DOMAIN} A 127.0.0.2 and an AAAA; it is switched ${DNS_DELAY_MS / 1000} s after step 5 starts`);
     console.log(`plan: ${r.plan}`);
 
-    const stopDns = r.autoSwitchDns(DNS_DELAY_MS);
+    let client: ReturnType<typeof oldAddressClient> | undefined;
+    if (bridge) {
+      const text = await fsp.readFile(r.plan, 'utf8');
+      const ports = [25, 465, 587, 993, 443].map((p) => portOf(r.ports.new[p as 25]));
+      await fsp.writeFile(r.plan, text.replace(/^(mail_domain = .*)$/m, `$1\nbridge_listen = ["${OLD_HOST}"]\nbridge_ports = [${ports.join(', ')}]`));
+      console.log(`bridge: the old host bridges ${OLD_HOST} ports ${ports.join(' ')} (the new stand-in's ports) to the new host; a client connects only to ${OLD_HOST}`);
+      client = oldAddressClient(r);
+    }
+    const stopDns = r.autoSwitchDns(bridge ? 10_000 : DNS_DELAY_MS);
     try {
-      code = await run(r.dir, ['run', '--plan', 'plan.toml', '--yes']);
+      code = await run(r.dir, ['run', '--plan', 'plan.toml', '--yes', ...(bridge ? ['--bridge'] : [])]);
     } finally {
       stopDns();
+      client?.stop();
     }
+    if (bridge && !interrupted) await run(r.dir, ['bridge', 'status', '--plan', 'plan.toml']);
     if (!interrupted) await run(r.dir, ['status', '--plan', 'plan.toml']);
     if (code === 0 && !interrupted) code = await run(r.dir, ['verify', '--plan', 'plan.toml']);
     if (!interrupted) await summary(r);
+    if (client) {
+      const o = clientOutage(client.seen);
+      const ok = client.seen.filter((s) => s.ok).length;
+      console.log(
+        o
+          ? `the old-address client: ${ok}/${client.seen.length} sessions answered; mail unreachable for it from ${new Date(o.from).toISOString()} to ${new Date(o.to).toISOString()} (${seconds(new Date(o.from), new Date(o.to))}), whatever the DNS wait`
+          : `the old-address client: ${ok}/${client.seen.length} sessions answered, no gap seen`,
+      );
+    }
   } finally {
     await r.close({ keep });
     if (keep) console.log(`\nkept ${r.dir} (plan, journal, both roots, host states, the checkout and its calls.jsonl)`);

@@ -2,6 +2,10 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { BridgeStartRequest as _cmmigrate_v1_BridgeStartRequest, BridgeStartRequest__Output as _cmmigrate_v1_BridgeStartRequest__Output } from '../../cmmigrate/v1/BridgeStartRequest';
+import type { BridgeStatusReply as _cmmigrate_v1_BridgeStatusReply, BridgeStatusReply__Output as _cmmigrate_v1_BridgeStatusReply__Output } from '../../cmmigrate/v1/BridgeStatusReply';
+import type { BridgeStatusRequest as _cmmigrate_v1_BridgeStatusRequest, BridgeStatusRequest__Output as _cmmigrate_v1_BridgeStatusRequest__Output } from '../../cmmigrate/v1/BridgeStatusRequest';
+import type { BridgeStopRequest as _cmmigrate_v1_BridgeStopRequest, BridgeStopRequest__Output as _cmmigrate_v1_BridgeStopRequest__Output } from '../../cmmigrate/v1/BridgeStopRequest';
 import type { Chunk as _cmmigrate_v1_Chunk, Chunk__Output as _cmmigrate_v1_Chunk__Output } from '../../cmmigrate/v1/Chunk';
 import type { FetchRequest as _cmmigrate_v1_FetchRequest, FetchRequest__Output as _cmmigrate_v1_FetchRequest__Output } from '../../cmmigrate/v1/FetchRequest';
 import type { HostOpReply as _cmmigrate_v1_HostOpReply, HostOpReply__Output as _cmmigrate_v1_HostOpReply__Output } from '../../cmmigrate/v1/HostOpReply';
@@ -16,6 +20,33 @@ import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _
 import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from '../../cmmigrate/v1/VerifyRequest';
 
 export interface AgentClient extends grpc.Client {
+  BridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStart(argument: _cmmigrate_v1_BridgeStartRequest, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  
+  BridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStatus(argument: _cmmigrate_v1_BridgeStatusRequest, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  
+  BridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  BridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  bridgeStop(argument: _cmmigrate_v1_BridgeStopRequest, callback: grpc.requestCallback<_cmmigrate_v1_BridgeStatusReply__Output>): grpc.ClientUnaryCall;
+  
   Fetch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
   Fetch(options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
   fetch(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk__Output>;
@@ -57,6 +88,12 @@ export interface AgentClient extends grpc.Client {
 }
 
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
+  BridgeStart: grpc.handleUnaryCall<_cmmigrate_v1_BridgeStartRequest__Output, _cmmigrate_v1_BridgeStatusReply>;
+  
+  BridgeStatus: grpc.handleUnaryCall<_cmmigrate_v1_BridgeStatusRequest__Output, _cmmigrate_v1_BridgeStatusReply>;
+  
+  BridgeStop: grpc.handleUnaryCall<_cmmigrate_v1_BridgeStopRequest__Output, _cmmigrate_v1_BridgeStatusReply>;
+  
   Fetch: grpc.handleBidiStreamingCall<_cmmigrate_v1_FetchRequest__Output, _cmmigrate_v1_Chunk>;
   
   HostOp: grpc.handleUnaryCall<_cmmigrate_v1_HostOpRequest__Output, _cmmigrate_v1_HostOpReply>;
@@ -72,6 +109,9 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface AgentDefinition extends grpc.ServiceDefinition {
+  BridgeStart: MethodDefinition<_cmmigrate_v1_BridgeStartRequest, _cmmigrate_v1_BridgeStatusReply, _cmmigrate_v1_BridgeStartRequest__Output, _cmmigrate_v1_BridgeStatusReply__Output>
+  BridgeStatus: MethodDefinition<_cmmigrate_v1_BridgeStatusRequest, _cmmigrate_v1_BridgeStatusReply, _cmmigrate_v1_BridgeStatusRequest__Output, _cmmigrate_v1_BridgeStatusReply__Output>
+  BridgeStop: MethodDefinition<_cmmigrate_v1_BridgeStopRequest, _cmmigrate_v1_BridgeStatusReply, _cmmigrate_v1_BridgeStopRequest__Output, _cmmigrate_v1_BridgeStatusReply__Output>
   Fetch: MethodDefinition<_cmmigrate_v1_FetchRequest, _cmmigrate_v1_Chunk, _cmmigrate_v1_FetchRequest__Output, _cmmigrate_v1_Chunk__Output>
   HostOp: MethodDefinition<_cmmigrate_v1_HostOpRequest, _cmmigrate_v1_HostOpReply, _cmmigrate_v1_HostOpRequest__Output, _cmmigrate_v1_HostOpReply__Output>
   Info: MethodDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoRequest__Output, _cmmigrate_v1_InfoReply__Output>

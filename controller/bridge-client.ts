@@ -1,0 +1,103 @@
+/**
+ * The old agent's bridge (issue 14), as the controller calls it: start, stop and status,
+ * with the wire's decimal-string counts turned into numbers.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { CmError, type BridgeStartRequest, type BridgeStatusReply__Output } from '../proto';
+import { unary, type AgentHandle } from './agent-client';
+
+/** One port's figures. */
+export interface BridgePortView {
+  port: number;
+  open: number;
+  total: number;
+  refused: number;
+  targetFailed: number;
+  idleClosed: number;
+  bytesToTarget: number;
+  bytesFromTarget: number;
+  /** ms since the epoch, or null when none arrived yet. */
+  lastConnectionMs: number | null;
+  buffered: number;
+  /** Arrivals per minute over the last hour, oldest first; `startMs` is counts[0]'s minute. */
+  perMinute: { startMs: number; counts: number[] };
+}
+
+/** The bridge as the old agent reports it. */
+export interface BridgeView {
+  running: boolean;
+  listen: string[];
+  target: string;
+  startedMs: number | null;
+  nowMs: number;
+  open: number;
+  ports: BridgePortView[];
+  /** Not running: why the bridge did not come back after an agent restart. */
+  resumeError?: { code: string; message: string };
+}
+
+const BRIDGE_DEADLINE_MS = 15_000;
+
+function viewOf(r: BridgeStatusReply__Output): BridgeView {
+  return {
+    running: r.running,
+    listen: r.listen,
+    target: r.target,
+    startedMs: r.started_ms ? Number(r.started_ms) : null,
+    nowMs: Number(r.now_ms) || Date.now(),
+    open: r.open,
+    ports: r.ports.map((p) => ({
+      port: p.port,
+      open: p.open,
+      total: Number(p.total),
+      refused: Number(p.refused),
+      targetFailed: Number(p.target_failed),
+      idleClosed: Number(p.idle_closed),
+      bytesToTarget: Number(p.bytes_to_target),
+      bytesFromTarget: Number(p.bytes_from_target),
+      lastConnectionMs: p.last_connection_ms ? Number(p.last_connection_ms) : null,
+      buffered: Number(p.buffered),
+      perMinute: { startMs: Number(p.per_minute?.start_ms ?? 0), counts: p.per_minute?.counts ?? [] },
+    })),
+    ...(r.resume_error_code ? { resumeError: { code: r.resume_error_code, message: r.resume_error } } : {}),
+  };
+}
+
+async function call<Req>(agent: AgentHandle, method: 'BridgeStart' | 'BridgeStop' | 'BridgeStatus', req: Req, signal?: AbortSignal): Promise<BridgeView> {
+  try {
+    const fn = agent.client[method] as unknown as Parameters<typeof unary<Req, BridgeStatusReply__Output>>[1];
+    return viewOf(await unary<Req, BridgeStatusReply__Output>(agent, fn, req, BRIDGE_DEADLINE_MS, signal));
+  } catch (err) {
+    const cause = (err as CmError).cause as grpc.ServiceError | undefined;
+    if (cause?.code === grpc.status.UNIMPLEMENTED) {
+      throw new CmError('agent.too_old', `the ${agent.side} agent ${agent.address} cannot bridge: it is an older cmmigrate-agent`, {
+        hint: 'reinstall the agents with this cmmigrate (cmmigrate install-agent), then run the same command again',
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/** What the bridge should listen on and pass to; empty `ports` means the relay's ports. */
+export interface BridgeStartSpec {
+  listen: string[];
+  target: string;
+  ports?: number[];
+}
+
+/** Starts the bridge on `agent` (the old host's); the same bridge again returns its status. */
+export function startBridgeOn(agent: AgentHandle, spec: BridgeStartSpec, signal?: AbortSignal): Promise<BridgeView> {
+  const req: BridgeStartRequest = { listen: spec.listen, target: spec.target, ports: spec.ports ?? [] };
+  return call(agent, 'BridgeStart', req, signal);
+}
+
+/** Stops the bridge on `agent`; a bridge that does not run is not an error. Returns the last counts. */
+export function stopBridgeOn(agent: AgentHandle, signal?: AbortSignal): Promise<BridgeView> {
+  return call(agent, 'BridgeStop', {}, signal);
+}
+
+/** The bridge's status on `agent`. */
+export function bridgeStatusOn(agent: AgentHandle, signal?: AbortSignal): Promise<BridgeView> {
+  return call(agent, 'BridgeStatus', {}, signal);
+}

@@ -1,0 +1,12 @@
+// Original file: proto/cmmigrate.proto
+
+
+export interface BridgeMinutes {
+  'start_ms'?: (string);
+  'counts'?: (number)[];
+}
+
+export interface BridgeMinutes__Output {
+  'start_ms': (string);
+  'counts': (number)[];
+}

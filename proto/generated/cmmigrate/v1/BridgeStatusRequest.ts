@@ -1,0 +1,8 @@
+// Original file: proto/cmmigrate.proto
+
+
+export interface BridgeStatusRequest {
+}
+
+export interface BridgeStatusRequest__Output {
+}

@@ -1,0 +1,8 @@
+// Original file: proto/cmmigrate.proto
+
+
+export interface BridgeStopRequest {
+}
+
+export interface BridgeStopRequest__Output {
+}
