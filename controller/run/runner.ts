@@ -209,16 +209,20 @@ async function perform(ctx: RunContext, selected: StepId[], order: readonly Step
   const complete = journal.isDone('6') && journal.isDone('5');
   const result: RunResult = { ran: selected, complete, ...outageOf(journal) };
   let bridgeView: Awaited<ReturnType<typeof bridgeEnd>>['view'];
-  if (complete) {
-    printEnd(ctx, result);
-    if (bridged) bridgeView = (await bridgeEnd(ctx)).view;
-    if (journal.data.verify.full?.state !== 'done') await fullVerifyAfterMove(ctx);
+  try {
+    if (complete) {
+      printEnd(ctx, result);
+      if (bridged) bridgeView = (await bridgeEnd(ctx)).view;
+      // Mail is back on: the full re-read runs outside the outage (Ctrl-C leaves it pending).
+      if (journal.data.verify.full?.state !== 'done') await fullVerifyAfterMove(ctx);
+    } else {
+      const next = STEP_IDS.find((id) => !journal.isDone(id));
+      if (next) out.info(`\nnext: ${ctx.rerun} (continues at ${next === 'preflight' ? 'preflight' : `step ${next}`})`);
+    }
+  } finally {
+    // Also after a full verify that failed or was interrupted: the report shows it.
+    writeRunReport(ctx, perMinuteOf(bridgeView));
   }
-  else {
-    const next = STEP_IDS.find((id) => !journal.isDone(id));
-    if (next) out.info(`\nnext: ${ctx.rerun} (continues at ${next === 'preflight' ? 'preflight' : `step ${next}`})`);
-  }
-  writeRunReport(ctx, perMinuteOf(bridgeView));
   ctx.emit('done', { complete, steps: selected, order, outage_seconds: result.outageSeconds ?? null, dns_seconds: result.dnsSeconds ?? null });
   ctx.log.info({ complete }, 'run ended');
   return result;
