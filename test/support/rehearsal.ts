@@ -186,15 +186,6 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         [NEW_HOST]: { role: 'new', root: newRoot, hostState: newHostState },
       },
       newUidBase: (tree.uidBase ?? 5000) + 2000,
-      // Off until the agent's receiver takes a directory that appeared since its listing
-      // (mkdir EEXIST): step 2's configure creates /home/vmail/mail/<domain> while step 1
-      // writes there, and run.test.ts / run-kill.test.ts then fail step 1 with
-      // "EEXIST: file already exists, mkdir '<new root>/home/vmail/mail'".
-      // Off until verify treats postfix's runtime files as such: a postfix start on the new
-      // host after the final sync (Debian's chroot copies into /var/spool/postfix/etc/, the
-      // master's pid/master.pid) makes run-kill.test.ts "at the start and at the end of every
-      // step..." fail its last verify with /var/spool/postfix/etc "only on the new host".
-      model: { createMailboxesDir: false, postfixRuntime: false },
     });
     const version = path.join(oldRoot, 'etc/chatmail-version');
     await fsp.writeFile(version, `${relay.head}\n`, { mode: 0o644 });
