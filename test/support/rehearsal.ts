@@ -13,10 +13,12 @@
  * relay's users, at other ids); no unit of the new host runs. DNS: `mail A 127.0.0.2` and an
  * AAAA that the switch removes, the new host having no IPv6.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { dkimRecordValue, dkimZoneValue } from '../../controller/relay/dkim';
 import { cmmigrate, freePort, startAgentProcess, type AgentProcess, type CliResult } from './harness';
 import { hostToolsEnv } from './host-tools';
 import { startNsd, type TestNsd, type ZoneRecord } from './nsd';
@@ -68,6 +70,10 @@ export interface Rehearsal {
   dnsSwitchedAt?: Date;
   calls(): LoggedCall[];
   setFault(name: string, on: boolean): void;
+  /** The DKIM TXT value of the old root's key (a real RSA key), as the zone serves it. */
+  dkimValue: string;
+  /** Serves another DKIM TXT value (undefined: none); resolves once NSD serves it. */
+  setDkim(value: string | undefined): Promise<void>;
   /** Points `mail` A at the new host and removes its AAAA; resolves once NSD serves it. */
   switchDns(): Promise<void>;
   /** Switches DNS `delayMs` after the journal shows step 5 running. Returns a stop function. */
@@ -81,8 +87,10 @@ export interface Rehearsal {
   close(opts?: { keep?: boolean }): Promise<void>;
 }
 
-function zone(mailA: string, mailAAAA: string | undefined, ttl: number): ZoneRecord[] {
+function zone(mailA: string, mailAAAA: string | undefined, ttl: number, dkim?: string): ZoneRecord[] {
   return [
+    // As `cmdeploy dns` asks for it (chatmail/relay cmdeploy/src/cmdeploy/remote/rdns.py get_dkim_entry).
+    ...(dkim ? [{ name: 'opendkim._domainkey.mail', type: 'TXT', data: dkimZoneValue(dkim) }] : []),
     { name: '@', type: 'NS', data: `ns1.${ZONE}.` },
     { name: 'ns1', type: 'A', data: NSD_ADDRESS },
     { name: 'mail', ttl, type: 'A', data: mailA },
@@ -99,6 +107,16 @@ async function freePorts(host: string, n: number): Promise<number[]> {
     if (!out.includes(p)) out.push(p);
   }
   return out;
+}
+
+/** Replaces the generated (random) DKIM key with a real one, as opendkim-genkey makes it; returns the record's value. */
+async function installDkimKey(root: string): Promise<string> {
+  const file = path.join(root, 'etc/dkimkeys/opendkim.private');
+  const pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const st = await fsp.stat(file);
+  await fsp.writeFile(file, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  await fsp.utimes(file, st.atime, st.mtime);
+  return dkimRecordValue(pair.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'));
 }
 
 /** Replaces the generated (random) certificate the old root's live/ link points at with a real one. */
@@ -169,6 +187,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
 
     const stats = await generateRelayTree(tree);
     const cert = await installRelayCertificate(oldRoot);
+    let dkim: string | undefined = await installDkimKey(oldRoot);
     const caFile = path.join(dir, 'relay-cert.pem');
     await fsp.writeFile(caFile, cert);
     await fsp.mkdir(path.join(newRoot, 'etc'), { recursive: true });
@@ -200,7 +219,9 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const init = await cmmigrate(['init', '--plan', plan, '--domain', MAIL_DOMAIN, '--old', OLD_HOST, '--new', NEW_HOST, '--old-agent', agents.old, '--new-agent', agents.new]);
     if (init.code !== 0) throw new Error(`cmmigrate init failed (${init.code}):\n${init.stderr}`);
 
-    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(OLD_HOST, OLD_IPV6, dnsTtl) });
+    let mailA = OLD_HOST;
+    let mailAAAA: string | undefined = OLD_IPV6;
+    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(mailA, mailAAAA, dnsTtl, dkim) });
     cleanups.push(() => nsd.stop());
     await fsp.writeFile(plan, planText({ relayDir, agents, nsd: nsd.endpoint, ports, caFile }));
 
@@ -243,8 +264,15 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       calls: () => relay.calls(),
       setFault: (name, on) => relay.setFault(name, on),
       async switchDns() {
-        await nsd.setZone(ZONE, zone(NEW_HOST, undefined, dnsTtl));
+        mailA = NEW_HOST;
+        mailAAAA = undefined;
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
         r.dnsSwitchedAt = new Date();
+      },
+      dkimValue: dkim,
+      async setDkim(value) {
+        dkim = value;
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
       },
       autoSwitchDns(delayMs = 0) {
         let delay: NodeJS.Timeout | undefined;
