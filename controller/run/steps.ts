@@ -320,6 +320,9 @@ const activate: Step = {
       d.outage.ended_at = new Date().toISOString();
     });
     await checkRelayUnits(ctx);
+    const { tls } = await relayFacts(ctx);
+    // external/deployer.py: nothing of the relay renews external files.
+    if (tls.mode === 'external') ctx.warn(`the certificate files ${tls.certPath} and ${tls.keyPath} are renewed outside the relay: ${tls.renewedBy}`);
     try {
       await requireDnsKeys(ctx);
     } catch (err) {

@@ -24,7 +24,7 @@ import { hostToolsEnv } from './host-tools';
 import { startNsd, type TestNsd, type ZoneRecord } from './nsd';
 import { generateRelayTree, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
 import { startRelayServices, SERVICE_PORTS, type RelayServices, type ServicePort } from './relay-services';
-import { makeStandinRelay, setUnitState, upstreamRunningUnits, type LoggedCall, type StandinRelay } from './standin-relay';
+import { makeStandinRelay, setUnitState, upstreamRunningUnits, type LoggedCall, type StandinRelay, type StandinRelayOptions } from './standin-relay';
 import { selfSignedCertificate } from './test-certs';
 
 
@@ -45,6 +45,8 @@ export interface RehearsalOptions {
   closedPorts?: number[];
   /** TTL of the mail domain's A and AAAA. Default 300. */
   dnsTtl?: number;
+  /** Options of the stand-in checkout: extra chatmail.ini lines, its venv, its release. */
+  relay?: Pick<StandinRelayOptions, 'iniLines' | 'venvPyinfra' | 'release'>;
 }
 
 export interface Rehearsal {
@@ -205,6 +207,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         [NEW_HOST]: { role: 'new', root: newRoot, hostState: newHostState },
       },
       newUidBase: (tree.uidBase ?? 5000) + 2000,
+      ...opts.relay,
     });
     const version = path.join(oldRoot, 'etc/chatmail-version');
     await fsp.writeFile(version, `${relay.head}\n`, { mode: 0o644 });
