@@ -213,6 +213,8 @@ export class HostOpRunner {
         return { output: await this.dkimPublicKey(fields) };
       case 'tls.external_files':
         return { output: await this.externalTlsFiles(fields) };
+      case 'os_release.read':
+        return { output: await this.osRelease() };
     }
   }
 
@@ -267,6 +269,19 @@ export class HostOpRunner {
     } finally {
       await fh.close();
     }
+  }
+
+  /** `<root>/etc/os-release` (or `<root>/usr/lib/os-release`), its first 8 KiB; empty when there is none. */
+  private async osRelease(): Promise<string> {
+    for (const rel of ['etc/os-release', 'usr/lib/os-release']) {
+      try {
+        const text = await fs.readFile(path.join(this.cfg.roots.root, rel), 'utf8');
+        return text.slice(0, HOST_OP_OUTPUT_MAX_BYTES);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CmError('host.bad_file', `on ${os.hostname()}: cannot read /${rel}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return '';
   }
 
   /**

@@ -52,6 +52,8 @@ export interface HostOps {
   dkimPublicKey(): Promise<string>;
   /** The external TLS files the host's deployed chatmail.ini names that exist there. */
   externalTlsFiles(): Promise<{ present: string[] }>;
+  /** The host's /etc/os-release text; empty when it has none. */
+  osRelease(): Promise<string>;
 }
 
 /** The host operations of one agent; `signal` cancels a call under way (step.interrupted). */
@@ -92,6 +94,7 @@ export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
     },
     daemonReload: async () => (await call('systemd.daemon_reload')).output,
     dkimPublicKey: async () => (await call('dkim.public_key')).output.trim(),
+    osRelease: async () => (await call('os_release.read')).output,
     externalTlsFiles: async () => ({ present: (await call('tls.external_files')).output.split('\n').filter(Boolean) }),
   };
 }

@@ -27,6 +27,9 @@ export const HOST_OPS = [
   // paths come from the host's own /usr/local/lib/chatmaild/chatmail.ini (chatmail/relay
   // cmdeploy/src/cmdeploy/basedeploy.py remote_chatmail_inipath), never from the wire.
   'tls.external_files',
+  // /etc/os-release (at most 8 KiB, in the output): preflight warns off Debian 12, the one
+  // release chatmail/relay documents (doc/source/getting_started.rst).
+  'os_release.read',
 ] as const;
 
 export type HostOpName = (typeof HOST_OPS)[number];

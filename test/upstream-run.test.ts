@@ -67,12 +67,15 @@ describe('cmmigrate run, upstream-shaped relay (issue 12)', () => {
       const plan = path.relative(r.dir, r.plan);
       const other = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
       await r.setDkim(dkimRecordValue(other));
+      // The new host runs Debian 13: preflight warns, naming why.
+      await fsp.writeFile(path.join(r.newRoot, 'etc/os-release'), 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n');
       const stop = r.autoSwitchDns(0);
       const run = await r.run(['run', '--plan', plan, '--yes', '--dns-interval', '1'], TIMEOUT);
       stop();
       expect(run.code, run.stderr).toBe(1);
       expect(run.stderr).toMatch(/warning:.*opendkim\._domainkey\.mail\.example\.org carries another public key/);
       expect(run.stderr).toContain('step.dns_record_mismatch');
+      expect(run.stderr).toMatch(/warning:.*the new host 127\.0\.0\.3 runs Debian GNU\/Linux 13 \(trixie\); chatmail\/relay documents Debian 12 only/);
       const p = /p=([A-Za-z0-9+/=]+)/.exec(r.dkimValue)![1];
       expect(run.stderr.replace(/" "/g, '')).toContain(p);
       // Mail runs on the new host; with the record fixed, step 6 passes.

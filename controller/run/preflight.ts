@@ -7,6 +7,7 @@
 import { CmError, formatHostPort, type InfoReply__Output } from '../../proto';
 import { unary, type AgentHandle } from '../agent-client';
 import { readChatmailIni } from '../relay/chatmail-ini';
+import { debianWarning } from '../relay/debian';
 import { chatmailIniLocation } from '../relay/ini-location';
 import { relayShapeOf } from '../relay/shape';
 import type { TlsSetup } from '../relay/tls-mode';
@@ -125,6 +126,12 @@ export async function preflight(ctx: RunContext): Promise<string[]> {
       });
     }
     note(`external TLS files exist on the old host: ${tls.certPath}, ${tls.keyPath}`);
+  }
+
+  for (const side of ['old', 'new'] as const) {
+    const text = await ctx.hosts[side].osRelease();
+    const w = text ? debianWarning(text, `the ${side} host ${plan[side].host}`) : undefined;
+    if (w) warnings.push(w);
   }
 
   const [deployed, commit] = await Promise.all([ctx.hosts.old.chatmailVersion(), checkoutCommit(ctx.relayDir)]);
