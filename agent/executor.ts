@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { ListEntry__Output } from '../proto';
 import type { Action, Meta, Where } from './action-queue';
-import { lstatOrNull, renameIntoPlace, tmpName } from './landing';
+import { lstatOrNull, renameIntoPlace, tmpName, typeConflict } from './landing';
 import type { ManifestRecord } from './manifest';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { us, utimesSeconds } from './walk';
@@ -107,9 +107,29 @@ export class Executor {
 
   private mkdir(a: Act<'mkdir'>): void {
     if (a.replace) fsSync.unlinkSync(a.abs);
-    fsSync.mkdirSync(a.abs, { mode: 0o700 });
+    try {
+      fsSync.mkdirSync(a.abs, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      this.appeared(a);
+    }
     const st = fsSync.lstatSync(a.abs, { bigint: true });
     this.ctx.writer?.append({ p: a.rel, t: 'dir', s: 0, m: String(us(a.meta.mtimeNs)), i: String(st.ino), si: a.si });
+  }
+
+  /**
+   * The directory appeared since the listing: upstream's step 2 runs beside step 1 and its
+   * configure stage creates `<mailboxes_dir>` (chatmail/relay cmdeploy/src/cmdeploy/deployers.py
+   * ChatmailDeployer.configure). A real directory is taken as there (finishDir sets its owner,
+   * mode and times); a symlink is replaced, never followed, as the merge does; anything else is
+   * in the way.
+   */
+  private appeared(a: Act<'mkdir'>): void {
+    const st = fsSync.lstatSync(a.abs);
+    if (st.isDirectory()) return;
+    if (!st.isSymbolicLink()) throw typeConflict(a.rel, 'a directory');
+    fsSync.unlinkSync(a.abs);
+    fsSync.mkdirSync(a.abs, { mode: 0o700 });
   }
 
   private async fetch(a: Act<'fetch'>): Promise<void> {

@@ -6,6 +6,7 @@
  * complete the set. Free of gRPC: agent/service.ts adapts it.
  */
 import { spawn } from 'node:child_process';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +14,9 @@ import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsFor
 import type { Logger } from './log';
 import { resolveRoots, type AgentRoots } from './paths';
 import { walkRoot } from './walk';
+
+/** Where chatmail/relay's deploy writes the relay's chatmail.ini on the host (basedeploy.py remote_chatmail_inipath). */
+const DEPLOYED_INI = 'usr/local/lib/chatmaild/chatmail.ini';
 
 /** How long one host command may run before it is stopped (host.command_timeout). */
 export const HOST_COMMAND_TIMEOUT_MS = 120_000;
@@ -203,6 +207,14 @@ export class HostOpRunner {
         return { disk: await this.freeDisk() };
       case 'tree.size':
         return { tree: await this.treeSize(fields) };
+      case 'systemd.daemon_reload':
+        return { output: (await this.command('systemctl', ['daemon-reload'], fields)).output };
+      case 'dkim.public_key':
+        return { output: await this.dkimPublicKey(fields) };
+      case 'tls.external_files':
+        return { output: await this.externalTlsFiles(fields) };
+      case 'os_release.read':
+        return { output: await this.osRelease() };
     }
   }
 
@@ -256,6 +268,77 @@ export class HostOpRunner {
       return buf.subarray(0, n).toString('utf8');
     } finally {
       await fh.close();
+    }
+  }
+
+  /** `<root>/etc/os-release` (or `<root>/usr/lib/os-release`), its first 8 KiB; empty when there is none. */
+  private async osRelease(): Promise<string> {
+    for (const rel of ['etc/os-release', 'usr/lib/os-release']) {
+      try {
+        const text = await fs.readFile(path.join(this.cfg.roots.root, rel), 'utf8');
+        return text.slice(0, HOST_OP_OUTPUT_MAX_BYTES);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CmError('host.bad_file', `on ${os.hostname()}: cannot read /${rel}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    return '';
+  }
+
+  /**
+   * The external TLS files of the host's deployed chatmail.ini that exist as regular files (a
+   * symlink to one counts, as pyinfra's File fact that upstream's ExternalTlsDeployer checks),
+   * one path a line. Nothing is read from them.
+   */
+  private async externalTlsFiles(fields: Record<string, unknown>): Promise<string> {
+    const ini = path.join(this.cfg.roots.root, DEPLOYED_INI);
+    let text: string;
+    try {
+      text = await fs.readFile(ini, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      throw new CmError('host.bad_file', `on ${os.hostname()}: cannot read ${DEPLOYED_INI}: ${(err as Error).message}`, { cause: err });
+    }
+    const m = /^\s*tls_external_cert_and_key\s*=(.*)$/m.exec(text);
+    const paths = (m?.[1] ?? '').trim().split(/\s+/).filter((p) => p.startsWith('/'));
+    const present: string[] = [];
+    for (const p of paths) {
+      const st = await fs.stat(path.join(this.cfg.roots.root, p)).catch(() => undefined);
+      if (st?.isFile()) present.push(p);
+    }
+    fields.files = present.length;
+    return present.map((p) => `${p}\n`).join('');
+  }
+
+  /**
+   * The base64 SubjectPublicKeyInfo of `<root>/etc/dkimkeys/opendkim.private` (PKCS#1 or
+   * PKCS#8), as chatmail/relay's `cmdeploy dns` derives it (cmdeploy/src/cmdeploy/remote/rdns.py
+   * get_dkim_entry: `openssl rsa -pubout`). Only the public key is returned or logged.
+   */
+  private async dkimPublicKey(fields: Record<string, unknown>): Promise<string> {
+    const file = path.join(this.cfg.roots.root, 'etc/dkimkeys/opendkim.private');
+    let pem: Buffer;
+    try {
+      const fh = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      try {
+        if (!(await fh.stat()).isFile()) throw new CmError('host.bad_file', `on ${os.hostname()}: /etc/dkimkeys/opendkim.private is not a regular file`);
+        pem = await fh.readFile();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if (err instanceof CmError) throw err;
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'does not exist' : e.code === 'ELOOP' ? 'is a symlink; it is not read' : `cannot be read (${e.code ?? e.message})`;
+      throw new CmError('host.bad_file', `on ${os.hostname()}: /etc/dkimkeys/opendkim.private ${why}`, { cause: err });
+    }
+    try {
+      const pub = createPublicKey(createPrivateKey({ key: pem, format: 'pem' })).export({ type: 'spki', format: 'der' }).toString('base64');
+      fields.present = true;
+      return pub;
+    } catch {
+      throw new CmError('host.bad_file', `on ${os.hostname()}: /etc/dkimkeys/opendkim.private is not a PEM private key`);
+    } finally {
+      pem.fill(0);
     }
   }
 

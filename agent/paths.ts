@@ -20,6 +20,13 @@ export interface ResolvedRoot {
   /** Where it is on this machine: <root>/var/lib/acme. */
   abs: string;
   optional: boolean;
+  /** Runtime paths inside the root (RootSpec.runtime) as wire paths; walks leave them out. */
+  skip?: ReadonlySet<string>;
+  /**
+   * Directories holding runtime paths: their mtime changes whenever the host adds or removes
+   * one (a postfix start), so verify leaves it out. Passes still carry it.
+   */
+  runtimeParents?: ReadonlySet<string>;
 }
 
 const SYSTEM_DIRS = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/run', '/sbin', '/sys', '/usr'];
@@ -54,7 +61,12 @@ export function resolveRoots(cfg: AgentRoots, names: readonly string[], requeste
     const spec = ROOTS.find((r) => r.name === name)!;
     const hostPath = spec.path ?? cfg.mailboxesDir;
     const rel = hostPath.replace(/^\/+/, '');
-    out.push({ name, rel, abs: path.join(cfg.root, rel), optional: spec.optional });
+    const r: ResolvedRoot = { name, rel, abs: path.join(cfg.root, rel), optional: spec.optional };
+    if (spec.runtime?.length) {
+      r.skip = new Set(spec.runtime.map((p) => `${rel}/${p}`));
+      r.runtimeParents = new Set(spec.runtime.map((p) => path.posix.dirname(`${rel}/${p}`)));
+    }
+    out.push(r);
   }
   return out;
 }

@@ -82,7 +82,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
       mode: e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
       user: rule?.user ?? nameOr(uid, opts.identity.userName(uid)),
       group: rule?.group ?? nameOr(gid, opts.identity.groupName(gid)),
-      mtime_us: String(e.st.mtimeNs / 1000n),
+      mtime_us: root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
       sha256: sha ? await sha : '',
       link: e.type === 'symlink' ? await fs.readlink(e.abs) : '',
       hardlink,

@@ -61,10 +61,10 @@ export async function* walkRoot(root: ResolvedRoot, opts: WalkOptions = {}): Asy
   }
   const entry: WalkEntry = { rel: root.rel, abs: root.abs, st, type: typeOf(st) };
   if (opts.after === undefined || comparePaths(root.rel, opts.after) > 0) yield entry;
-  if (entry.type === 'dir') yield* walkDir(root.rel, root.abs, opts, { n: 0 });
+  if (entry.type === 'dir') yield* walkDir(root.rel, root.abs, opts, { n: 0 }, root.skip);
 }
 
-async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n: number }): AsyncGenerator<WalkEntry> {
+async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n: number }, skip?: ReadonlySet<string>): AsyncGenerator<WalkEntry> {
   let names: string[];
   try {
     names = fsSync.readdirSync(abs);
@@ -80,6 +80,8 @@ async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n:
     if (++count.n % YIELD_EVERY === 0) await new Promise<void>((r) => setImmediate(r));
     const childRel = `${rel}/${name}`;
     const childAbs = `${abs}/${name}`;
+    // The host's runtime state (proto/roots.ts RootSpec.runtime): not part of the relay.
+    if (skip && (skip.has(childRel) || skip.has(`${rel}/*`))) continue;
     // Resuming: what sorts before `after` went out already, except the way down to it; `after`
     // itself went out too, but a directory's contents come after it.
     const c = opts.after === undefined ? 1 : comparePaths(childRel, opts.after);
@@ -97,7 +99,7 @@ async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n:
     }
     const child: WalkEntry = { rel: childRel, abs: childAbs, st: cst, type: typeOf(cst) };
     if (!before) yield child;
-    if (child.type === 'dir') yield* walkDir(childRel, childAbs, opts, count);
+    if (child.type === 'dir') yield* walkDir(childRel, childAbs, opts, count, skip);
   }
 }
 

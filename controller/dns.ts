@@ -6,7 +6,7 @@
  * every authoritative server answers with exactly the new host's addresses: A with its
  * IPv4 addresses, AAAA with its IPv6 addresses, or no AAAA at all when it has none.
  */
-import { promises as dnsp } from 'node:dns';
+import { promises as dnsp, type CaaRecord } from 'node:dns';
 import * as net from 'node:net';
 import { CmError, ExitCode, formatHostPort, parseHostPort } from '../proto';
 
@@ -328,4 +328,33 @@ export async function waitForRecords(domain: string, servers: NameServer[], expe
     }
     await sleep(interval, opts.signal);
   }
+}
+
+/**
+ * The TXT records of `name` at the first of `servers` that answers (each record as its
+ * strings); [] when the name has none. Throws `dns.lookup_failed` when none answers.
+ */
+export async function queryTxt(name: string, servers: NameServer[], opts: QueryOptions = {}): Promise<string[][]> {
+  return firstAnswer(name, 'TXT', servers, opts, (r) => r.resolveTxt(name));
+}
+
+/** The CAA records of `name` at the first of `servers` that answers; [] when it has none. */
+export async function queryCaa(name: string, servers: NameServer[], opts: QueryOptions = {}): Promise<CaaRecord[]> {
+  return firstAnswer(name, 'CAA', servers, opts, (r) => r.resolveCaa(name));
+}
+
+async function firstAnswer<T>(name: string, type: string, servers: NameServer[], opts: QueryOptions, ask: (r: dnsp.Resolver) => Promise<T[]>): Promise<T[]> {
+  const errors: string[] = [];
+  for (const server of servers) {
+    try {
+      return await ask(resolver(server.endpoints, opts));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+      if (NO_RECORDS.has(code)) return [];
+      errors.push(`${serverLabel(server)}: ${code}`);
+    }
+  }
+  throw new CmError('dns.lookup_failed', `no authoritative server answered for the ${type} records of ${name} (${errors.join('; ') || 'no servers'})`, {
+    hint: 'list the zone\'s authoritative servers as dns.servers in the plan',
+  });
 }

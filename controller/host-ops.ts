@@ -46,6 +46,14 @@ export interface HostOps {
   freeDisk(): Promise<{ path: string; freeBytes: number; totalBytes: number }>;
   /** Bytes and count of the regular files of every root the final pass carries, hard links counted once. */
   treeSize(): Promise<{ bytes: number; files: number }>;
+  /** `systemctl daemon-reload`; its output. */
+  daemonReload(): Promise<string>;
+  /** The base64 SubjectPublicKeyInfo of the host's DKIM private key (the key itself stays there). */
+  dkimPublicKey(): Promise<string>;
+  /** The external TLS files the host's deployed chatmail.ini names that exist there. */
+  externalTlsFiles(): Promise<{ present: string[] }>;
+  /** The host's /etc/os-release text; empty when it has none. */
+  osRelease(): Promise<string>;
 }
 
 /** The host operations of one agent; `signal` cancels a call under way (step.interrupted). */
@@ -84,5 +92,9 @@ export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
       const r = await call('tree.size');
       return { bytes: Number(r.tree_bytes), files: Number(r.tree_files) };
     },
+    daemonReload: async () => (await call('systemd.daemon_reload')).output,
+    dkimPublicKey: async () => (await call('dkim.public_key')).output.trim(),
+    osRelease: async () => (await call('os_release.read')).output,
+    externalTlsFiles: async () => ({ present: (await call('tls.external_files')).output.split('\n').filter(Boolean) }),
   };
 }

@@ -15,6 +15,21 @@ export const HOST_OPS = [
   'chatmail_version.read',
   'disk.free',
   'tree.size',
+  // `systemctl daemon-reload`: chatmail/relay's activate-only run never reloads systemd
+  // (cmdeploy/src/cmdeploy/basedeploy.py Deployer.ensure_service), so drop-ins step 2 wrote
+  // take effect only after one.
+  'systemd.daemon_reload',
+  // The public key (base64 SubjectPublicKeyInfo) of /etc/dkimkeys/opendkim.private, in the
+  // reply's output; the private key never leaves the host.
+  'dkim.public_key',
+  // Which of the files that the host's deployed chatmail.ini names in
+  // tls_external_cert_and_key exist as regular files (one path a line in the output). The
+  // paths come from the host's own /usr/local/lib/chatmaild/chatmail.ini (chatmail/relay
+  // cmdeploy/src/cmdeploy/basedeploy.py remote_chatmail_inipath), never from the wire.
+  'tls.external_files',
+  // /etc/os-release (at most 8 KiB, in the output): preflight warns off Debian 12, the one
+  // release chatmail/relay documents (doc/source/getting_started.rst).
+  'os_release.read',
 ] as const;
 
 export type HostOpName = (typeof HOST_OPS)[number];
@@ -34,6 +49,31 @@ export const ALLOWED_UNITS = [
   'filtermail-incoming',
   'chatmail-expire.timer',
   'nginx',
+  // Full names of the units chatmail/relay 1.12.0 deploys (cmdeploy/src/cmdeploy/deployers.py
+  // and the deployers it lists), for the stops of step 3, the new host's inert units and the
+  // checks of step 6.
+  'postfix.service',
+  'dovecot.service',
+  'opendkim.service',
+  'doveauth.service',
+  'chatmail-metadata.service',
+  'lastlogin.service',
+  'filtermail.service',
+  'filtermail-incoming.service',
+  'filtermail-transport.service',
+  'chatmail-expire.service',
+  'chatmail-fsreport.service',
+  'chatmail-fsreport.timer',
+  'acmetool-reconcile.service',
+  'acmetool-reconcile.timer',
+  'acmetool-redirector.service',
+  'tls-cert-reload.path',
+  'turnserver.service',
+  'iroh-relay.service',
+  'nginx.service',
+  'fcgiwrap.service',
+  'unbound.service',
+  'mtail.service',
 ] as const;
 
 export type UnitName = (typeof ALLOWED_UNITS)[number];

@@ -21,13 +21,31 @@ export interface RootSpec {
   path: string | null;
   /** Carried only when present on the source (the small extras). */
   optional: boolean;
+  /**
+   * Paths inside the root (relative to it) that are runtime state of the host it is on:
+   * neither carried nor verified nor deleted, on either side. `dir/*`: the directory is
+   * carried, its contents are not.
+   */
+  runtime?: readonly string[];
 }
+
+/**
+ * Postfix's runtime files in its spool, re-made by every postfix start on whichever host:
+ * Debian's postfix init (`/usr/lib/postfix/configure-instance.sh`) copies /etc/localtime,
+ * hosts, resolv.conf, services, nsswitch.conf, host.conf into `etc/` and the NSS libraries
+ * into `lib/` of the chroot; master writes `pid/master.pid` and `pid/{inet,unix}.*` locks
+ * (`pid/` itself comes with the package, root 0755, and is carried).
+ * chatmail/relay's step 2 starts postfix on the new host (cmdeploy/src/cmdeploy/postfix/
+ * deployer.py PostfixDeployer.install: the Debian package's postinst starts it, not blocked
+ * by policy-rc.d), so these differ between the hosts by design; the queue does not.
+ */
+export const POSTFIX_RUNTIME = ['etc', 'lib', 'pid/*'] as const;
 
 export const ROOTS: readonly RootSpec[] = [
   { name: 'mailboxes', path: null, optional: false },
   { name: 'dkimkeys', path: '/etc/dkimkeys', optional: false },
   { name: 'acme', path: '/var/lib/acme', optional: true },
-  { name: 'spool', path: '/var/spool/postfix', optional: false },
+  { name: 'spool', path: '/var/spool/postfix', optional: false, runtime: POSTFIX_RUNTIME },
   { name: 'nocreate', path: '/etc/chatmail-nocreate', optional: true },
   { name: 'ssl-cert', path: '/etc/ssl/certs/mailserver.pem', optional: true },
   { name: 'ssl-key', path: '/etc/ssl/private/mailserver.key', optional: true },

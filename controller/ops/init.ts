@@ -19,6 +19,7 @@ import {
 } from '../plan';
 import { writeFileAtomicSync } from '../atomic-file';
 import { readChatmailIni } from '../relay/chatmail-ini';
+import { relayPortConflict } from '../relay/upstream';
 import { ensurePki, leafDir } from '../pki';
 
 export interface InitOptions {
@@ -123,6 +124,10 @@ async function wantedPlan(opts: InitOptions): Promise<PlanInput> {
   const newHost = hostOption('--new', opts.new);
   const oldAgent = parseHostPort(opts.oldAgent ?? oldHost, DEFAULT_AGENT_PORT, opts.oldAgent ? '--old-agent' : '--old');
   const newAgent = parseHostPort(opts.newAgent ?? newHost, DEFAULT_AGENT_PORT, opts.newAgent ? '--new-agent' : '--new');
+  for (const [flag, a] of [[opts.oldAgent ? '--old-agent' : '--old', oldAgent], [opts.newAgent ? '--new-agent' : '--new', newAgent]] as const) {
+    const why = relayPortConflict(a.port, ini?.params);
+    if (why) throw badOption(flag, formatHostPort(a.host, a.port), why);
+  }
   if (oldAgent.host === newAgent.host && oldAgent.port === newAgent.port) {
     throw new CmError('usage.bad_option', `the old and the new agent would both listen on ${formatHostPort(oldAgent.host, oldAgent.port)}`, {
       hint: 'give two different hosts with --old and --new, or different ports with --old-agent and --new-agent',

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
-import { CmError, ExitCode } from '../../proto';
+import { CmError, DEFAULT_AGENT_PORT, ExitCode } from '../../proto';
 import type { Plan } from '../plan';
 import { formatBytes, type Reporter } from '../report';
 import { loadTls } from '../pki';
@@ -24,6 +24,8 @@ import {
   rollbackScript,
   type RollbackInputs,
 } from '../remote-scripts';
+import { debianWarning } from '../relay/debian';
+import { relayPortConflict } from '../relay/upstream';
 import { runRemote, type RemoteResult, type SshTarget } from '../ssh';
 import { describeAgent, statusEvent, waitForAgent, type AgentStatus, type Side } from './agents';
 import { lastLines, remoteFailure } from './remote-failure';
@@ -113,6 +115,16 @@ async function probeHost(i: Install): Promise<HostFacts> {
   const facts = parseProbe(probe.stdout);
   checkHost(target, facts, i.plan.file);
   i.out.info(`  ${facts.os.prettyName}; ${facts.systemctl}; ${facts.node ? `node ${facts.node.version} at ${facts.node.path}` : 'no node'}`);
+  const debian = debianWarning(`ID=${facts.os.id}\nVERSION_ID=${facts.os.versionId}\nPRETTY_NAME=${facts.os.prettyName}\n`, `the ${side} host ${host.ssh}`);
+  if (debian) i.out.warn(debian);
+  const relayPort = relayPortConflict(host.agentPort);
+  if (relayPort) {
+    throw new CmError('precondition.port_in_use', `the agent cannot listen on ${host.agent} on the ${side} host (${host.ssh}): ${relayPort}`, {
+      hint: `choose another port: cmmigrate init --plan ${i.opts.planArg} ... --${side}-agent ${host.agentHost}:PORT (the default ${DEFAULT_AGENT_PORT} is none of the relay's), then run install-agent again`,
+      details: { host: host.ssh, side, port: host.agentPort },
+      exitCode: ExitCode.precondition,
+    });
+  }
   const taken = portConflicts(facts, host.agentHost, host.agent);
   if (taken.length > 0) {
     throw new CmError('precondition.port_in_use', `port ${host.agentPort} is already in use on the ${side} host (${host.ssh}): something listens on ${taken.map((a) => (a.includes(':') ? `[${a}]` : a)).join(', ')}:${host.agentPort}, so the agent cannot listen on ${host.agent}`, {

@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CmError } from '../../proto';
+import { chatmailIniLocation } from './ini-location';
 
 
 export interface ChatmailIni {
@@ -62,9 +63,12 @@ export function parseIni(text: string, file: string): Record<string, Record<stri
   return sections;
 }
 
-/** Reads `DIR/chatmail.ini`; undefined when there is none. */
-export async function readChatmailIni(relayDir: string): Promise<ChatmailIni | undefined> {
-  const file = path.join(path.resolve(relayDir), 'chatmail.ini');
+/**
+ * Reads the ini cmdeploy would read in `relayDir` (ini-location.ts: `$CHATMAIL_INI` of `env`,
+ * else `DIR/chatmail.ini`); undefined when there is none.
+ */
+export async function readChatmailIni(relayDir: string, env: Readonly<Record<string, string | undefined>> = {}): Promise<ChatmailIni | undefined> {
+  const file = chatmailIniLocation(relayDir, env).file;
   let text: string;
   try {
     text = await fsp.readFile(file, 'utf8');

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { CmError, ExitCode, hostProblem } from '../../proto';
 import { runChild } from '../../proto/child-run';
 import { shQuote } from '../ssh';
+import { chatmailIniLocation } from './ini-location';
 
 /** The cmdeploy runs of a migration. */
 export type CmdeployAction = 'preconfigure' | 'disable-mail' | 'activate' | 'enable-mail';
@@ -70,11 +71,16 @@ export function cmdeployCommand(relayDir: string, sshHost: string, action: Cmdep
   return { action, sshHost: bare, file: path.join(cwd, 'scripts', 'cmdeploy'), args, cwd, stages: spec.stages, display };
 }
 
-/** The environment of a cmdeploy run: `base` with CMDEPLOY_STAGES set exactly, or removed. */
-export function cmdeployEnv(base: NodeJS.ProcessEnv, stages: string | undefined): NodeJS.ProcessEnv {
+/**
+ * The environment of a cmdeploy run: `base` with CMDEPLOY_STAGES set exactly, or removed,
+ * and CHATMAIL_INI set to `ini` when given (the file preflight read: cmdeploy.py reads
+ * `$CHATMAIL_INI` before `./chatmail.ini`, so every call names it explicitly).
+ */
+export function cmdeployEnv(base: NodeJS.ProcessEnv, stages: string | undefined, ini?: string): NodeJS.ProcessEnv {
   const env = { ...base };
   delete env.CMDEPLOY_STAGES;
   if (stages !== undefined) env.CMDEPLOY_STAGES = stages;
+  if (ini !== undefined) env.CHATMAIL_INI = ini;
   // cmdeploy and the pyinfra it starts are Python: on a pipe their output would arrive in
   // 8 KiB blocks, stdout and stderr out of order, instead of line by line.
   env.PYTHONUNBUFFERED ??= '1';
@@ -142,8 +148,8 @@ function lineSplitter(emit: (line: string) => void): { push(chunk: string): void
   };
 }
 
-/** Checks that `dir` holds an executable scripts/cmdeploy and a chatmail.ini. */
-async function checkCheckout(cmd: CmdeployCommand): Promise<void> {
+/** Checks that `dir` holds an executable scripts/cmdeploy and the chatmail.ini `ini`. */
+async function checkCheckout(cmd: CmdeployCommand, ini: string): Promise<void> {
   const dir = cmd.cwd;
   const hint = `give the directory of your chatmail/relay checkout (the one you deploy the relay from, with chatmail.ini and scripts/initenv.sh run once) as --relay-dir`;
   const st = await fsp.stat(cmd.file).catch((err: unknown) => {
@@ -159,9 +165,9 @@ async function checkCheckout(cmd: CmdeployCommand): Promise<void> {
     });
   }
   try {
-    await fsp.access(path.join(dir, 'chatmail.ini'), fsc.R_OK);
+    await fsp.access(ini, fsc.R_OK);
   } catch (err) {
-    throw new CmError('precondition.no_chatmail_ini', `${path.join(dir, 'chatmail.ini')} does not exist: cmdeploy reads the relay's configuration from it`, {
+    throw new CmError('precondition.no_chatmail_ini', `${ini} does not exist: cmdeploy reads the relay's configuration from it`, {
       hint: `copy the chatmail.ini the relay was deployed with into ${dir}, then run the same command again`,
       cause: err,
     });
@@ -183,7 +189,9 @@ function failureHint(action: CmdeployAction, host: string, rerun: string): strin
 export async function runCmdeploy(opts: RunCmdeployOptions): Promise<CmdeployResult> {
   const started = Date.now();
   const cmd = cmdeployCommand(opts.relayDir, opts.sshHost, opts.action);
-  await checkCheckout(cmd);
+  const base = opts.env ?? process.env;
+  const ini = chatmailIniLocation(cmd.cwd, base).file;
+  await checkCheckout(cmd, ini);
   if (opts.dryRun) return { command: cmd, ran: false, seconds: 0 };
 
   const spec = ACTIONS[opts.action];
@@ -213,7 +221,7 @@ export async function runCmdeploy(opts: RunCmdeployOptions): Promise<CmdeployRes
   try {
     outcome = await runChild(cmd.file, cmd.args, {
       cwd: cmd.cwd,
-      env: cmdeployEnv(opts.env ?? process.env, cmd.stages),
+      env: cmdeployEnv(base, cmd.stages, ini),
       signal: opts.signal,
       killGraceMs: 10_000,
       maxOutputBytes: 64 * 1024,

@@ -5,6 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CmError } from '../../proto';
+import { readChangelogRelease } from './changelog';
 
 /** The first relay release whose cmdeploy honours CMDEPLOY_STAGES. */
 export const STAGES_SINCE = '1.8.0';
@@ -57,22 +58,13 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-/** The newest release in the checkout's CHANGELOG.md (`## 1.7.0 2025-...`), if any. */
+/**
+ * The newest release in the checkout's CHANGELOG.md, in both heading styles upstream has
+ * used (`## [1.12.0] - 2026-07-31`, `## 1.10.0 2026-04-30`): changelog.ts.
+ */
 export async function readCheckoutVersion(relayDir: string): Promise<{ version: string; unreleasedChanges: boolean } | undefined> {
-  let text: string;
-  try {
-    text = await fsp.readFile(path.join(relayDir, 'CHANGELOG.md'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  let headingsBefore = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('## ')) continue;
-    const m = /^##\s+v?(\d+\.\d+(?:\.\d+)?)\b/.exec(line);
-    if (m) return { version: m[1], unreleasedChanges: headingsBefore > 0 };
-    headingsBefore++; // "## untagged", "## unreleased"
-  }
-  return undefined;
+  const r = await readChangelogRelease(relayDir);
+  return r && { version: r.version, unreleasedChanges: r.unreleasedChanges };
 }
 
 /**

@@ -7,6 +7,11 @@
 import { CmError, formatHostPort, type InfoReply__Output } from '../../proto';
 import { unary, type AgentHandle } from '../agent-client';
 import { readChatmailIni } from '../relay/chatmail-ini';
+import { debianWarning } from '../relay/debian';
+import { chatmailIniLocation } from '../relay/ini-location';
+import { relayShapeOf } from '../relay/shape';
+import type { TlsSetup } from '../relay/tls-mode';
+import { requireRunnableCheckout } from '../relay/venv';
 import { chatmailVersionWarning, checkoutCommit } from '../relay/git-head';
 import { requireStageSupport } from '../relay/stages';
 import { assertMovableDomain, findAuthoritativeServers, parseNameServers, queryRecords, serverLabel, ttlWarnings, type NameServer } from '../dns';
@@ -15,6 +20,14 @@ import { expiryWarning, fetchCertificate } from '../service-check';
 import type { Plan } from '../plan';
 import { shQuote } from '../ssh';
 import type { RunContext } from './context';
+import { dnsKeyProblems } from './dns-keys';
+
+/** The TLS mode in words for preflight's notes. */
+export function tlsModeLine(tls: TlsSetup): string {
+  if (tls.mode === 'external') return `external (tls_external_cert_and_key): ${tls.certPath} and ${tls.keyPath}, carried before step 2 (its configure checks them); renewed by ${tls.renewedBy}`;
+  if (tls.mode === 'self') return `self-signed (${tls.certPath}, ${tls.keyPath}), carried; ${tls.renewedBy}`;
+  return `ACME (acmetool, ${tls.carry.join(', ')} carried with its account); renewed by ${tls.renewedBy}`;
+}
 
 /** Info of one agent, with the failure named for the operator. */
 async function agentInfo(a: AgentHandle, planArg: string, rerun: string): Promise<InfoReply__Output> {
@@ -75,9 +88,12 @@ export async function preflight(ctx: RunContext): Promise<string[]> {
   const info = await checkAgents(ctx);
   note(`agents: old ${ctx.agents.old.address} and new ${ctx.agents.new.address} answer, both cmmigrate ${info.old.version}`);
 
-  const ini = await readChatmailIni(ctx.relayDir);
+  // cmdeploy.py reads $CHATMAIL_INI before ./chatmail.ini: read the file it will read (every
+  // cmdeploy call names it explicitly, relay/cmdeploy.ts cmdeployEnv).
+  const where = chatmailIniLocation(ctx.relayDir, process.env);
+  const ini = await readChatmailIni(ctx.relayDir, process.env);
   if (!ini) {
-    throw new CmError('precondition.no_chatmail_ini', `${ctx.relayDir}/chatmail.ini does not exist: cmdeploy reads the relay's configuration from it`, {
+    throw new CmError('precondition.no_chatmail_ini', `${where.file}${where.from === 'CHATMAIL_INI' ? ' (named by $CHATMAIL_INI)' : ''} does not exist: cmdeploy reads the relay's configuration from it`, {
       hint: `copy the chatmail.ini the relay was deployed with into ${ctx.relayDir}, then run ${ctx.rerun}`,
     });
   }
@@ -93,6 +109,30 @@ export async function preflight(ctx: RunContext): Promise<string[]> {
   }
   const stages = await requireStageSupport(ctx.relayDir);
   note(`checkout ${ctx.relayDir}${stages.version ? ` (relay ${stages.version})` : ''} honours CMDEPLOY_STAGES (${stages.evidence?.file}:${stages.evidence?.line})`);
+  const venv = await requireRunnableCheckout(ctx.relayDir);
+  note(`checkout's venv: cmdeploy installed, pyinfra ${venv.pyinfraVersion} (scripts/initenv.sh has run)`);
+  if (where.from === 'CHATMAIL_INI') note(`chatmail.ini: ${where.file}, named by $CHATMAIL_INI (every cmdeploy call gets it)`);
+
+  const { tls } = relayShapeOf(ini.params, ini.file);
+  note(`TLS: ${tlsModeLine(tls)}`);
+  if (tls.mode === 'external') {
+    // external/deployer.py: step 2's configure fails unless both files exist on the new host.
+    const files = await ctx.hosts.old.externalTlsFiles();
+    const missing = [tls.certPath, tls.keyPath].filter((p) => !files.present.includes(p));
+    if (missing.length > 0) {
+      throw new CmError('precondition.tls_files_missing', `${ini.file} sets tls_external_cert_and_key = ${tls.certPath} ${tls.keyPath}, but the old host ${plan.old.host} has no regular file at ${missing.join(' and ')}`, {
+        hint: `put the certificate and key there on the old host (or correct tls_external_cert_and_key and deploy the old host with it), then run ${ctx.rerun}`,
+        details: { missing },
+      });
+    }
+    note(`external TLS files exist on the old host: ${tls.certPath}, ${tls.keyPath}`);
+  }
+
+  for (const side of ['old', 'new'] as const) {
+    const text = await ctx.hosts[side].osRelease();
+    const w = text ? debianWarning(text, `the ${side} host ${plan[side].host}`) : undefined;
+    if (w) warnings.push(w);
+  }
 
   const [deployed, commit] = await Promise.all([ctx.hosts.old.chatmailVersion(), checkoutCommit(ctx.relayDir)]);
   const versionWarning = chatmailVersionWarning(deployed, commit, `the old host ${plan.old.host}`);
@@ -118,6 +158,14 @@ export async function preflight(ctx: RunContext): Promise<string[]> {
   } catch (err) {
     const e = err instanceof CmError ? err : new CmError('dns.lookup_failed', String(err));
     warnings.push(`cannot check the TTL of ${plan.mailDomain}: ${e.message} (step 5 needs the authoritative servers: list them as dns.servers in the plan, or use --skip-dns-wait)`);
+  }
+
+  try {
+    const dk = await dnsKeyProblems(ctx, 'old');
+    for (const n of dk.notes) note(n);
+    warnings.push(...dk.problems);
+  } catch (err) {
+    warnings.push(`cannot check the DKIM and CAA records of ${plan.mailDomain}: ${(err as Error).message}`);
   }
 
   const endpoint = plan.checks.oldTls ?? formatHostPort(plan.old.host, 993);

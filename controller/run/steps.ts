@@ -16,6 +16,9 @@ import type { RunContext } from './context';
 import type { StepId } from './journal';
 import { CATCH_UP_MAX, CATCH_UP_SECONDS, CATCH_UP_SHARE, catchUp, pass } from './passes';
 import { nameServers, preflight } from './preflight';
+import { servedPorts } from '../relay/upstream';
+import { requireDnsKeys } from './dns-keys';
+import { keepNewHostInert, relayFacts, stopWritersAtStep3 } from './relay-units';
 import { recordVerify } from './verify-after';
 
 export interface StepFacts {
@@ -101,10 +104,15 @@ const preconfigure: Step = {
   id: '2',
   title: 'Pre-configure the new host and keep it inactive (cmdeploy install,configure)',
   side: 'new',
-  plan: (ctx) => [cmdeployLine(ctx, 'new', 'preconfigure'), `stop ${MAIL_UNITS.join(', ')} on the new host through its agent, and check that they stay stopped until step 6`],
+  plan: (ctx) => [
+    cmdeployLine(ctx, 'new', 'preconfigure'),
+    `stop ${MAIL_UNITS.join(', ')} and every unit of the relay that writes a carried root (relay/upstream.ts unitsInertOnNewHost) on the new host through its agent, and check before steps 4 and 6 that they stay stopped`,
+  ],
   async run(ctx) {
+    const { shape } = await relayFacts(ctx);
     await cmdeployOnce(ctx, '2', 'new', 'preconfigure', 'install,configure');
     await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
+    await keepNewHostInert(ctx, shape, 'after-step-2');
   },
 };
 
@@ -117,6 +125,7 @@ const disableMail: Step = {
     cmdeployLine(ctx, 'old', 'disable-mail'),
     'check through the old agent that postfix and dovecot are inactive',
     `stop ${MAILBOX_WRITERS.join(', ')} on the old host (they can still change mailboxes)`,
+    "then what upstream's --disable-mail leaves running that writes a carried root (relay/upstream.ts unitsToStopAtStep3: timers, chatmail-expire.service waited for when a run is in progress, filtermail-transport, acmetool-reconcile, ...)",
   ],
   async run(ctx) {
     const { plan, journal } = ctx;
@@ -147,6 +156,8 @@ const disableMail: Step = {
     if (!ran) journal.mark('3', 'cmdeploy');
     ctx.out.info(`  postfix and dovecot are inactive on the old host`);
     await stopUnits(ctx, 'old', MAILBOX_WRITERS, 'they can still change mailboxes during the final sync');
+    // After every --disable-mail call: its full deploy starts these again.
+    await stopWritersAtStep3(ctx, (await relayFacts(ctx)).shape);
   },
 };
 
@@ -168,6 +179,7 @@ const finalSync: Step = {
       ctx.warn(`${early.join(', ')} ran on the new host before step 6; stopping them again`);
       await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
     }
+    await keepNewHostInert(ctx, (await relayFacts(ctx)).shape, 'before-step-4');
     const s = await pass(ctx, '4', 'final');
     // Verify before postfix touches the spool: postsuper -s renames queue files after their
     // new inode numbers and set-permissions may repair modes, and both are meant to differ.
@@ -237,6 +249,23 @@ const switchDns: Step = {
   },
 };
 
+/** After step 6: the units whose ports a connect cannot probe run (relay/upstream.ts servedPorts, check 'unit'). */
+async function checkRelayUnits(ctx: RunContext): Promise<void> {
+  const { shape } = await relayFacts(ctx);
+  const units = servedPorts(shape)
+    .filter((p) => p.check === 'unit')
+    .map((p) => p.unit);
+  const states = await ctx.hosts.new.serviceStates(units);
+  const down = inactiveUnits(states, units);
+  if (down.length > 0) {
+    throw new CmError('step.service_not_active', `${down.join(', ')} do${down.length === 1 ? 'es' : ''} not run on ${hostLabel(ctx.plan, 'new')} (${servedPorts(shape).filter((p) => p.check === 'unit').map((p) => `${p.port}/${p.proto}`).join(', ')})`, {
+      hint: `read why with journalctl -u ${units.join(' -u ')} on ${ctx.plan.new.host}, fix it, then run ${ctx.rerun}`,
+      details: { states },
+    });
+  }
+  ctx.out.info(`  ${units.join(', ')} run on the new host`);
+}
+
 async function caOf(ctx: RunContext): Promise<Buffer | undefined> {
   if (!ctx.plan.checks.caFile) return undefined;
   try {
@@ -252,12 +281,22 @@ const activate: Step = {
   side: 'new',
   plan: (ctx) => [
     cmdeployLine(ctx, 'new', 'activate'),
+    'on the new host through its agent: [$ systemctl daemon-reload] (an activate-only run never reloads systemd, so the drop-ins step 2 wrote need it)',
     `restart ${MAIL_UNITS.join(', ')} on the new host through its agent (activate does not restart a running service; a later run of this step only starts what is stopped)`,
     `check that the new host accepts connections on ${MAIL_PORTS.join(', ')} and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465`,
+    'check through the new agent that turnserver.service runs (TURN on 3478/udp cannot be probed by a connect), and iroh-relay.service when chatmail.ini leaves iroh_relay unset',
+    `check that ${ctx.plan.mailDomain}'s DKIM record (opendkim._domainkey) carries the public key of the carried /etc/dkimkeys/opendkim.private; an error names the value it must have`,
   ],
   async run(ctx) {
     const { plan, journal } = ctx;
+    if (!journal.hasMark('6', 'cmdeploy')) await keepNewHostInert(ctx, (await relayFacts(ctx)).shape, 'before-step-6');
     await cmdeployOnce(ctx, '6', 'new', 'activate', 'activate');
+    // An activate-only run never reloads systemd (chatmail/relay cmdeploy/src/cmdeploy/
+    // basedeploy.py Deployer.ensure_service): the drop-ins step 2 wrote for dovecot, postfix
+    // and opendkim (relay/upstream.ts unitsWithStep2DropIns) take effect with this reload and
+    // the restart below.
+    ctx.out.command({ side: 'new', host: plan.new.host, command: 'systemctl daemon-reload', op: 'systemd.daemon_reload', where: `on the new host ${plan.new.host}, through its agent` });
+    await ctx.hosts.new.daemonReload();
     // Restarted once after activate (which leaves a running service as it is); a later run
     // of this step only starts what is not running, and does not interrupt a serving host.
     const restarted = journal.hasMark('6', 'restarted');
@@ -280,6 +319,16 @@ const activate: Step = {
     journal.update((d) => {
       d.outage.ended_at = new Date().toISOString();
     });
+    await checkRelayUnits(ctx);
+    const { tls } = await relayFacts(ctx);
+    // external/deployer.py: nothing of the relay renews external files.
+    if (tls.mode === 'external') ctx.warn(`the certificate files ${tls.certPath} and ${tls.keyPath} are renewed outside the relay: ${tls.renewedBy}`);
+    try {
+      await requireDnsKeys(ctx);
+    } catch (err) {
+      if (err instanceof CmError && err.code === 'step.dns_record_mismatch') throw err;
+      ctx.warn(`cannot check the DKIM and CAA records of ${plan.mailDomain}: ${(err as Error).message}`);
+    }
   },
 };
 

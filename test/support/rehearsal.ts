@@ -13,16 +13,18 @@
  * relay's users, at other ids); no unit of the new host runs. DNS: `mail A 127.0.0.2` and an
  * AAAA that the switch removes, the new host having no IPv6.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { dkimRecordValue, dkimZoneValue } from '../../controller/relay/dkim';
 import { cmmigrate, freePort, startAgentProcess, type AgentProcess, type CliResult } from './harness';
 import { hostToolsEnv } from './host-tools';
 import { startNsd, type TestNsd, type ZoneRecord } from './nsd';
 import { generateRelayTree, type RelayTreeOptions, type RelayTreeStats } from './relay-tree';
 import { startRelayServices, SERVICE_PORTS, type RelayServices, type ServicePort } from './relay-services';
-import { makeStandinRelay, setUnitState, upstreamRunningUnits, type LoggedCall, type StandinRelay } from './standin-relay';
+import { makeStandinRelay, setUnitState, upstreamRunningUnits, type LoggedCall, type StandinRelay, type StandinRelayOptions } from './standin-relay';
 import { selfSignedCertificate } from './test-certs';
 
 
@@ -43,6 +45,8 @@ export interface RehearsalOptions {
   closedPorts?: number[];
   /** TTL of the mail domain's A and AAAA. Default 300. */
   dnsTtl?: number;
+  /** Options of the stand-in checkout: extra chatmail.ini lines, its venv, its release. */
+  relay?: Pick<StandinRelayOptions, 'iniLines' | 'venvPyinfra' | 'release'>;
 }
 
 export interface Rehearsal {
@@ -68,6 +72,10 @@ export interface Rehearsal {
   dnsSwitchedAt?: Date;
   calls(): LoggedCall[];
   setFault(name: string, on: boolean): void;
+  /** The DKIM TXT value of the old root's key (a real RSA key), as the zone serves it. */
+  dkimValue: string;
+  /** Serves another DKIM TXT value (undefined: none); resolves once NSD serves it. */
+  setDkim(value: string | undefined): Promise<void>;
   /** Points `mail` A at the new host and removes its AAAA; resolves once NSD serves it. */
   switchDns(): Promise<void>;
   /** Switches DNS `delayMs` after the journal shows step 5 running. Returns a stop function. */
@@ -81,8 +89,10 @@ export interface Rehearsal {
   close(opts?: { keep?: boolean }): Promise<void>;
 }
 
-function zone(mailA: string, mailAAAA: string | undefined, ttl: number): ZoneRecord[] {
+function zone(mailA: string, mailAAAA: string | undefined, ttl: number, dkim?: string): ZoneRecord[] {
   return [
+    // As `cmdeploy dns` asks for it (chatmail/relay cmdeploy/src/cmdeploy/remote/rdns.py get_dkim_entry).
+    ...(dkim ? [{ name: 'opendkim._domainkey.mail', type: 'TXT', data: dkimZoneValue(dkim) }] : []),
     { name: '@', type: 'NS', data: `ns1.${ZONE}.` },
     { name: 'ns1', type: 'A', data: NSD_ADDRESS },
     { name: 'mail', ttl, type: 'A', data: mailA },
@@ -99,6 +109,16 @@ async function freePorts(host: string, n: number): Promise<number[]> {
     if (!out.includes(p)) out.push(p);
   }
   return out;
+}
+
+/** Replaces the generated (random) DKIM key with a real one, as opendkim-genkey makes it; returns the record's value. */
+async function installDkimKey(root: string): Promise<string> {
+  const file = path.join(root, 'etc/dkimkeys/opendkim.private');
+  const pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const st = await fsp.stat(file);
+  await fsp.writeFile(file, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  await fsp.utimes(file, st.atime, st.mtime);
+  return dkimRecordValue(pair.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'));
 }
 
 /** Replaces the generated (random) certificate the old root's live/ link points at with a real one. */
@@ -169,6 +189,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
 
     const stats = await generateRelayTree(tree);
     const cert = await installRelayCertificate(oldRoot);
+    let dkim: string | undefined = await installDkimKey(oldRoot);
     const caFile = path.join(dir, 'relay-cert.pem');
     await fsp.writeFile(caFile, cert);
     await fsp.mkdir(path.join(newRoot, 'etc'), { recursive: true });
@@ -186,15 +207,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         [NEW_HOST]: { role: 'new', root: newRoot, hostState: newHostState },
       },
       newUidBase: (tree.uidBase ?? 5000) + 2000,
-      // Off until the agent's receiver takes a directory that appeared since its listing
-      // (mkdir EEXIST): step 2's configure creates /home/vmail/mail/<domain> while step 1
-      // writes there, and run.test.ts / run-kill.test.ts then fail step 1 with
-      // "EEXIST: file already exists, mkdir '<new root>/home/vmail/mail'".
-      // Off until verify treats postfix's runtime files as such: a postfix start on the new
-      // host after the final sync (Debian's chroot copies into /var/spool/postfix/etc/, the
-      // master's pid/master.pid) makes run-kill.test.ts "at the start and at the end of every
-      // step..." fail its last verify with /var/spool/postfix/etc "only on the new host".
-      model: { createMailboxesDir: false, postfixRuntime: false },
+      ...opts.relay,
     });
     const version = path.join(oldRoot, 'etc/chatmail-version');
     await fsp.writeFile(version, `${relay.head}\n`, { mode: 0o644 });
@@ -209,7 +222,9 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const init = await cmmigrate(['init', '--plan', plan, '--domain', MAIL_DOMAIN, '--old', OLD_HOST, '--new', NEW_HOST, '--old-agent', agents.old, '--new-agent', agents.new]);
     if (init.code !== 0) throw new Error(`cmmigrate init failed (${init.code}):\n${init.stderr}`);
 
-    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(OLD_HOST, OLD_IPV6, dnsTtl) });
+    let mailA = OLD_HOST;
+    let mailAAAA: string | undefined = OLD_IPV6;
+    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(mailA, mailAAAA, dnsTtl, dkim) });
     cleanups.push(() => nsd.stop());
     await fsp.writeFile(plan, planText({ relayDir, agents, nsd: nsd.endpoint, ports, caFile }));
 
@@ -252,8 +267,15 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       calls: () => relay.calls(),
       setFault: (name, on) => relay.setFault(name, on),
       async switchDns() {
-        await nsd.setZone(ZONE, zone(NEW_HOST, undefined, dnsTtl));
+        mailA = NEW_HOST;
+        mailAAAA = undefined;
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
         r.dnsSwitchedAt = new Date();
+      },
+      dkimValue: dkim,
+      async setDkim(value) {
+        dkim = value;
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
       },
       autoSwitchDns(delayMs = 0) {
         let delay: NodeJS.Timeout | undefined;
