@@ -21,8 +21,8 @@
  * - unchanged: a second final pass right after the first, nothing changed in between,
  *   against a second `rsync -aH --delete`: the cost of the walk alone.
  * - verify: `cmmigrate verify` on the full tree after the final pass.
- * - startup: `cmmigrate --version` against `node -e 0`, 20 runs each, alternating
- *   (startup.ts); each bench run records the median of its 20.
+ * - startup: `cmmigrate --version` against `node -e 0`, --startup-runs (20) runs each,
+ *   alternating (startup.ts); each bench run records the median of those.
  *
  * The agents' CPU seconds become CPU per entry (final and unchanged cases: per entry the
  * pass decided on) and per GiB (initial cases: per GiB of content sent).
@@ -74,8 +74,8 @@ export const CASES: Record<string, CaseDef> = {
   'unchanged-cmmigrate': { group: 'unchanged', what: 'cmmigrate sync --phase final again, nothing changed' },
   'unchanged-rsync-ssh': { group: 'unchanged', what: 'rsync -aH --delete over ssh again, nothing changed' },
   verify: { group: 'verify', what: 'cmmigrate verify, full tree' },
-  'startup-cmmigrate': { group: 'startup', what: 'cmmigrate --version (median of 20)' },
-  'startup-node': { group: 'startup', what: 'node -e 0 (median of 20)' },
+  'startup-cmmigrate': { group: 'startup', what: 'cmmigrate --version (median of --startup-runs)' },
+  'startup-node': { group: 'startup', what: 'node -e 0 (median of --startup-runs)' },
 };
 
 interface Options {
@@ -89,12 +89,14 @@ interface Options {
   cacheDir: string;
   workDir: string;
   delayMs: number;
+  startupRuns: number;
   keep: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [--addresses N] [--messages N] [--seed N] [--runs N]
                         [--target tmpfs|disk] [--out FILE] [--cases a,b,...]
-                        [--cache-dir DIR] [--work-dir DIR] [--delay-ms N] [--keep]
+                        [--cache-dir DIR] [--work-dir DIR] [--delay-ms N]
+                        [--startup-runs N] [--keep]
 cases: ${Object.keys(CASES).join(', ')}`;
 
 class UsageError extends Error {}
@@ -114,6 +116,7 @@ function parseOptions(argv: string[]): Options {
       'cache-dir': { type: 'string', default: '/var/tmp/cmmigrate-bench' },
       'work-dir': { type: 'string', default: '/var/tmp' },
       'delay-ms': { type: 'string', default: '25' },
+      'startup-runs': { type: 'string', default: '20' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -145,6 +148,7 @@ function parseOptions(argv: string[]): Options {
     cacheDir: path.resolve(values['cache-dir']),
     workDir: path.resolve(values['work-dir']),
     delayMs: int('delay-ms', values['delay-ms'], 0),
+    startupRuns: int('startup-runs', values['startup-runs'], 1),
     keep: values.keep,
   };
 }
@@ -432,11 +436,11 @@ class Bench {
     }
   }
 
-  /** `cmmigrate --version` against `node -e 0`, 20 alternating runs each (startup.ts). */
+  /** `cmmigrate --version` against `node -e 0`, --startup-runs (20) alternating runs each (startup.ts). */
   private startupRound(run: number): void {
     this.checkRunning();
     const others = foreignTicks();
-    const t = controllerStartup(REPO, 20);
+    const t = controllerStartup(REPO, this.o.startupRuns);
     const foreign = foreignSeconds(others, foreignTicks());
     for (const [name, times] of [['startup-cmmigrate', t.cmmigrate], ['startup-node', t.node]] as const) {
       if (!this.has(name)) continue;
