@@ -4,7 +4,7 @@
  * in controller/commands/; this is the one place that turns errors into text and exit codes.
  */
 import { Command, CommanderError } from 'commander';
-import { asCmError, ExitCode } from '../proto';
+import { asCmError, ExitCode } from '../proto/errors';
 import type { CommandContext } from './command-context';
 import { agentsCommand } from './commands/agents';
 import { bridgeCommand } from './commands/bridge';

@@ -3,7 +3,7 @@
  * reporter for its output, and the way to set an exit status without an error. Commands
  * parse their options and call one operation with these; they never import each other.
  */
-import { connectAgent, type AgentHandle } from './agent-client';
+import type { AgentHandle } from './agent-client';
 import type { Plan } from './plan';
 import type { Reporter } from './report';
 
@@ -18,6 +18,7 @@ export interface CommandContext {
 
 /** Connects to the plan's agents, calls `fn` with them, and closes them whatever happens. */
 export async function withAgents<T>(plan: Plan, fn: (agents: { old: AgentHandle; new: AgentHandle }) => Promise<T>): Promise<T> {
+  const { connectAgent } = await import('./commands/lazy-ops');
   const agents = { old: await connectAgent(plan, 'old'), new: await connectAgent(plan, 'new') };
   try {
     return await fn(agents);

@@ -2,7 +2,7 @@
  * Ctrl-C as an error: what an operation throws when the run's AbortSignal stopped it, so
  * that the journal records the step as interrupted and the exit status is 130.
  */
-import { CmError, ExitCode } from '../proto';
+import { CmError, ExitCode } from '../proto/errors';
 
 /** `what` (a step, a pass, a command) was stopped by Ctrl-C; `rerun` continues it. */
 export function interruptedError(what: string, rerun = 'the same command', cause?: unknown): CmError {

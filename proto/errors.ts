@@ -4,7 +4,12 @@
  * and a hint with the next thing to do. Agents map it to a gRPC status with metadata;
  * the controller maps it back, so a user never sees a bare "13 INTERNAL".
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpcTypes from '@grpc/grpc-js';
+// Only gRPC's status numbers at load time: the controller loads this module on every start,
+// and the rest of grpc-js (http2, tls) only once it talks to an agent (see grpcRuntime).
+import { Status } from '@grpc/grpc-js/build/src/constants';
+
+const grpc = { status: Status } as const;
 
 /** Exit codes of the controller, documented in `cmmigrate --help` and the README. */
 export const ExitCode = {
@@ -150,7 +155,7 @@ export const ERRORS = {
   'wire.device_node': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
   'wire.protocol': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
   'wire.protocol_version': { exit: ExitCode.failed, status: grpc.status.DATA_LOSS },
-} as const satisfies Record<string, { exit: number; status: grpc.status }>;
+} as const satisfies Record<string, { exit: number; status: Status }>;
 
 /** A stable dotted error code: one key of ERRORS. */
 export type ErrorCode = keyof typeof ERRORS;
@@ -158,6 +163,11 @@ export type ErrorCode = keyof typeof ERRORS;
 /** Whether a code from the wire or a file is one this version knows. */
 export function isErrorCode(code: string): code is ErrorCode {
   return Object.prototype.hasOwnProperty.call(ERRORS, code);
+}
+
+/** grpc-js itself, loaded on first use (an error with gRPC metadata means it is loaded already). */
+function grpcRuntime(): typeof import('@grpc/grpc-js') {
+  return require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
 }
 
 const CODE_KEY = 'cmm-code';
@@ -188,11 +198,11 @@ export class CmError extends Error {
   }
 
   /** This error as a gRPC status object, ready for `callback(err)` or `call.emit('error', err)`. */
-  toServiceError(): Partial<grpc.StatusObject> & Error {
-    const metadata = new grpc.Metadata();
+  toServiceError(): Partial<grpcTypes.StatusObject> & Error {
+    const metadata = new (grpcRuntime().Metadata)();
     metadata.set(CODE_KEY, this.code);
     if (this.hint) metadata.set(HINT_KEY, encodeURIComponent(this.hint));
-    const err = new Error(this.message) as Error & Partial<grpc.StatusObject>;
+    const err = new Error(this.message) as Error & Partial<grpcTypes.StatusObject>;
     err.code = ERRORS[this.code].status;
     err.details = this.message;
     err.metadata = metadata;
@@ -203,8 +213,8 @@ export class CmError extends Error {
 /** Anything thrown, as a CmError (unknown errors get `internal.unexpected`). */
 export function asCmError(err: unknown, fallbackCode: ErrorCode = 'internal.unexpected'): CmError {
   if (err instanceof CmError) return err;
-  const e = err as NodeJS.ErrnoException & { details?: string; metadata?: grpc.Metadata };
-  if (e && typeof e === 'object' && e.metadata instanceof grpc.Metadata) return fromServiceError(e as unknown as grpc.ServiceError);
+  const e = err as NodeJS.ErrnoException & { details?: string; metadata?: grpcTypes.Metadata };
+  if (e && typeof e === 'object' && e.metadata !== null && typeof e.metadata === 'object' && e.metadata instanceof grpcRuntime().Metadata) return fromServiceError(e as unknown as grpcTypes.ServiceError);
   const message = e && typeof e.message === 'string' ? e.message : String(err);
   return new CmError(fallbackCode, message, { cause: err });
 }
@@ -213,7 +223,7 @@ export function asCmError(err: unknown, fallbackCode: ErrorCode = 'internal.unex
  * A gRPC error from a peer, back as the CmError the peer raised. Errors of the
  * transport itself (peer down, TLS refused) get `connect.*` codes and a hint.
  */
-export function fromServiceError(err: grpc.ServiceError, peer?: string): CmError {
+export function fromServiceError(err: grpcTypes.ServiceError, peer?: string): CmError {
   const code = err.metadata?.get(CODE_KEY)?.[0];
   const hint = err.metadata?.get(HINT_KEY)?.[0];
   if (typeof code === 'string') {

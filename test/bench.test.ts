@@ -15,8 +15,11 @@ const PEERS: Record<string, string[]> = {
   'initial-cmmigrate': ['initial-tar', 'initial-tar-ssh', 'initial-rsync-ssh'],
   'delayed-cmmigrate': ['delayed-tar-ssh'],
   'final-cmmigrate': ['final-rsync-ssh'],
+  'final-quick-verify': ['final-rsync-ssh'],
+  'unchanged-cmmigrate': ['unchanged-rsync-ssh'],
+  'startup-cmmigrate': ['startup-node'],
 };
-const ALL_CASES = ['initial-cmmigrate', 'initial-tar', 'initial-tar-ssh', 'initial-rsync-ssh', 'delayed-cmmigrate', 'delayed-tar-ssh', 'final-cmmigrate', 'final-rsync-ssh', 'verify'];
+const ALL_CASES = ['initial-cmmigrate', 'initial-tar', 'initial-tar-ssh', 'initial-rsync-ssh', 'delayed-cmmigrate', 'delayed-tar-ssh', 'final-cmmigrate', 'final-quick-verify', 'final-rsync-ssh', 'unchanged-cmmigrate', 'unchanged-rsync-ssh', 'verify', 'startup-cmmigrate', 'startup-node'];
 
 interface BenchCase {
   name: string;
@@ -38,7 +41,7 @@ describe('npm run bench', () => {
 
   it('measures every case on a tiny tree and writes medians and ratios as JSON', async () => {
     const out = path.join(dir, 'result.json');
-    const r = await runNode(BENCH, ['--addresses', '10', '--messages', '10', '--runs', '1', '--out', out, '--cache-dir', path.join(dir, 'cache'), '--work-dir', dir], { timeoutMs: 300_000 });
+    const r = await runNode(BENCH, ['--addresses', '10', '--messages', '10', '--runs', '1', '--startup-runs', '3', '--out', out, '--cache-dir', path.join(dir, 'cache'), '--work-dir', dir], { timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('| initial-cmmigrate');
 
@@ -59,11 +62,13 @@ describe('npm run bench', () => {
       expect(Object.keys(c.ratios).sort(), name).toEqual([...peers].sort());
       for (const p of peers) expect(c.ratios[p], `${name} / ${p}`).toBeCloseTo(c.median / byName.get(p)!.median, 9);
     }
-    for (const name of ['initial-cmmigrate', 'delayed-cmmigrate', 'final-cmmigrate', 'verify']) {
+    for (const name of ['initial-cmmigrate', 'delayed-cmmigrate', 'final-cmmigrate', 'final-quick-verify', 'unchanged-cmmigrate', 'verify']) {
       expect(byName.get(name)!.peakRssMiB!.old, name).toBeGreaterThan(0);
       expect(byName.get(name)!.peakRssMiB!.new, name).toBeGreaterThan(0);
     }
     expect(byName.get('verify')!.summary!.ok).toBe(true);
+    expect(byName.get('final-quick-verify')!.summary!.ok).toBe(true);
+    expect(Number(byName.get('final-quick-verify')!.summary!.from_records)).toBeGreaterThan(0);
     // The bench leaves no mount and no work directory behind.
     expect((await fs.readdir(dir)).sort()).toEqual(['cache', 'result.json']);
     expect(await fs.readFile('/proc/mounts', 'utf8')).not.toContain(dir);

@@ -57,6 +57,31 @@ describe('cmmigrate CLI', () => {
     expect(r.stderr).toContain('next:');
     expect(r.stderr).not.toMatch(/\d+ UNAVAILABLE/);
   });
+
+  it('--version and a usage error load no gRPC and no operation; a command that runs loads them', async () => {
+    // What the process loaded, written as it exits: Node's built-ins (grpc-js needs http2)
+    // and the files of the controller's bundle.
+    const preload = path.join(dir, 'loaded.js');
+    await fs.writeFile(
+      preload,
+      "process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify({ builtins: process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)), files: Object.keys(require.cache).map((f) => require('path').basename(f)) }) + '\\n'));\n",
+    );
+    const loaded = async (args: string[]): Promise<{ builtins: string[]; files: string[] }> => {
+      const r = await cmmigrate(args, { env: { NODE_OPTIONS: `--require ${preload}` } });
+      const line = r.stderr.split('\n').find((l) => l.startsWith('LOADED '));
+      expect(line, r.stderr).toBeDefined();
+      return JSON.parse(line!.slice(7)) as { builtins: string[]; files: string[] };
+    };
+    for (const args of [['--version'], ['sync', '--plan', 'x.toml']]) {
+      const l = await loaded(args);
+      expect(l.files).toContain('cmmigrate.js');
+      expect(l.builtins).not.toContain('http2');
+      for (const heavy of ['cmmigrate-ops.js', 'cmmigrate-grpc.js']) expect(l.files).not.toContain(heavy);
+    }
+    const ran = await loaded(['sync', '--plan', path.join(dir, 'nope.toml'), '--phase', 'initial']);
+    expect(ran.builtins).toContain('http2');
+    expect(ran.files).toEqual(expect.arrayContaining(['cmmigrate-ops.js', 'cmmigrate-grpc.js']));
+  });
 });
 
 describe('cmmigrate-agent CLI', () => {

@@ -2,7 +2,8 @@
 /**
  * The build, as `npm run build` runs it: the wire contract's JSON descriptor, the shipped
  * code (proto/, agent/, controller/) compiled into dist/ by tsconfig.json, the agent bundle,
- * and the executable bits of both CLIs. With --tools, also the test support, the demo and
+ * the controller bundle (which makes dist/controller/cli.js its launcher), and the
+ * executable bits of both CLIs. With --tools, also the test support, the demo and
  * the bench, compiled by tsconfig.tools.json into dist-test/, which is never published.
  */
 'use strict';
@@ -17,5 +18,6 @@ const tsc = (project) => node('node_modules/typescript/bin/tsc', '-p', project);
 node('proto/build/proto-json.js');
 tsc('tsconfig.json');
 node('agent/build/bundle-agent.js');
-for (const cli of ['dist/controller/cli.js', 'dist/agent/cli.js']) fs.chmodSync(path.join(repo, cli), 0o755);
+node('controller/build/bundle-controller.js');
+for (const cli of ['dist/cmmigrate.js', 'dist/controller/cli.js', 'dist/agent/cli.js']) fs.chmodSync(path.join(repo, cli), 0o755);
 if (process.argv.includes('--tools')) tsc('tsconfig.tools.json');

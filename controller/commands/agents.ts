@@ -1,8 +1,6 @@
 /** `cmmigrate agents`: parses its options and asks both agents (controller/ops/agents.ts). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
-import { runAgents } from '../ops/agents';
-import { loadPlan } from '../plan';
 
 /** The `agents` command. */
 export function agentsCommand(ctx: CommandContext): Command {
@@ -12,6 +10,7 @@ export function agentsCommand(ctx: CommandContext): Command {
     .option('--json', 'print one JSON object per agent on stdout')
     .addHelpText('after', '\nExit status: 0 when both agents answer over mutual TLS, 1 when one does not.\n\nExample:\n  cmmigrate agents --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
+      const { runAgents, loadPlan } = await import('./lazy-ops');
       await runAgents(await loadPlan(o.plan), { planArg: o.plan }, ctx.reporter(!!o.json));
     });
 }

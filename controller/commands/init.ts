@@ -1,8 +1,8 @@
 /** `cmmigrate init`: parses its options and writes the plan and TLS material (controller/ops/init.ts). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
-import { runInit, type InitOptions } from '../ops/init';
-import { DEFAULT_AGENT_PORT } from '../plan';
+import { DEFAULT_AGENT_PORT } from '../../proto/address';
+import type { InitOptions } from '../ops/init';
 
 /** The `init` command. */
 export function initCommand(ctx: CommandContext): Command {
@@ -38,6 +38,7 @@ export function initCommand(ctx: CommandContext): Command {
     )
     .action(async (opts: InitOptions) => {
       const out = ctx.reporter(false);
+      const { runInit } = await import('./lazy-ops');
       const result = await runInit(opts);
       for (const line of result.lines) out.item(line);
     });

@@ -2,9 +2,11 @@
 import { Argument, Command } from 'commander';
 import type { CommandContext } from '../command-context';
 import type { Side } from '../ops/agents';
-import { runInstallAgent } from '../ops/install-agent';
-import { loadPlan } from '../plan';
-import { UNIT_NAME } from '../remote-layout';
+
+/** The agent's systemd unit, read only when the help is shown. */
+function unitName(): string {
+  return (require('./lazy-ops') as typeof import('./lazy-ops')).UNIT_NAME;
+}
 
 /** The `install-agent` command. */
 export function installAgentCommand(ctx: CommandContext): Command {
@@ -15,18 +17,19 @@ export function installAgentCommand(ctx: CommandContext): Command {
     .option('--json', 'print one JSON result object on stdout')
     .addHelpText(
       'after',
-      `
+      () => `
 Over the system ssh (BatchMode: no prompts; ~/.ssh/config and ssh-agent apply; extra
 options in CMMIGRATE_SSH_OPTS), as the plan's <side>.ssh (default root@HOST):
 checks for Debian 12 or 13 with systemd, installs Debian's nodejs if no Node.js 18.19+
 is there, uploads the agent and its TLS material to /opt/cmmigrate, starts
-${UNIT_NAME} on the plan's agent address, and waits until it answers.
+${unitName()} on the plan's agent address, and waits until it answers.
 Running it again changes only what differs (an upgrade replaces the agent).
 
 Example:
   cmmigrate install-agent new --plan plan.toml`,
     )
     .action(async (side: Side, o: { plan: string; json?: boolean }) => {
+      const { runInstallAgent, loadPlan } = await import('./lazy-ops');
       await runInstallAgent(await loadPlan(o.plan), { planArg: o.plan, side, signal: ctx.signal }, ctx.reporter(!!o.json));
     });
 }

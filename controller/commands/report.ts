@@ -1,7 +1,6 @@
 /** `cmmigrate report`: parses its options and writes the move report (controller/move-report/). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
-import { runReport } from '../move-report';
 
 /** The `report` command. */
 export function reportCommand(ctx: CommandContext): Command {
@@ -11,6 +10,7 @@ export function reportCommand(ctx: CommandContext): Command {
     .option('--json', 'print the report data as one JSON object')
     .addHelpText('after', '\nExample:\n  cmmigrate report --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
+      const { runReport } = await import('./lazy-ops');
       await runReport({ plan: o.plan }, ctx.reporter(!!o.json));
     });
 }

@@ -1,8 +1,6 @@
 /** `cmmigrate status`: parses its options and shows the journal (controller/ops/status.ts). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
-import { runStatus } from '../ops/status';
-import { loadPlan } from '../plan';
 
 /** The `status` command. */
 export function statusCommand(ctx: CommandContext): Command {
@@ -13,6 +11,7 @@ export function statusCommand(ctx: CommandContext): Command {
     .addHelpText('after', '\nExample:\n  cmmigrate status --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
       const out = ctx.reporter(!!o.json);
+      const { runStatus, loadPlan } = await import('./lazy-ops');
       const r = await runStatus(await loadPlan(o.plan), { planArg: o.plan }, out);
       out.event({ ...r });
     });

@@ -1,10 +1,8 @@
 /** `cmmigrate sync`: parses its options and runs one pass (controller/ops/sync.ts). */
 import { Command, Option } from 'commander';
-import { CmError } from '../../proto';
-import { connectAgent } from '../agent-client';
+import { CmError } from '../../proto/errors';
 import type { CommandContext } from '../command-context';
-import { runSync, type SyncPhase } from '../ops/sync';
-import { loadPlan } from '../plan';
+import type { SyncPhase } from '../ops/sync';
 
 /** The `sync` command. */
 export function syncCommand(ctx: CommandContext): Command {
@@ -31,6 +29,7 @@ Example:
     )
     .action(async (o: { plan: string; phase: SyncPhase; json?: boolean; dryRun?: boolean; maxDelete?: number }) => {
       const out = ctx.reporter(!!o.json);
+      const { connectAgent, runSync, loadPlan } = await import('./lazy-ops');
       const plan = await loadPlan(o.plan);
       const newAgent = await connectAgent(plan, 'new');
       try {

@@ -2,9 +2,11 @@
 import { Argument, Command } from 'commander';
 import type { CommandContext } from '../command-context';
 import type { Side } from '../ops/agents';
-import { runUninstallAgent } from '../ops/uninstall-agent';
-import { loadPlan } from '../plan';
-import { UNIT_NAME } from '../remote-layout';
+
+/** The agent's systemd unit, read only when the help is shown. */
+function unitName(): string {
+  return (require('./lazy-ops') as typeof import('./lazy-ops')).UNIT_NAME;
+}
 
 /** The `uninstall-agent` command. */
 export function uninstallAgentCommand(ctx: CommandContext): Command {
@@ -16,8 +18,8 @@ export function uninstallAgentCommand(ctx: CommandContext): Command {
     .option('--json', 'print one JSON result object on stdout')
     .addHelpText(
       'after',
-      `
-Stops and disables ${UNIT_NAME}, removes it and /opt/cmmigrate (the agent, its TLS keys
+      () => `
+Stops and disables ${unitName()}, removes it and /opt/cmmigrate (the agent, its TLS keys
 and its record of what it wrote), and purges the packages that install-agent installed
 (Debian's nodejs), unless something installed since depends on them.
 
@@ -25,6 +27,7 @@ Example:
   cmmigrate uninstall-agent old --plan plan.toml`,
     )
     .action(async (side: Side, o: { plan: string; keepNodejs?: boolean; json?: boolean }) => {
+      const { runUninstallAgent, loadPlan } = await import('./lazy-ops');
       await runUninstallAgent(await loadPlan(o.plan), { side, keepNodejs: o.keepNodejs, signal: ctx.signal }, ctx.reporter(!!o.json));
     });
 }

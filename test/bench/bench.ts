@@ -15,7 +15,17 @@
  *   address), `cmmigrate sync --phase final` (every root) against `rsync -aH --delete`
  *   over ssh of the same roots. Each round starts from the pristine tree again: a fresh
  *   copy of the source, an untimed initial pass of each tool, then the change.
+ * - final-quick-verify: what the outage of step 4 costs: `cmmigrate sync --phase final` and
+ *   then `cmmigrate verify --quick` (digests of unchanged files from the passes' records),
+ *   timed together with the same agents, against rsync's final pass.
+ * - unchanged: a second final pass right after the first, nothing changed in between,
+ *   against a second `rsync -aH --delete`: the cost of the walk alone.
  * - verify: `cmmigrate verify` on the full tree after the final pass.
+ * - startup: `cmmigrate --version` against `node -e 0`, --startup-runs (20) runs each,
+ *   alternating (startup.ts); each bench run records the median of those.
+ *
+ * The agents' CPU seconds become CPU per entry (final and unchanged cases: per entry the
+ * pass decided on) and per GiB (initial cases: per GiB of content sent).
  *
  * Each cmmigrate operation gets freshly started agents, so each agent's peak RSS (VmHWM)
  * belongs to that operation; agent start-up is not timed, the controller's whole run is.
@@ -40,13 +50,14 @@ import { startSshd, type TestSshd } from '../support/sshd';
 import { descendants, foreignSeconds, foreignTicks } from './busy';
 import { startDelayProxy, type DelayProxy } from './delay-proxy';
 import { SSH_DELAYED, SSH_DIRECT, rsyncSsh, runShell, sh, tarLocal, tarSsh, writeSshConfig } from './peers';
+import { controllerStartup } from './startup';
 import { computeRatios, formatTable, machineFacts, type CaseResult, type Machine } from './report';
 
 const MAILBOXES = 'home/vmail/mail';
 const HOUR = 3_600_000;
 
 interface CaseDef {
-  group: 'initial' | 'delayed' | 'final' | 'verify';
+  group: 'initial' | 'delayed' | 'final' | 'unchanged' | 'verify' | 'startup';
   what: string;
 }
 
@@ -58,8 +69,13 @@ export const CASES: Record<string, CaseDef> = {
   'delayed-cmmigrate': { group: 'delayed', what: 'cmmigrate sync --phase initial, 50 ms RTT' },
   'delayed-tar-ssh': { group: 'delayed', what: 'tar c | ssh tar x, 50 ms RTT' },
   'final-cmmigrate': { group: 'final', what: 'cmmigrate sync --phase final after the change' },
+  'final-quick-verify': { group: 'final', what: 'cmmigrate sync --phase final, then verify --quick' },
   'final-rsync-ssh': { group: 'final', what: 'rsync -aH --delete over ssh after the change' },
+  'unchanged-cmmigrate': { group: 'unchanged', what: 'cmmigrate sync --phase final again, nothing changed' },
+  'unchanged-rsync-ssh': { group: 'unchanged', what: 'rsync -aH --delete over ssh again, nothing changed' },
   verify: { group: 'verify', what: 'cmmigrate verify, full tree' },
+  'startup-cmmigrate': { group: 'startup', what: 'cmmigrate --version (median of --startup-runs)' },
+  'startup-node': { group: 'startup', what: 'node -e 0 (median of --startup-runs)' },
 };
 
 interface Options {
@@ -73,12 +89,14 @@ interface Options {
   cacheDir: string;
   workDir: string;
   delayMs: number;
+  startupRuns: number;
   keep: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [--addresses N] [--messages N] [--seed N] [--runs N]
                         [--target tmpfs|disk] [--out FILE] [--cases a,b,...]
-                        [--cache-dir DIR] [--work-dir DIR] [--delay-ms N] [--keep]
+                        [--cache-dir DIR] [--work-dir DIR] [--delay-ms N]
+                        [--startup-runs N] [--keep]
 cases: ${Object.keys(CASES).join(', ')}`;
 
 class UsageError extends Error {}
@@ -98,6 +116,7 @@ function parseOptions(argv: string[]): Options {
       'cache-dir': { type: 'string', default: '/var/tmp/cmmigrate-bench' },
       'work-dir': { type: 'string', default: '/var/tmp' },
       'delay-ms': { type: 'string', default: '25' },
+      'startup-runs': { type: 'string', default: '20' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -129,6 +148,7 @@ function parseOptions(argv: string[]): Options {
     cacheDir: path.resolve(values['cache-dir']),
     workDir: path.resolve(values['work-dir']),
     delayMs: int('delay-ms', values['delay-ms'], 0),
+    startupRuns: int('startup-runs', values['startup-runs'], 1),
     keep: values.keep,
   };
 }
@@ -408,10 +428,26 @@ class Bench {
         for (const name of [...group.slice(r % group.length), ...group.slice(0, r % group.length)]) await this.initialCase(name, r);
       }
     }
-    if (this.has('final-cmmigrate') || this.has('final-rsync-ssh') || this.has('verify')) {
+    if (['final-cmmigrate', 'final-quick-verify', 'final-rsync-ssh', 'unchanged-cmmigrate', 'unchanged-rsync-ssh', 'verify'].some((c) => this.has(c))) {
       for (let r = 0; r < this.o.runs; r++) await this.finalRound(r);
     }
+    if (this.has('startup-cmmigrate') || this.has('startup-node')) {
+      for (let r = 0; r < this.o.runs; r++) this.startupRound(r);
+    }
   }
+
+  /** `cmmigrate --version` against `node -e 0`, --startup-runs (20) alternating runs each (startup.ts). */
+  private startupRound(run: number): void {
+    this.checkRunning();
+    const others = foreignTicks();
+    const t = controllerStartup(REPO, this.o.startupRuns);
+    const foreign = foreignSeconds(others, foreignTicks());
+    for (const [name, times] of [['startup-cmmigrate', t.cmmigrate], ['startup-node', t.node]] as const) {
+      if (!this.has(name)) continue;
+      this.record(name, times.median, run, { foreign: 0, summary: { cpu_seconds_per_run: Math.round(times.cpuSecondsPerRun * 1e4) / 1e4, runs_seconds: times.seconds.map((x) => Math.round(x * 1e4) / 1e4) } });
+      const c = this.results.get(name)!;
+      c.foreignCpuSeconds[c.foreignCpuSeconds.length - 1] = Math.round(foreign * 100) / 100;
+    }  }
 
   /** Start both agents for one operation: the old one serves the source, the new one the target. */
   private async startAgents(m: Migration): Promise<[AgentProcess, AgentProcess]> {
@@ -430,29 +466,41 @@ class Bench {
   }
 
   /** One timed cmmigrate command with fresh agents; throws if it fails. */
-  private async cmmigrateOp(m: Migration, args: string[]): Promise<{ seconds: number; foreign: number; out: Record<string, unknown>; rss: { old: number; new: number }; cpu: { old: number; new: number } }> {
+  private async cmmigrateOp(m: Migration, args: string[]): Promise<OpResult> {
+    return (await this.cmmigrateOps(m, [args]))[0];
+  }
+
+  /**
+   * Timed cmmigrate commands one after the other, with the same freshly started agents
+   * (what `run` does within step 4); throws if one fails. Each result is that command's own.
+   */
+  private async cmmigrateOps(m: Migration, commands: string[][]): Promise<OpResult[]> {
     const [old, neu] = await this.startAgents(m);
     try {
-      flush();
-      const others = foreignTicks();
-      const cpu0 = { old: await cpuSeconds(old.child.pid!), new: await cpuSeconds(neu.child.pid!) };
-      const t0 = process.hrtime.bigint();
-      const r = await cmmigrate([...args, '--plan', m.plan, '--json'], { cwd: m.dir, timeoutMs: 6 * HOUR });
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const foreign = foreignSeconds(others, foreignTicks());
-      const rss = { old: await peakRssMiB(old.child.pid!), new: await peakRssMiB(neu.child.pid!) };
-      // CPU time is what the agents cost, whatever else the machine was doing meanwhile.
-      const cpu = { old: (await cpuSeconds(old.child.pid!)) - cpu0.old, new: (await cpuSeconds(neu.child.pid!)) - cpu0.new };
-      let out: Record<string, unknown> = {};
-      try {
-        out = JSON.parse(r.stdout) as Record<string, unknown>;
-      } catch {
-        /* reported below */
+      const results: OpResult[] = [];
+      for (const args of commands) {
+        flush();
+        const others = foreignTicks();
+        const cpu0 = { old: await cpuSeconds(old.child.pid!), new: await cpuSeconds(neu.child.pid!) };
+        const t0 = process.hrtime.bigint();
+        const r = await cmmigrate([...args, '--plan', m.plan, '--json'], { cwd: m.dir, timeoutMs: 6 * HOUR });
+        const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        const foreign = foreignSeconds(others, foreignTicks());
+        const rss = { old: await peakRssMiB(old.child.pid!), new: await peakRssMiB(neu.child.pid!) };
+        // CPU time is what the agents cost, whatever else the machine was doing meanwhile.
+        const cpu = { old: (await cpuSeconds(old.child.pid!)) - cpu0.old, new: (await cpuSeconds(neu.child.pid!)) - cpu0.new };
+        let out: Record<string, unknown> = {};
+        try {
+          out = JSON.parse(r.stdout) as Record<string, unknown>;
+        } catch {
+          /* reported below */
+        }
+        if (r.code !== 0 && !(args[0] === 'verify' && r.code === 1)) {
+          throw new Error(`cmmigrate ${args.join(' ')} exited with ${r.code}:\n${r.stderr}\nold agent log (tail):\n${old.log().slice(-2000)}\nnew agent log (tail):\n${neu.log().slice(-2000)}`);
+        }
+        results.push({ seconds, foreign, out, rss, cpu });
       }
-      if (r.code !== 0 && !(args[0] === 'verify' && r.code === 1)) {
-        throw new Error(`cmmigrate ${args.join(' ')} exited with ${r.code}:\n${r.stderr}\nold agent log (tail):\n${old.log().slice(-2000)}\nnew agent log (tail):\n${neu.log().slice(-2000)}`);
-      }
-      return { seconds, foreign, out, rss, cpu };
+      return results;
     } finally {
       for (const a of [old, neu]) {
         await a.stop();
@@ -461,7 +509,7 @@ class Bench {
     }
   }
 
-  private record(name: string, seconds: number, run: number, extra: { foreign: number; rss?: { old: number; new: number }; cpu?: { old: number; new: number }; summary?: Record<string, unknown> }): void {
+  private record(name: string, seconds: number, run: number, extra: { foreign: number; rss?: { old: number; new: number }; cpu?: { old: number; new: number }; entries?: number; gib?: number; summary?: Record<string, unknown> }): void {
     const c = this.results.get(name)!;
     c.seconds.push(seconds);
     c.foreignCpuSeconds.push(Math.round(extra.foreign * 100) / 100);
@@ -474,6 +522,12 @@ class Bench {
       c.peakRssMiB = { old: Math.max(c.peakRssMiB?.old ?? 0, extra.rss.old), new: Math.max(c.peakRssMiB?.new ?? 0, extra.rss.new) };
     }
     if (extra.cpu) (c.agentCpuSeconds ??= []).push({ old: Math.round(extra.cpu.old * 100) / 100, new: Math.round(extra.cpu.new * 100) / 100 });
+    // /proc counts CPU in clock ticks (10 ms): per entry, that is exact only over many entries.
+    if (extra.cpu && extra.entries) {
+      const us = (s: number): number => Math.round((s / extra.entries!) * 1e7) / 10;
+      (c.agentCpuMicrosPerEntry ??= []).push({ old: us(extra.cpu.old), new: us(extra.cpu.new), entries: extra.entries });
+    }
+    if (extra.cpu && extra.gib) (c.agentCpuSecondsPerGiB ??= []).push({ old: Math.round((extra.cpu.old / extra.gib) * 100) / 100, new: Math.round((extra.cpu.new / extra.gib) * 100) / 100 });
     if (extra.summary) c.summary = extra.summary;
     log(`${name} run ${run + 1}/${this.o.runs}: ${seconds.toFixed(2)} s${extra.rss ? ` (agents' peak RSS ${extra.rss.old} / ${extra.rss.new} MiB)` : ''}${extra.cpu ? ` (agents' CPU ${extra.cpu.old.toFixed(2)} / ${extra.cpu.new.toFixed(2)} s)` : ''}`);
   }
@@ -506,7 +560,7 @@ class Bench {
         await writeIdentity(this.newRoot, 7000);
         const m = name === 'initial-cmmigrate' ? this.direct : this.delayed;
         const r = await this.cmmigrateOp(m, ['sync', '--phase', 'initial']);
-        this.record(name, r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, summary: pick(r.out, SYNC_FIELDS) });
+        this.record(name, r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, gib: Number(r.out.bytes) / 2 ** 30, summary: pick(r.out, SYNC_FIELDS) });
         if (Number(r.out.files) <= 0) this.anomalies.push(`${name} run ${run + 1}: sent ${String(r.out.files)} files`);
         return;
       }
@@ -528,8 +582,8 @@ class Bench {
    * copy of it, the change, then the timed final passes and verify.
    */
   private async finalRound(run: number): Promise<void> {
-    const wantCmm = this.has('final-cmmigrate') || this.has('verify');
-    const wantRsync = this.has('final-rsync-ssh');
+    const wantCmm = this.has('final-cmmigrate') || this.has('final-quick-verify') || this.has('unchanged-cmmigrate') || this.has('verify');
+    const wantRsync = this.has('final-rsync-ssh') || this.has('unchanged-rsync-ssh');
     await resetDir(this.src);
     copyTree(this.tree.root, this.src);
     await resetDir(this.newRoot);
@@ -545,8 +599,16 @@ class Bench {
     if (run === 0) log(`change of the source: ${JSON.stringify(this.activity)}`);
 
     if (wantCmm) {
-      const r = await this.cmmigrateOp(this.direct, ['sync', '--phase', 'final']);
-      if (this.has('final-cmmigrate')) this.record('final-cmmigrate', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, summary: pick(r.out, SYNC_FIELDS) });
+      const quick = this.has('final-quick-verify');
+      const [r, q] = await this.cmmigrateOps(this.direct, [['sync', '--phase', 'final'], ...(quick ? [['verify', '--quick']] : [])]);
+      const entries = passEntries(r.out);
+      if (this.has('final-cmmigrate')) this.record('final-cmmigrate', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, entries, summary: pick(r.out, SYNC_FIELDS) });
+      if (q) {
+        const both = { old: r.cpu.old + q.cpu.old, new: r.cpu.new + q.cpu.new };
+        const rss = { old: Math.max(r.rss.old, q.rss.old), new: Math.max(r.rss.new, q.rss.new) };
+        this.record('final-quick-verify', r.seconds + q.seconds, run, { foreign: r.foreign + q.foreign, rss, cpu: both, entries, summary: { sync_seconds: r.seconds, verify_seconds: q.seconds, ...pick(q.out, ['ok', 'differences', 'from_records', 'read']) } });
+        if (q.out.ok !== true) this.anomalies.push(`final-quick-verify run ${run + 1}: verify --quick found differences after the final pass: ${JSON.stringify(q.out.first ?? q.out)}`);
+      }
       // What a pass that renames instead of resending must send: the changed files, and the
       // roots the initial pass does not carry (DKIM, ACME, spool, extras).
       const expected = report.changedBytes + (await regularBytes(this.src, this.finalRoots.filter((p) => p !== MAILBOXES)));
@@ -555,7 +617,15 @@ class Bench {
         this.anomalies.push(`final-cmmigrate run ${run + 1}: sent ${sent} bytes of content, more than the ${expected} that changed (renamed messages sent again?)`);
       }
     }
-    if (wantRsync) await this.shellCase('final-rsync-ssh', rsyncSsh(this.sshConfig, SSH_DIRECT, this.src, this.finalRoots, this.peer, true), run);
+    const rsyncFinal = rsyncSsh(this.sshConfig, SSH_DIRECT, this.src, this.finalRoots, this.peer, true);
+    if (this.has('final-rsync-ssh')) await this.shellCase('final-rsync-ssh', rsyncFinal, run);
+    else if (wantRsync) await runShell(rsyncFinal);
+    if (this.has('unchanged-cmmigrate')) {
+      const u = await this.cmmigrateOp(this.direct, ['sync', '--phase', 'final']);
+      this.record('unchanged-cmmigrate', u.seconds, run, { foreign: u.foreign, rss: u.rss, cpu: u.cpu, entries: passEntries(u.out), summary: pick(u.out, SYNC_FIELDS) });
+      if (Number(u.out.files) > 0 || Number(u.out.renamed) > 0 || Number(u.out.deleted) > 0) this.anomalies.push(`unchanged-cmmigrate run ${run + 1}: a pass with nothing changed moved something: ${JSON.stringify(pick(u.out, SYNC_FIELDS))}`);
+    }
+    if (this.has('unchanged-rsync-ssh')) await this.shellCase('unchanged-rsync-ssh', rsyncFinal, run);
     if (this.has('verify')) {
       const r = await this.cmmigrateOp(this.direct, ['verify']);
       this.record('verify', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, summary: pick(r.out, ['ok', 'differences', 'first']) });
@@ -582,6 +652,19 @@ class Bench {
       warnings: this.warnings,
     };
   }
+}
+
+interface OpResult {
+  seconds: number;
+  foreign: number;
+  out: Record<string, unknown>;
+  rss: { old: number; new: number };
+  cpu: { old: number; new: number };
+}
+
+/** The entries a pass decided on: sent, renamed, deleted or found unchanged, of every type. */
+function passEntries(out: Record<string, unknown>): number {
+  return ['files', 'dirs', 'symlinks', 'hardlinks', 'fifos', 'renamed', 'deleted', 'unchanged'].reduce((n, k) => n + (Number(out[k]) || 0), 0);
 }
 
 const SYNC_FIELDS = ['files', 'bytes', 'renamed', 'deleted', 'unchanged', 'hardlinks', 'seconds', 'wire_bytes'];

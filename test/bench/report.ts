@@ -21,6 +21,10 @@ export interface CaseResult {
   peakRssMiB?: { old: number; new: number };
   /** CPU seconds (user + system) each agent used during each run (cmmigrate cases). */
   agentCpuSeconds?: { old: number; new: number }[];
+  /** Each run's agent CPU per entry the pass decided on, in µs (final and unchanged cases). */
+  agentCpuMicrosPerEntry?: { old: number; new: number; entries: number }[];
+  /** Each run's agent CPU seconds per GiB of content sent (initial cases). */
+  agentCpuSecondsPerGiB?: { old: number; new: number }[];
   /** CPU seconds that other processes on the machine used during each run. */
   foreignCpuSeconds: number[];
   /** tar and rsync: seconds of a `sync -f` of the target right after each run (not in `seconds`). */
@@ -36,24 +40,37 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-/** Fill in each case's median, and each cmmigrate case's ratio to every other case of its group. */
+/** cmmigrate's cases (the others are its peers): `*-cmmigrate`, and the final pass with its quick verify. */
+export function isOurs(name: string): boolean {
+  return name.endsWith('-cmmigrate') || name === 'final-quick-verify';
+}
+
+/** Fill in each case's median, and each cmmigrate case's ratio to every peer of its group. */
 export function computeRatios(cases: CaseResult[]): void {
   for (const c of cases) c.median = median(c.seconds);
   for (const c of cases) {
     c.ratios = {};
-    if (!c.name.endsWith('-cmmigrate')) continue;
+    if (!isOurs(c.name)) continue;
     for (const peer of cases) {
-      if (peer !== c && peer.group === c.group && peer.median > 0) c.ratios[peer.name] = c.median / peer.median;
+      if (!isOurs(peer.name) && peer.group === c.group && peer.median > 0) c.ratios[peer.name] = c.median / peer.median;
     }
   }
 }
 
-const fmtS = (s: number): string => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s.toFixed(2));
+/** The agents' median CPU per entry (µs) or per GiB (s), whichever the case has. */
+function cpuCell(c: CaseResult): string {
+  const both = (xs: { old: number; new: number }[], unit: string, digits: number): string => `${median(xs.map((x) => x.old)).toFixed(digits)} / ${median(xs.map((x) => x.new)).toFixed(digits)} ${unit}`;
+  if (c.agentCpuMicrosPerEntry?.length) return both(c.agentCpuMicrosPerEntry, 'µs/entry', 1);
+  if (c.agentCpuSecondsPerGiB?.length) return both(c.agentCpuSecondsPerGiB, 's/GiB', 2);
+  return '';
+}
+
+const fmtS = (s: number): string => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s >= 1 ? s.toFixed(2) : s.toFixed(3));
 
 /** A Markdown table: case, median, each run, ratios, agents' peak RSS. */
 export function formatTable(cases: CaseResult[]): string {
   const rows: string[][] = [
-    ['case', 'what', 'median s', 'runs s', 'then sync -f s', 'ratio (cmmigrate / peer)', 'peak RSS old/new MiB'],
+    ['case', 'what', 'median s', 'runs s', 'then sync -f s', 'ratio (cmmigrate / peer)', 'peak RSS old/new MiB', 'agents CPU old/new'],
     ...cases.map((c) => [
       c.name,
       c.what.replace(/\|/g, '\\|'),
@@ -64,6 +81,7 @@ export function formatTable(cases: CaseResult[]): string {
         .map(([peer, r]) => `${r.toFixed(2)}× ${peer}`)
         .join(', '),
       c.peakRssMiB ? `${c.peakRssMiB.old} / ${c.peakRssMiB.new}` : '',
+      cpuCell(c),
     ]),
   ];
   const widths = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
