@@ -12,8 +12,8 @@ import { loadTls } from '../controller/pki';
 import { agentClient, clientChannelOptions, type AgentClient } from '../proto';
 import { setupMigration, type Migration } from './support/harness';
 
-/** Entries enough that the Verify answer fills the HTTP/2 window of a client that stops reading. */
-const TREE = { addresses: 60, messagesPerAddress: 100, tinyMessages: true, bigFiles: [3 * 1024 * 1024, 3 * 1024 * 1024] };
+/** Entries enough (about 40,000: some 10 MB of records) that the Verify answer cannot fit in the HTTP/2 window and the loopback socket buffers of a client that stops reading, on a fast machine too. */
+const TREE = { addresses: 400, messagesPerAddress: 100, tinyMessages: true, bigFiles: [3 * 1024 * 1024, 3 * 1024 * 1024] };
 
 async function openUnder(pid: number, dir: string): Promise<string[]> {
   const out: string[] = [];
