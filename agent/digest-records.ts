@@ -153,14 +153,7 @@ export class DigestReader {
    * undefined. Calls must come in walk order.
    */
   sha256(p: string, st: BigIntStats): string | undefined {
-    let found: { rec: DigestRecord; stamp: bigint } | undefined;
-    for (const h of this.heads) {
-      while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
-      if (h.rec && h.rec.p === p) {
-        found = { rec: h.rec, stamp: h.stamp }; // later files (newer passes) win
-        this.advance(h);
-      }
-    }
+    const found = this.newest(p);
     if (!found || !recordHolds(found.rec, st, found.stamp)) return undefined;
     this.hits++;
     return found.rec.h;
@@ -168,11 +161,16 @@ export class DigestReader {
 
   /** The newest record of `p` as stored, whether or not it holds. Calls must come in walk order. */
   at(p: string): DigestRecord | undefined {
-    let found: DigestRecord | undefined;
+    return this.newest(p)?.rec;
+  }
+
+  /** Advances every file past `p`; the record of `p` in the newest file that has one, with that file's stamp. */
+  private newest(p: string): { rec: DigestRecord; stamp: bigint } | undefined {
+    let found: { rec: DigestRecord; stamp: bigint } | undefined;
     for (const h of this.heads) {
       while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
       if (h.rec && h.rec.p === p) {
-        found = h.rec;
+        found = { rec: h.rec, stamp: h.stamp }; // later files (newer passes) win
         this.advance(h);
       }
     }
