@@ -11,30 +11,12 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { builtinModules } = require('node:module');
 const esbuild = require('esbuild');
+const { versionOnly: versionPlugin } = require('../../proto/build/version-plugin');
 
 const repo = path.join(__dirname, '..', '..');
 const outfile = path.join(repo, 'dist', 'cmmigrate-agent.js');
-const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
 
-/**
- * The sources read their version with require('../../package.json'), a path that is right
- * from dist/<dir>/. In the bundle it becomes a module holding only name and version (not
- * the whole manifest).
- */
-const versionOnly = {
-  name: 'cmmigrate-version',
-  setup(build) {
-    build.onResolve({ filter: /(^|\/)package\.json$/ }, (args) =>
-      args.importer.startsWith(repo) && !args.importer.includes(`${path.sep}node_modules${path.sep}`)
-        ? { path: 'cmmigrate-package.json', namespace: 'cmmigrate-version' }
-        : undefined,
-    );
-    build.onLoad({ filter: /.*/, namespace: 'cmmigrate-version' }, () => ({
-      contents: JSON.stringify({ name: pkg.name, version: pkg.version }),
-      loader: 'json',
-    }));
-  },
-};
+const versionOnly = versionPlugin(repo);
 
 async function main() {
   const result = await esbuild.build({

@@ -23,27 +23,13 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { builtinModules } = require('node:module');
 const esbuild = require('esbuild');
+const { versionOnly: versionPlugin } = require('../../proto/build/version-plugin');
 
 const repo = path.join(__dirname, '..', '..');
 const dist = path.join(repo, 'dist');
 const launcher = path.join(repo, 'dist', 'controller', 'cli.js');
-const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
 
-/** As in bundle-agent.js: require('../../package.json') becomes only name and version. */
-const versionOnly = {
-  name: 'cmmigrate-version',
-  setup(build) {
-    build.onResolve({ filter: /(^|\/)package\.json$/ }, (args) =>
-      args.importer.startsWith(repo) && !args.importer.includes(`${path.sep}node_modules${path.sep}`)
-        ? { path: 'cmmigrate-package.json', namespace: 'cmmigrate-version' }
-        : undefined,
-    );
-    build.onLoad({ filter: /.*/, namespace: 'cmmigrate-version' }, () => ({
-      contents: JSON.stringify({ name: pkg.name, version: pkg.version }),
-      loader: 'json',
-    }));
-  },
-};
+const versionOnly = versionPlugin(repo);
 
 /** Modules that live in a file of their own: every other part requires that file instead. */
 const SHARED = [
