@@ -84,18 +84,8 @@ export interface PortStatus {
   perMinute: PerMinute;
 }
 
-/** The counters that survive a restart (written into the state file). */
-export interface SavedPortStats {
-  port: number;
-  total: number;
-  refused: number;
-  targetFailed: number;
-  idleClosed: number;
-  bytesToTarget: number;
-  bytesFromTarget: number;
-  lastConnectionMs: number | null;
-  perMinute: PerMinute;
-}
+/** The counters that survive a restart (written into the state file): all but what is open now. */
+export type SavedPortStats = Omit<PortStatus, 'open' | 'buffered'>;
 
 /** The counters of one port. */
 export class PortStats {
