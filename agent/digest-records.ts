@@ -20,6 +20,7 @@ import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
+import { LineReader } from './line-reader';
 import type { ResolvedRoot } from './paths';
 
 export interface DigestRecord {
@@ -37,7 +38,6 @@ export interface DigestRecord {
 
 const DIR = 'digests';
 const COMMITTED = 'jsonl';
-const READ_BLOCK = 64 * 1024;
 /** Journals kept beside the committed set at most; past it they are merged into it (compact). */
 const MAX_JOURNALS = 4;
 
@@ -76,9 +76,7 @@ function rootFiles(dir: string, root: string): string[] {
 interface Head {
   rec: DigestRecord | null;
   stamp: bigint;
-  fd: number | null;
-  buf: Buffer;
-  pos: number;
+  lines: LineReader;
 }
 
 /** Reads a root's records as one stream in walk order: `at(path)` answers with the newest record of the path. */
@@ -91,42 +89,22 @@ export class DigestReader {
   static open(stateDir: string, root: string): DigestReader {
     const r = new DigestReader();
     for (const file of rootFiles(path.join(stateDir, DIR), root)) {
-      let fd: number;
+      let lines: LineReader;
       try {
-        fd = fsSync.openSync(file, 'r');
+        lines = new LineReader(file);
       } catch {
         continue; // a journal committed or removed meanwhile: its records are elsewhere
       }
-      const stamp = fsSync.fstatSync(fd, { bigint: true }).mtimeNs;
-      const h: Head = { rec: null, stamp, fd, buf: Buffer.alloc(0), pos: 0 };
+      const h: Head = { rec: null, stamp: lines.mtimeNs(), lines };
       r.heads.push(h);
       r.advance(h);
     }
     return r;
   }
 
-  private line(h: Head): string | null {
-    for (;;) {
-      const nl = h.buf.indexOf(10, h.pos);
-      if (nl !== -1) {
-        const s = h.buf.toString('utf8', h.pos, nl);
-        h.pos = nl + 1;
-        return s;
-      }
-      if (h.fd === null) return null; // a last line without newline is torn: dropped
-      const rest = h.buf.length - h.pos;
-      const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
-      h.buf.copy(chunk, 0, h.pos);
-      const n = fsSync.readSync(h.fd, chunk, rest, chunk.length - rest, null);
-      if (n === 0) this.closeHead(h);
-      h.buf = chunk.subarray(0, rest + n);
-      h.pos = 0;
-    }
-  }
-
   private advance(h: Head): void {
     for (;;) {
-      const s = this.line(h);
+      const s = h.lines.next();
       if (s === null) {
         h.rec = null;
         return;
@@ -136,16 +114,12 @@ export class DigestReader {
         h.rec = JSON.parse(s) as DigestRecord;
         return;
       } catch {
+        // A torn last line of a killed pass: the rest of that file is unusable.
         h.rec = null;
-        this.closeHead(h);
+        h.lines.close();
         return;
       }
     }
-  }
-
-  private closeHead(h: Head): void {
-    if (h.fd !== null) fsSync.closeSync(h.fd);
-    h.fd = null;
   }
 
   /**
@@ -198,7 +172,7 @@ export class DigestReader {
   }
 
   close(): void {
-    for (const h of this.heads) this.closeHead(h);
+    for (const h of this.heads) h.lines.close();
   }
 }
 

@@ -13,6 +13,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
+import { LineReader } from './line-reader';
 
 export interface ManifestRecord {
   /** Path relative to --root. */
@@ -35,48 +36,6 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
   return names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl')).map((n) => path.join(dir, n));
 }
 
-/** The lines of a file, read synchronously in blocks: a manifest is local and read in order. */
-class LineReader {
-  private buf: Buffer = Buffer.alloc(0);
-  private pos = 0;
-  private fd: number | null;
-
-  constructor(file: string) {
-    this.fd = fsSync.openSync(file, 'r');
-  }
-
-  /** The next line without its newline, or null at the end. */
-  next(): string | null {
-    for (;;) {
-      const nl = this.buf.indexOf(10, this.pos);
-      if (nl !== -1) {
-        const line = this.buf.toString('utf8', this.pos, nl);
-        this.pos = nl + 1;
-        return line;
-      }
-      if (this.fd === null) {
-        if (this.pos >= this.buf.length) return null;
-        const line = this.buf.toString('utf8', this.pos); // a last line without newline: torn
-        this.pos = this.buf.length;
-        return line;
-      }
-      const rest = this.buf.length - this.pos;
-      const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
-      this.buf.copy(chunk, 0, this.pos);
-      const n = fsSync.readSync(this.fd, chunk, rest, chunk.length - rest, null);
-      if (n === 0) this.close();
-      this.buf = chunk.subarray(0, rest + n);
-      this.pos = 0;
-    }
-  }
-
-  close(): void {
-    if (this.fd !== null) fsSync.closeSync(this.fd);
-    this.fd = null;
-  }
-}
-
-const READ_BLOCK = 64 * 1024;
 
 /** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
 export class ManifestReader {

@@ -1,0 +1,54 @@
+/**
+ * A file's lines, read synchronously in blocks: the agent's own state files (the manifest,
+ * the digest records) are local and read in order, one line at a time per file.
+ */
+import * as fsSync from 'node:fs';
+
+/** The lines of a file, read synchronously in blocks: a manifest is local and read in order. */
+export class LineReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  private fd: number | null;
+
+  constructor(file: string) {
+    this.fd = fsSync.openSync(file, 'r');
+  }
+
+  /** The file's mtime in nanoseconds, read from the open descriptor (before any line is read). */
+  mtimeNs(): bigint {
+    if (this.fd === null) throw new Error('LineReader: closed');
+    return fsSync.fstatSync(this.fd, { bigint: true }).mtimeNs;
+  }
+
+  /** The next line without its newline, or null at the end. */
+  next(): string | null {
+    for (;;) {
+      const nl = this.buf.indexOf(10, this.pos);
+      if (nl !== -1) {
+        const line = this.buf.toString('utf8', this.pos, nl);
+        this.pos = nl + 1;
+        return line;
+      }
+      if (this.fd === null) {
+        if (this.pos >= this.buf.length) return null;
+        const line = this.buf.toString('utf8', this.pos); // a last line without newline: torn
+        this.pos = this.buf.length;
+        return line;
+      }
+      const rest = this.buf.length - this.pos;
+      const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
+      this.buf.copy(chunk, 0, this.pos);
+      const n = fsSync.readSync(this.fd, chunk, rest, chunk.length - rest, null);
+      if (n === 0) this.close();
+      this.buf = chunk.subarray(0, rest + n);
+      this.pos = 0;
+    }
+  }
+
+  close(): void {
+    if (this.fd !== null) fsSync.closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+const READ_BLOCK = 64 * 1024;
