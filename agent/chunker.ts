@@ -1,13 +1,34 @@
 /**
  * Cuts a byte stream (the tar writer's output) into the messages of a Fetch answer:
- * at least CHUNK_MIN_BYTES and at most CHUNK_MAX_BYTES each, except that a partial chunk
- * goes out when the stream has had nothing more for a moment, because the receiver may be
- * waiting for exactly this data before it asks for more.
+ * at least CHUNK_MIN_BYTES and at most CHUNK_MAX_BYTES each. Only two messages may be
+ * shorter: the last one, and one sent while the writer waits for the receiver to name more
+ * files (the receiver may be waiting for exactly these bytes, e.g. the last file's digest,
+ * before it asks for more). The writer says when it waits through an IdleGate; no timer
+ * decides, so a slow disk never cuts a message short.
  */
 import { CHUNK_MAX_BYTES, CHUNK_MIN_BYTES } from '../proto';
 
-/** How long a partial chunk waits for more data before it goes out anyway. */
-const FLUSH_IDLE_MS = 2;
+/** Set by the writer while it waits for the receiver; the chunker then sends what it holds. */
+export class IdleGate {
+  private waiting = false;
+  private listener: (() => void) | null = null;
+
+  /** Whether the writer is waiting for the receiver now. */
+  get idle(): boolean {
+    return this.waiting;
+  }
+
+  /** The writer starts (true) or stops (false) waiting for the receiver. */
+  set(waiting: boolean): void {
+    this.waiting = waiting;
+    if (waiting) this.listener?.();
+  }
+
+  /** The chunker's wake-up; one listener. */
+  listen(fn: () => void): void {
+    this.listener = fn;
+  }
+}
 
 /** The stream events the chunker listens to (a tar-stream pack). */
 export interface ByteSource {
@@ -24,10 +45,11 @@ export interface ChunkEnd {
 
 /**
  * The chunks of `src` until it ends; `onTaken` counts every piece read from it (the
- * writer's read-ahead limit). The last partial chunk is returned, not yielded: the caller
- * sends it only if the writer finished without an error.
+ * writer's read-ahead limit); while `gate` is idle, whatever is held goes out. The last
+ * partial chunk is returned, not yielded: the caller sends it only if the writer finished
+ * without an error.
  */
-export async function* chunks(src: ByteSource, onTaken: (bytes: number) => void): AsyncGenerator<Buffer, ChunkEnd> {
+export async function* chunks(src: ByteSource, onTaken: (bytes: number) => void, gate: IdleGate): AsyncGenerator<Buffer, ChunkEnd> {
   const queue: (Buffer | null)[] = [];
   let notify: (() => void) | null = null;
   let error: unknown = null;
@@ -57,18 +79,15 @@ export async function* chunks(src: ByteSource, onTaken: (bytes: number) => void)
     pendingBytes = 0;
     return out;
   };
+  gate.listen(wake);
   for (;;) {
     if (queue.length === 0) {
-      const idle = await new Promise<boolean>((resolve) => {
-        notify = () => resolve(false);
-        if (pendingBytes > 0) setTimeout(() => resolve(true), FLUSH_IDLE_MS);
-      });
-      notify = null;
-      if (idle && queue.length === 0) {
+      if (pendingBytes > 0 && gate.idle) {
         yield take();
         continue;
       }
-      if (queue.length === 0) continue;
+      await new Promise<void>((resolve) => (notify = resolve));
+      continue;
     }
     const piece = queue.shift()!;
     if (piece === null) break;
@@ -76,9 +95,19 @@ export async function* chunks(src: ByteSource, onTaken: (bytes: number) => void)
     pending.push(piece);
     pendingBytes += piece.length;
     if (pendingBytes >= CHUNK_MIN_BYTES) {
+      // Whole CHUNK_MAX_BYTES messages while more than that is held; a remainder shorter
+      // than CHUNK_MIN_BYTES waits for more bytes.
       const all = take();
-      for (let off = 0; off < all.length; off += CHUNK_MAX_BYTES) yield all.subarray(off, Math.min(all.length, off + CHUNK_MAX_BYTES));
+      let off = 0;
+      for (; all.length - off > CHUNK_MAX_BYTES; off += CHUNK_MAX_BYTES) yield all.subarray(off, off + CHUNK_MAX_BYTES);
+      const tail = all.subarray(off);
+      if (tail.length >= CHUNK_MIN_BYTES) yield tail;
+      else {
+        pending.push(tail);
+        pendingBytes = tail.length;
+      }
     }
   }
+  gate.listen(() => undefined);
   return { error, rest: pendingBytes > 0 ? take() : null };
 }

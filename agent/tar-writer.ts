@@ -14,7 +14,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import { CHUNK_MAX_BYTES, CmError, type Phase } from '../proto';
-import { chunks } from './chunker';
+import { chunks, IdleGate } from './chunker';
 import { nameOr, type Identity } from './identity';
 import { strictChange } from './listing';
 import { checkWirePath, rootOf, type ResolvedRoot } from './paths';
@@ -62,7 +62,7 @@ export async function* fetchTar(opts: FetchOptions): AsyncGenerator<Buffer> {
   const producer = w.run();
   let end;
   try {
-    end = yield* chunks(w.pack, (n) => w.taken(n));
+    end = yield* chunks(w.pack, (n) => w.taken(n), w.gate);
   } finally {
     if (!w.done) w.stop();
   }
@@ -75,6 +75,8 @@ export async function* fetchTar(opts: FetchOptions): AsyncGenerator<Buffer> {
 /** Writes the answer's entries into a tar pack, no further ahead of its reader than AHEAD_LIMIT. */
 class TarWriter {
   readonly pack = tar.pack();
+  /** Open while the writer waits for the receiver's next want. */
+  readonly gate = new IdleGate();
   done = false;
   error: unknown = null;
   private produced = 0;
@@ -121,15 +123,18 @@ class TarWriter {
     const it = this.opts.wants[Symbol.asyncIterator]();
     for (;;) {
       // The last file's digest rides on the next entry. When no want is at hand, send it
-      // on its own: the receiver may be waiting for it before it asks for more.
+      // on its own and let the chunker send what it holds: the receiver may be waiting for
+      // exactly these bytes before it asks for more.
       const next = it.next();
-      if (Object.keys(this.prev).length) {
-        let ready = false;
-        void next.then(() => (ready = true), () => (ready = true));
-        await new Promise<void>((r) => setImmediate(r));
-        if (!ready) await this.control('digest');
+      let ready = false;
+      void next.then(() => (ready = true), () => (ready = true));
+      await new Promise<void>((r) => setImmediate(r));
+      if (!ready) {
+        if (Object.keys(this.prev).length) await this.control('digest');
+        this.gate.set(true);
       }
       const n = await next;
+      this.gate.set(false);
       if (n.done) break;
       await this.waitForConsumer();
       await this.sendWanted(n.value);
