@@ -5,8 +5,11 @@
  *   npm test 2>&1 | tee test.log
  *   npm run fuzz 2>&1 | tee fuzz.log          (optional: the longer fuzz figures)
  *   node dist-test/test/bench/reliability.js test.log fuzz.log > test/RELIABILITY.md
- * A row with no observation behind it says so, a row whose test file failed in the log is
- * printed as failed, and either makes the script exit 1.
+ *   node dist-test/test/bench/reliability.js --readme README.md test.log fuzz.log
+ * The second form also puts the same text in the README's Reliability section (between its
+ * heading and the paragraph that says how the table is made); test/readme-figures.test.ts
+ * checks that the two agree. A row with no observation behind it says so, a row whose test
+ * file failed in the log is printed as failed, and either makes the script exit 1.
  */
 import * as fs from 'node:fs';
 
@@ -30,8 +33,23 @@ function read(files: string[]): { tests: Fig[]; fuzz: Fig[]; passed: string; fai
 
 const sum = (figs: Fig[], key: string): number => figs.reduce((n, f) => n + Number(f[key] ?? 0), 0);
 
+/** The heading that starts the section and the paragraph that follows the generated part. */
+export const SECTION_START = '## Reliability: what was tried, and the result';
+export const SECTION_AFTER = 'The table is made from a real run';
+
+/** `readme` with its generated Reliability part replaced by `section`. */
+export function withSection(readme: string, section: string): string {
+  const a = readme.indexOf(SECTION_START);
+  const b = readme.indexOf(SECTION_AFTER, a);
+  if (a < 0 || b < 0) throw new Error(`the README has no "${SECTION_START}" section ending before "${SECTION_AFTER}"`);
+  return readme.slice(0, a) + section + '\n' + readme.slice(b);
+}
+
 function main(): void {
-  const { tests, fuzz, passed, failed } = read(process.argv.slice(2));
+  const args = process.argv.slice(2);
+  const at = args.indexOf('--readme');
+  const readme = at >= 0 ? args.splice(at, 2)[1] : undefined;
+  const { tests, fuzz, passed, failed } = read(args);
   // A row's figures must come from observations of this run, and its test must have passed.
   const problems: string[] = [];
   const row = (file: string, observed: number, what: string, tried: string, result: string): string => {
@@ -92,11 +110,13 @@ function main(): void {
   out.push(`In all: ${faults} faults injected, ${Number(hostile.inputs ?? 0) + Number(peers.refused ?? 0) + Number(roles.refused ?? 0) + Number(load.connections ?? 0)} hostile inputs and peers, ${Number(fp.iterations ?? 0) + Number(fplan.iterations ?? 0) + Number(fcli.iterations ?? 0) + sum(fuzz, 'iterations')} fuzz iterations.${problems.length ? ' **This run had problems: ' + problems.join('; ') + '.**' : ' Nothing was lost, duplicated or exposed.'}`);
   out.push('');
   out.push('Bugs these tests found (fixed): a file committed just before the receiving agent was killed had no record in the journal, so a later pass kept it as foreign and, after a Maildir rename, showed the message twice; disk full was reported as `internal.unexpected` with neither host nor path; damaged tar headers came out as `internal.unexpected` instead of `wire.protocol`; a record that an action under way appended after a pass was stopped (a hard link or rename it awaited) was dropped, so the next pass kept that file as not written by cmmigrate (seen once in five full runs).');
-  process.stdout.write(out.join('\n') + '\n');
+  const text = out.join('\n') + '\n';
+  process.stdout.write(text);
+  if (readme) fs.writeFileSync(readme, withSection(fs.readFileSync(readme, 'utf8'), text));
   if (problems.length) {
     process.stderr.write(`reliability: ${problems.length} row(s) without a passing observation:\n  ${problems.join('\n  ')}\n`);
     process.exitCode = 1;
   }
 }
 
-main();
+if (typeof require !== 'undefined' && require.main === module) main();
