@@ -12,7 +12,7 @@ import * as tar from 'tar-stream';
 import { CmError, DEFAULT_AGENT_PORT, ExitCode, RERUN } from '../../proto';
 import type { Plan } from '../plan';
 import { formatBytes, type Reporter } from '../report';
-import { loadTls } from '../pki';
+import { loadTls } from '../tls-material';
 import { checkHost, nodeUsable, parseLines, parseProbe, portConflicts, valueOf, type HostFacts } from '../remote-facts';
 import { agentBundlePath, managedFiles, remoteLayout, remotePrefix, renderUnit, UNIT_NAME, type ManagedFile, type RemoteLayout } from '../remote-layout';
 import {
