@@ -4,7 +4,7 @@
  * `serve` runs in the foreground, logs JSON lines to stderr, and stops on SIGTERM/SIGINT.
  */
 import { Command, CommanderError } from 'commander';
-import { asCmError, CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, quietIpServernameWarning, VERSION } from '../proto';
+import { asCmError, CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, quietIpServernameWarning, SAME_COMMAND_AGAIN, VERSION, withRerun } from '../proto';
 import { createLogger } from './log';
 import { DEFAULT_STALL_SECONDS, startAgent, type RunningAgent } from './server';
 
@@ -68,7 +68,7 @@ Example:
 
   program.parseAsync(argv).catch((err: unknown) => {
     if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
-    const e = asCmError(err);
+    const e = withRerun(asCmError(err), SAME_COMMAND_AGAIN);
     process.stderr.write(`cmmigrate-agent: error: ${e.message}\n${e.hint ? `  hint: ${e.hint}\n` : ''}`);
     process.exit(e.exitCode);
   });

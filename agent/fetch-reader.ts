@@ -9,7 +9,7 @@ import { constants as C } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as tar from 'tar-stream';
-import { CmError } from '../proto';
+import { CmError, RERUN } from '../proto';
 import { diskFull, renameIntoPlace, tmpName } from './landing';
 import { utimesSeconds } from './walk';
 import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN, parsePaxTime, wireError, type FetchWant } from './wire-format';
@@ -143,7 +143,7 @@ export class FetchReader {
     if (digest !== p.sha256) {
       await fs.rm(p.tmp, { force: true });
       throw new CmError('transfer.digest_mismatch', `/${p.rel}: SHA-256 of the received data does not match the sender's; the file was not written`, {
-        hint: 'the data was damaged on the way or the sender is faulty; run the same command again, and check the network and both hosts\' disks if it recurs',
+        hint: `the data was damaged on the way or the sender is faulty; run ${RERUN}, and check the network and both hosts' disks if it recurs`,
       });
     }
     await renameIntoPlace(p.tmp, p.abs, p.rel);

@@ -5,12 +5,12 @@
  * `<root>/etc/chatmail-version` and the free space of the mailboxes dir's filesystem
  * complete the set. Free of gRPC: agent/service.ts adapts it.
  */
-import { spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsForPhase, type HostOpName, type UnitName } from '../proto';
+import { runChild, type ChildResult } from '../proto/child-run';
 import type { Logger } from './log';
 import { resolveRoots, type AgentRoots } from './paths';
 import { walkRoot } from './walk';
@@ -50,103 +50,35 @@ export interface HostOpResult {
   tree?: { bytes: number; files: number };
 }
 
-interface CommandResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  /** stdout alone, its tail (is-active answers are parsed from it). */
-  stdout: string;
-  /** stdout and stderr as they came, its tail. */
-  output: string;
-}
-
-/** Keeps the last `max` bytes written to it. */
-class Tail {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  constructor(private readonly max: number) {}
-
-  push(b: Buffer): void {
-    this.chunks.push(b);
-    this.size += b.length;
-    while (this.size - this.chunks[0].length >= this.max) this.size -= this.chunks.shift()!.length;
-  }
-
-  text(): string {
-    const all = Buffer.concat(this.chunks);
-    // A cut in the middle of a UTF-8 sequence decodes as U+FFFD; harmless in a log tail.
-    return all.subarray(Math.max(0, all.length - this.max)).toString('utf8');
-  }
-}
+type CommandResult = Pick<ChildResult, 'code' | 'signal' | 'stdout' | 'output'>;
 
 /**
- * Run one host command: `file` from the PATH with `args`, no shell. Exit codes are
- * returned, not thrown; a missing binary or a timeout is a CmError.
+ * Run one host command: `file` from the PATH with `args`, no shell, through the one child
+ * runner (proto/child-run.ts). Exit codes are returned, not thrown; a missing binary or a
+ * timeout is a CmError.
  */
-function runCommand(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv): Promise<CommandResult> {
+async function runCommand(file: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv): Promise<CommandResult> {
   const line = [file, ...args].join(' ');
-  return new Promise((resolve, reject) => {
-    // spawn rather than execFile: execFile kills a command whose output outgrows maxBuffer;
-    // here only a bounded tail is kept and the command runs to its end.
-    const child = spawn(file, args, { shell: false, stdio: ['ignore', 'pipe', 'pipe'], env });
-    const stdout = new Tail(HOST_OP_OUTPUT_MAX_BYTES);
-    const output = new Tail(HOST_OP_OUTPUT_MAX_BYTES);
-    child.stdout.on('data', (b: Buffer) => {
-      stdout.push(b);
-      output.push(b);
-    });
-    child.stderr.on('data', (b: Buffer) => output.push(b));
-    let timedOut = false;
-    let killer: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGTERM');
-      killer = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
-    }, timeoutMs);
-    let settled = false;
-    const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      clearTimeout(killer);
-      if (timedOut) {
-        reject(
-          new CmError('host.command_timeout', `on ${os.hostname()}: \`${line}\` did not finish within ${Math.round(timeoutMs / 1000)} s and was stopped; its output: ${output.text().trim() || '(none)'}`, {
-            hint: `look at the host (journalctl -xe) and run \`${line}\` there by hand, then run the same cmmigrate command again`,
-          }),
-        );
-      } else resolve({ code, signal, stdout: stdout.text(), output: output.text() });
-    };
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (err.code === 'ENOENT') {
-        reject(
-          new CmError('host.command_missing', `on ${os.hostname()}: ${file} is not on the agent's PATH (${env.PATH ?? ''})`, {
-            hint: `install it on the host, or start cmmigrate-agent with a PATH that holds ${file}`,
-            cause: err,
-          }),
-        );
-      } else {
-        reject(new CmError('host.command_failed', `on ${os.hostname()}: cannot run \`${line}\`: ${err.message}`, { cause: err }));
-      }
-    });
-    // 'close' waits for the pipes; a grandchild that keeps them open must not hold the
-    // answer back for long after the command itself exited.
-    child.on('exit', (code, signal) => {
-      // The command itself is done: its timeout no longer applies.
-      clearTimeout(timer);
-      const t = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        finish(code, signal);
-      }, 2000);
-      child.on('close', () => {
-        clearTimeout(t);
-        finish(code, signal);
+  let r: ChildResult;
+  try {
+    // Only a bounded tail is kept and the command runs to its end; a grandchild that keeps
+    // the pipes open must not hold the answer back for long after the command exited.
+    r = await runChild(file, args, { env, timeoutMs, killGraceMs: KILL_GRACE_MS, pipeGraceMs: 2_000, maxOutputBytes: HOST_OP_OUTPUT_MAX_BYTES });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new CmError('host.command_missing', `on ${os.hostname()}: ${file} is not on the agent's PATH (${env.PATH ?? ''})`, {
+        hint: `install it on the host, or start cmmigrate-agent with a PATH that holds ${file}`,
+        cause: err,
       });
+    }
+    throw new CmError('host.command_failed', `on ${os.hostname()}: cannot run \`${line}\`: ${(err as Error).message}`, { cause: err });
+  }
+  if (r.timedOut) {
+    throw new CmError('host.command_timeout', `on ${os.hostname()}: \`${line}\` did not finish within ${Math.round(timeoutMs / 1000)} s and was stopped; its output: ${r.output.trim() || '(none)'}`, {
+      hint: `look at the host (journalctl -xe) and run \`${line}\` there by hand, then run the same cmmigrate command again`,
     });
-  });
+  }
+  return r;
 }
 
 function commandFailed(file: string, args: string[], r: CommandResult): CmError {

@@ -8,7 +8,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CmError } from '../proto';
+import { CmError, RERUN } from '../proto';
 
 /** The name prefix of temp files; a pass removes those it finds (an earlier pass died). */
 export const TMP_PREFIX = '.cmmigrate-tmp-';
@@ -24,7 +24,7 @@ export function tmpName(abs: string): string {
 /** Something of another type on the new host is where the source has `want`. */
 export function typeConflict(rel: string, want: string): CmError {
   return new CmError('transfer.type_conflict', `/${rel} on the new host is in the way: the source has ${want} there`, {
-    hint: `move /${rel} aside on the new host, then run the same command again`,
+    hint: `move /${rel} aside on the new host, then run ${RERUN}`,
   });
 }
 
@@ -54,7 +54,7 @@ export function diskFull(err: unknown, where: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code;
   if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
   return new CmError('transfer.disk_full', `the new host ${os.hostname()} ran out of ${code === 'EDQUOT' ? 'disk quota' : 'disk space'} writing ${where}; what was committed before stays`, {
-    hint: 'free space on the new host (or grow its filesystem), then run the same command again: it continues where it stopped',
+    hint: `free space on the new host (or grow its filesystem), then run ${RERUN}: it continues where it stopped`,
     cause: err,
   });
 }

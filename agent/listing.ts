@@ -7,7 +7,7 @@
  * are skipped and counted; device nodes stop the pass before anything is sent.
  */
 import * as fsSync from 'node:fs';
-import { CmError, PROTOCOL_VERSION, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../proto';
+import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../proto';
 import { nameOr, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
 import { walkRoot, type WalkEntry } from './walk';
@@ -21,14 +21,14 @@ const REPORT_LIMIT = 1000;
 /** A final pass found the source changing: mail still runs on the old host. */
 export function strictChange(rel: string, what: string): CmError {
   return new CmError('transfer.source_changed', `/${rel} ${what} while the final pass read it`, {
-    hint: 'mail must be stopped on the old host during the final pass (step 3: cmdeploy run --disable-mail); stop what still writes there, then run the same command again',
+    hint: `mail must be stopped on the old host during the final pass (step 3: cmdeploy run --disable-mail); stop what still writes there, then run ${RERUN}`,
   });
 }
 
 /** A device node in the relay's state: refused before anything is sent. */
 export function deviceNode(rel: string): CmError {
   return new CmError('transfer.device_node', `/${rel} is a device node; cmmigrate never copies device nodes`, {
-    hint: 'remove it from the relay\'s state on the old host, then run the same command again',
+    hint: `remove it from the relay's state on the old host, then run ${RERUN}`,
   });
 }
 

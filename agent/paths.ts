@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { CmError, DEFAULT_MAILBOXES_DIR, ROOTS, RootName, isRootName } from '../proto';
+import { CmError, DEFAULT_MAILBOXES_DIR, RERUN, ROOTS, RootName, isRootName } from '../proto';
 
 export interface AgentRoots {
   /** The agent's --root, absolute. */
@@ -124,7 +124,7 @@ export async function ensureParents(cfg: AgentRoots, rel: string): Promise<void>
     }
     if (!st.isDirectory()) {
       throw new CmError('agent.path_not_directory', `${cur} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; cmmigrate writes nothing through symlinks`, {
-        hint: `replace ${cur} with a real directory on this host, then run the same command again`,
+        hint: `replace ${cur} with a real directory on this host, then run ${RERUN}`,
       });
     }
   }

@@ -13,6 +13,7 @@ import {
   CmError,
   fromServiceError,
   parseHostPort,
+  RERUN,
   type Chunk__Output,
   type ListBatch__Output,
   type PassSummary,
@@ -129,7 +130,7 @@ export async function pullFromPeer(req: PullRequestChecked, env: PullSessionEnv,
     }).catch((err: unknown) => {
       if (watchdog.stalled) {
         throw new CmError('connect.stalled', `${peer} sent nothing for ${Math.round(env.stallMs / 1000)} s; the pass was stopped`, {
-          hint: 'check the old host and the network between the hosts, then run the same command again: it continues where it stopped',
+          hint: `check the old host and the network between the hosts, then run ${RERUN}: it continues where it stopped`,
           cause: err,
         });
       }

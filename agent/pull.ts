@@ -18,7 +18,7 @@
  * - When the pass reports success, what it wrote is on stable storage (`sync -f` per root)
  *   and the manifest is committed.
  */
-import { CmError, emptySummary, PROTOCOL_VERSION, type ListBatch__Output, type PassProgress, type PassSummary } from '../proto';
+import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type PassProgress, type PassSummary } from '../proto';
 import { ActionQueue } from './action-queue';
 import { Executor } from './executor';
 import { FetchReader } from './fetch-reader';
@@ -183,7 +183,7 @@ class Puller implements PassContext {
       if (missingUsers.length) parts.push(`users ${missingUsers.join(', ')}`);
       if (missingGroups.length) parts.push(`groups ${missingGroups.join(', ')}`);
       throw new CmError('transfer.missing_owners', `the new host lacks ${parts.join(' and ')}; nothing was written`, {
-        hint: 'step 2 creates them: run `CMDEPLOY_STAGES=install,configure scripts/cmdeploy run --ssh-host NEW` from the relay checkout (cmmigrate run does it), then run the same command again',
+        hint: `step 2 creates them: run \`CMDEPLOY_STAGES=install,configure scripts/cmdeploy run --ssh-host NEW\` from the relay checkout (cmmigrate run does it), then run ${RERUN}`,
         details: { users: missingUsers, groups: missingGroups },
       });
     }
@@ -201,7 +201,7 @@ class Puller implements PassContext {
     if (uid === undefined || gid === undefined) {
       if (this.o.phase === 'final') {
         throw new CmError('transfer.missing_owners', `the new host has no ${uid === undefined ? 'user ' + user : 'group ' + group} (for /${rel})`, {
-          hint: 'run step 2 (cmdeploy install,configure) on the new host, then run the same command again',
+          hint: `run step 2 (cmdeploy install,configure) on the new host, then run ${RERUN}`,
         });
       }
       if (uid === undefined) this.defaulted.add(user);

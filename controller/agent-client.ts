@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { agentClient, clientChannelOptions, fromServiceError, ROLE_AGENT, roleOf, type AgentClient } from '../proto';
 import type { HostPlan, Plan } from './plan';
 import { interruptedError } from './interrupt';
-import { loadTls } from './pki';
+import { loadTls } from './tls-material';
 
 export interface AgentHandle {
   side: 'old' | 'new';

@@ -4,7 +4,7 @@
  * in controller/commands/; this is the one place that turns errors into text and exit codes.
  */
 import { Command, CommanderError } from 'commander';
-import { asCmError, ExitCode } from '../proto/errors';
+import { asCmError, ExitCode, SAME_COMMAND_AGAIN, withRerun } from '../proto/errors';
 import type { CommandContext } from './command-context';
 import { agentsCommand } from './commands/agents';
 import { bridgeCommand } from './commands/bridge';
@@ -121,8 +121,8 @@ async function main(argv: string[]): Promise<void> {
     }
     const sub = argv[2] ?? '';
     // After Ctrl-C, what the command saw last (a cancelled call, a killed child) is the interruption.
-    const e = abort.signal.aborted && !isInterruption(err) ? interruptedError('the command', 'the same command', err) : asCmError(err);
-    process.exitCode = ctx.reporter(argv.includes('--json')).error(e, sub);
+    const e = abort.signal.aborted && !isInterruption(err) ? interruptedError('the command', undefined, err) : asCmError(err);
+    process.exitCode = ctx.reporter(argv.includes('--json')).error(withRerun(e, SAME_COMMAND_AGAIN), sub);
   }
 }
 

@@ -8,7 +8,7 @@
  */
 import { promises as dnsp, type CaaRecord } from 'node:dns';
 import * as net from 'node:net';
-import { CmError, ExitCode, formatHostPort, parseHostPort } from '../proto';
+import { CmError, ExitCode, formatHostPort, parseHostPort, RERUN } from '../proto';
 
 export const DNS_PORT = 53;
 /** A TTL above this makes the switch slow: the procedure lowers it to about 300 s first. */
@@ -314,7 +314,7 @@ export async function waitForRecords(domain: string, servers: NameServer[], expe
   const started = now();
   for (;;) {
     if (opts.signal?.aborted) {
-      throw new CmError('step.interrupted', `stopped waiting for the DNS records of ${domain}`, { hint: 'run the same command again', exitCode: ExitCode.interrupted });
+      throw new CmError('step.interrupted', `stopped waiting for the DNS records of ${domain}`, { hint: `run ${RERUN}`, exitCode: ExitCode.interrupted });
     }
     const check = compareRecords(domain, await queryRecords(domain, servers, { timeoutMs: opts.queryTimeoutMs }), exp);
     const elapsed = now() - started;
@@ -322,7 +322,7 @@ export async function waitForRecords(domain: string, servers: NameServer[], expe
     if (check.matches) return check;
     if (elapsed + interval > timeoutMs) {
       throw new CmError('dns.not_switched', `after ${Math.round(elapsed / 1000)} s the authoritative servers of ${domain} still do not show the new host: ${check.problems.join('; ')}`, {
-        hint: `set these records at your DNS provider: ${recordsToSet(domain, exp).join('; ')}; then run the same command again (--dns-timeout waits longer, --skip-dns-wait goes on without waiting)`,
+        hint: `set these records at your DNS provider: ${recordsToSet(domain, exp).join('; ')}; then run ${RERUN} (--dns-timeout waits longer, --skip-dns-wait goes on without waiting)`,
         details: { domain, expected: exp, problems: check.problems },
       });
     }

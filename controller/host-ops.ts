@@ -5,7 +5,7 @@
  * (proto/host-ops.ts); failures come back as CmErrors (host.command_failed, ...).
  */
 import * as grpc from '@grpc/grpc-js';
-import { CmError, type HostOpName, type HostOpReply__Output, type HostOpRequest } from '../proto';
+import { CmError, RERUN, type HostOpName, type HostOpReply__Output, type HostOpRequest } from '../proto';
 import { unary, type AgentHandle } from './agent-client';
 
 /** The mail services, kept stopped on the new host until step 6. */
@@ -65,7 +65,7 @@ export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
       const cause = (err as CmError).cause as grpc.ServiceError | undefined;
       if (cause?.code === grpc.status.UNIMPLEMENTED) {
         throw new CmError('agent.too_old', `the ${agent.side} agent ${agent.address} does not run host operations: it is an older cmmigrate-agent`, {
-          hint: 'reinstall the agents with this cmmigrate (cmmigrate install-agent), then run the same command again',
+          hint: `reinstall the agents with this cmmigrate (cmmigrate install-agent), then run ${RERUN}`,
           cause: err,
         });
       }

@@ -2,12 +2,12 @@
  * Ctrl-C as an error: what an operation throws when the run's AbortSignal stopped it, so
  * that the journal records the step as interrupted and the exit status is 130.
  */
-import { CmError, ExitCode } from '../proto/errors';
+import { CmError, ExitCode, RERUN } from '../proto/errors';
 
-/** `what` (a step, a pass, a command) was stopped by Ctrl-C; `rerun` continues it. */
-export function interruptedError(what: string, rerun = 'the same command', cause?: unknown): CmError {
+/** `what` (a step, a pass, a command) was stopped by Ctrl-C; `rerun` (default: RERUN, filled in later) continues it. */
+export function interruptedError(what: string, rerun?: string, cause?: unknown): CmError {
   return new CmError('step.interrupted', `${what} was interrupted`, {
-    hint: `run ${rerun} again to continue`,
+    hint: rerun === undefined ? `run ${RERUN} to continue` : `run ${rerun} again to continue`,
     exitCode: ExitCode.interrupted,
     cause,
   });

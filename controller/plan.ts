@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { CmError, DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, DEFAULT_OWNER_RULES, formatHostPort, parseHostPort, type OwnerRule } from '../proto';
-import { MAIL_PORT_KEYS, OWNER_RE, OWNER_ROOTS, planSchema, problemsOf, type MailPortKey, type OwnerRoot } from './plan-schema';
+import { MAIL_PORT_KEYS, OWNER_RE, OWNER_ROOTS, planSchema, problemsOf, renderPlanBody, type MailPortKey, type OwnerRoot } from './plan-schema';
 
 export { MAIL_PORT_KEYS, OWNER_ROOTS, type MailPortKey, type OwnerRoot };
 
@@ -204,29 +204,14 @@ function hostPlan(t: { host: string; agent?: string; ssh?: string }): HostPlan {
 // ---------------------------------------------------------------------------------------
 // Rendering
 
-/** A TOML basic string. */
-function str(s: string): string {
-  // JSON escapes are valid TOML escapes; TOML also forbids a raw DEL.
-  return JSON.stringify(s).replace(/\x7f/g, '\\u007F');
-}
-
 /** Text made safe for a comment line. */
 function inComment(s: string): string {
   return s.replace(/[\x00-\x1f\x7f]/g, '?');
 }
 
-/** The plan as TOML, with comments that explain each section to the person editing it. */
+/** The plan as TOML, with comments that explain each section to the person editing it (from the schema, plan-schema.ts). */
 export function renderPlan(p: PlanInput): string {
-  const side = (name: 'old' | 'new', h: PlanInput['old'], example: string): string[] => [
-    `[${name}]`,
-    `# The relay host: an IP address (IPv6 without brackets) or a host name.`,
-    `host = ${str(h.host)}`,
-    `# Where its cmmigrate-agent listens, as host:port (IPv6 as "[2001:db8::2]:${DEFAULT_AGENT_PORT}").`,
-    `# The agent's TLS certificate names this host and the one above.`,
-    `agent = ${str(h.agent ?? formatHostPort(h.host, DEFAULT_AGENT_PORT))}`,
-    `# How the controller reaches it over ssh, as root (e.g. "${example}").`,
-    `ssh = ${str(h.ssh ?? `root@${h.host}`)}`,
-  ];
+  const side = (h: PlanInput['old']) => ({ ...h, agent: h.agent ?? formatHostPort(h.host, DEFAULT_AGENT_PORT), ssh: h.ssh ?? `root@${h.host}` });
   const owners = p.owners ?? DEFAULT_OWNERS;
   const lines = [
     `# cmmigrate plan: move the chatmail relay for ${inComment(p.mailDomain)}`,
@@ -235,52 +220,14 @@ export function renderPlan(p: PlanInput): string {
     `# Written by \`cmmigrate init\`; edit it as you need. Every cmmigrate command reads this`,
     `# file and refuses keys it does not know. Next: cmmigrate install-agent old|new --plan THIS_FILE`,
     ``,
-    `# The relay's mail_domain, as in its chatmail.ini.`,
-    `mail_domain = ${str(p.mailDomain)}`,
-    `# Where cmmigrate keeps this migration's TLS material and journal.`,
-    `# A relative path is taken from this file's directory.`,
-    `state_dir = ${str(p.stateDir ?? DEFAULT_STATE_DIR)}`,
-    `# Your checkout of chatmail/relay, the one you deploy this relay with: \`cmmigrate run\``,
-    `# runs its scripts/cmdeploy (from this directory, with its chatmail.ini).`,
-    p.relayDir === undefined ? `# relay_dir = "/home/you/relay"` : `relay_dir = ${str(p.relayDir)}`,
-    ``,
-    `# The host the relay runs on now. Its state is copied from here; at the end its mail`,
-    `# service is off.`,
-    ...side('old', p.old, 'root@127.0.0.2'),
-    ``,
-    `# The host the relay moves to. It stays inactive until the last step.`,
-    ...side('new', p.new, 'root@127.0.0.3'),
-    `# Its public addresses: step 5 waits until the A and AAAA records of mail_domain show`,
-    `# exactly these. Without ipv6 the AAAA record must go. Default: host, when it is an IP address.`,
-    p.new.ipv4 === undefined ? `# ipv4 = "198.51.100.7"` : `ipv4 = ${str(p.new.ipv4)}`,
-    p.new.ipv6 === undefined ? `# ipv6 = "2001:db8::7"` : `ipv6 = ${str(p.new.ipv6)}`,
-    ``,
-    `# The zone's authoritative name servers, which step 5 asks for A and AAAA. Without this`,
-    `# table they are found by an NS look-up through this machine's resolver.`,
-    `# [dns]`,
-    `# servers = ["192.0.2.53", "[2001:db8::53]:53"]`,
-    ``,
-    `# Where the checks reach the hosts' mail services, when not at the hosts' own ports`,
-    `# (NAT, a firewall in between). old_tls: the old host's IMAPS, for the certificate expiry`,
-    `# check before step 1; new_ports: the new host's ports, checked after step 6.`,
-    `# [checks]`,
-    `# old_tls = "203.0.113.5:993"`,
-    `# ca_file = "relay-ca.pem"     # extra trust anchors (PEM), for a relay with its own CA`,
-    `# [checks.new_ports]`,
-    `# 993 = "198.51.100.7:993"`,
-    ``,
-    `[relay]`,
-    `# Where the mailboxes live: the mailboxes_dir of chatmail.ini.`,
-    `mailboxes_dir = ${str(p.mailboxesDir ?? DEFAULT_MAILBOXES_DIR)}`,
-    ``,
-    `# The owner ("user:group", by name) forced on each copied tree on the new host, as the`,
-    `# manual procedure's chown lines do. Roots: ${OWNER_ROOTS.slice(0, 5).join(', ')},`,
-    `# ${OWNER_ROOTS.slice(5).join(', ')}. A root not listed keeps the owners its files have on`,
-    `# the old host; without this table the procedure's defaults apply.`,
-    `[owners]`,
-    ...OWNER_ROOTS.flatMap((r) => {
-      const o = owners[r];
-      return o ? [`${r} = ${str(`${o.user}:${o.group}`)}`] : [];
+    ...renderPlanBody({
+      mail_domain: p.mailDomain,
+      state_dir: p.stateDir ?? DEFAULT_STATE_DIR,
+      relay_dir: p.relayDir,
+      old: side(p.old),
+      new: side(p.new),
+      relay: { mailboxes_dir: p.mailboxesDir ?? DEFAULT_MAILBOXES_DIR },
+      owners: Object.fromEntries(OWNER_ROOTS.flatMap((r) => (owners[r] ? [[r, `${owners[r].user}:${owners[r].group}`]] : []))),
     }),
   ];
   return lines.join('\n') + '\n';

@@ -4,7 +4,7 @@
  * failed check is a CmError that names the host, says what is wrong and what to do.
  */
 import * as net from 'node:net';
-import { CmError, ExitCode, type ErrorCode } from '../proto';
+import { CmError, ExitCode, RERUN, type ErrorCode } from '../proto';
 import type { SshTarget } from './ssh';
 
 /** Debian releases the relay (and so cmmigrate) supports. */
@@ -131,7 +131,7 @@ export function checkHost(target: SshTarget, f: HostFacts, planFile: string): vo
   const name = f.os.prettyName || [f.os.id, f.os.versionId].filter(Boolean).join(' ') || 'an unknown system';
   const supported = `cmmigrate installs its agent on Debian ${DEBIAN_RELEASES.join(' or ')}, like the relay itself`;
   if (f.uid !== 0) {
-    throw hostError('precondition.not_root', target, `logs in as uid ${f.uid}, not root: the agent must run as root`, `set ${target.side}.ssh in ${planFile} to root@HOST (and allow root's key login there), then run the same command again`);
+    throw hostError('precondition.not_root', target, `logs in as uid ${f.uid}, not root: the agent must run as root`, `set ${target.side}.ssh in ${planFile} to root@HOST (and allow root's key login there), then run ${RERUN}`);
   }
   if (!f.osRelease) {
     throw hostError('precondition.not_debian', target, 'has no /etc/os-release, so it is not Debian', `${supported}; point ${target.side}.ssh in ${planFile} at the relay host`);
@@ -149,7 +149,7 @@ export function checkHost(target: SshTarget, f: HostFacts, planFile: string): vo
     throw hostError('precondition.no_systemd', target, 'has systemctl, but systemd is not running there: the host was not booted with systemd (a container?)', NO_SYSTEMD_HINT);
   }
   if (!nodeUsable(f.node?.version) && !f.apt) {
-    throw hostError('precondition.no_node', target, `has no Node.js ${MIN_NODE.join('.')} or newer${f.node ? ` (${f.node.path} is ${f.node.version})` : ''} and no apt-get to install it`, 'install Node.js 18.19 or newer there, then run the same command again');
+    throw hostError('precondition.no_node', target, `has no Node.js ${MIN_NODE.join('.')} or newer${f.node ? ` (${f.node.path} is ${f.node.version})` : ''} and no apt-get to install it`, `install Node.js 18.19 or newer there, then run ${RERUN}`);
   }
 }
 

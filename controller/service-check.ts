@@ -9,7 +9,7 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { CmError, formatHostPort, parseHostPort, type ErrorCode } from '../proto';
+import { CmError, formatHostPort, parseHostPort, RERUN, type ErrorCode } from '../proto';
 
 /** The relay's public ports, in the order they are reported. */
 export const MAIL_PORTS = [25, 465, 587, 993, 443] as const;
@@ -212,7 +212,7 @@ export async function fetchCertificate(endpoint: string, servername: string, opt
   const h = await tlsHandshake(host, port, servername, opts);
   if (!h.certificate) {
     throw new CmError('step.tls_failed', `no TLS handshake with ${endpoint}: ${h.error}`, {
-      hint: `check that ${host} serves TLS on port ${port}, then run the same command again`,
+      hint: `check that ${host} serves TLS on port ${port}, then run ${RERUN}`,
       details: { endpoint },
     });
   }
@@ -266,11 +266,11 @@ export async function probeServices(o: ServiceCheckOptions): Promise<ServiceRepo
 
 const HINTS: Record<string, (host: string, domain: string) => string> = {
   'step.port_closed': (host) =>
-    `check that postfix, dovecot and nginx run on ${host} (systemctl status postfix dovecot nginx) and that no firewall blocks those ports, then run the same command again`,
-  'step.tls_failed': (host) => `check the TLS setup of postfix and dovecot on ${host} (journalctl -u postfix -u dovecot), then run the same command again`,
+    `check that postfix, dovecot and nginx run on ${host} (systemctl status postfix dovecot nginx) and that no firewall blocks those ports, then run ${RERUN}`,
+  'step.tls_failed': (host) => `check the TLS setup of postfix and dovecot on ${host} (journalctl -u postfix -u dovecot), then run ${RERUN}`,
   'step.certificate_mismatch': (host, domain) =>
-    `${host} must present the relay's own certificate for ${domain}: check that /var/lib/acme (or the relay's certificate files) arrived with the final sync and that postfix and dovecot were restarted after it, then run the same command again`,
-  'step.certificate_expired': (host) => `renew the certificate on ${host} (acmetool reconcile), restart postfix and dovecot, then run the same command again`,
+    `${host} must present the relay's own certificate for ${domain}: check that /var/lib/acme (or the relay's certificate files) arrived with the final sync and that postfix and dovecot were restarted after it, then run ${RERUN}`,
+  'step.certificate_expired': (host) => `renew the certificate on ${host} (acmetool reconcile), restart postfix and dovecot, then run ${RERUN}`,
   'step.certificate_untrusted': (host) =>
     `${host} presents a certificate that other servers will not trust: check that /var/lib/acme arrived with the final sync; for a relay with a self-signed certificate, allow it explicitly`,
 };

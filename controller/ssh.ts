@@ -5,7 +5,7 @@
  * host, says what ssh refused, and what to do. Extra ssh options come from
  * CMMIGRATE_SSH_OPTS (whitespace-separated, e.g. "-F ./ssh_config -i ~/.ssh/relay").
  */
-import { CmError, ExitCode } from '../proto';
+import { CmError, ExitCode, RERUN } from '../proto';
 import { runChild, type ChildResult } from '../proto/child-run';
 
 /** ssh's output kept per stream: far more than any script here prints. */
@@ -81,7 +81,7 @@ export function classifySshFailure(target: SshTarget, stderr: string): CmError |
   const details = { host: target.destination, side: target.side, ssh_error: last };
   if (/Connection refused/i.test(text)) {
     return new CmError('ssh.refused', `cannot reach ${where}: the connection to its ssh port was refused (${last})`, {
-      hint: `check that sshd runs on that host and that the port is right (~/.ssh/config or ssh://user@host:port in the plan's ${target.side}.ssh), test with \`${test}\`, then run the same command again`,
+      hint: `check that sshd runs on that host and that the port is right (~/.ssh/config or ssh://user@host:port in the plan's ${target.side}.ssh), test with \`${test}\`, then run ${RERUN}`,
       details,
     });
   }
@@ -93,7 +93,7 @@ export function classifySshFailure(target: SshTarget, stderr: string): CmError |
   }
   if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i.test(text)) {
     return new CmError('ssh.host_key', `ssh does not know the host key of ${where}: ${last}`, {
-      hint: `connect once by hand (ssh ${target.destination}) and check the host key fingerprint before you accept it, then run the same command again`,
+      hint: `connect once by hand (ssh ${target.destination}) and check the host key fingerprint before you accept it, then run ${RERUN}`,
       details,
     });
   }
@@ -129,7 +129,7 @@ export async function runRemote(target: SshTarget, script: string, opts: RunRemo
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') {
       throw new CmError('ssh.not_installed', 'the ssh command is not installed on this machine', {
-        hint: 'install the OpenSSH client (apt-get install openssh-client), then run the same command again',
+        hint: `install the OpenSSH client (apt-get install openssh-client), then run ${RERUN}`,
         cause: err,
       });
     }
@@ -137,11 +137,11 @@ export async function runRemote(target: SshTarget, script: string, opts: RunRemo
   }
   const details = { host: target.destination, side: target.side };
   if (r.aborted) {
-    throw new CmError('step.interrupted', `ssh to the ${target.side} host (${target.destination}) was interrupted`, { hint: 'run the same command again', exitCode: ExitCode.interrupted, details });
+    throw new CmError('step.interrupted', `ssh to the ${target.side} host (${target.destination}) was interrupted`, { hint: `run ${RERUN}`, exitCode: ExitCode.interrupted, details });
   }
   if (r.timedOut) {
     throw new CmError('ssh.timeout', `the ${target.side} host (ssh ${target.destination}) did not finish in ${Math.round(timeoutMs / 1000)} s`, {
-      hint: `check the host and the network (\`ssh ${target.destination}\`), then run the same command again`,
+      hint: `check the host and the network (\`ssh ${target.destination}\`), then run ${RERUN}`,
       details,
     });
   }
@@ -150,7 +150,7 @@ export async function runRemote(target: SshTarget, script: string, opts: RunRemo
     throw (
       classifySshFailure(target, r.stderr) ??
       new CmError('ssh.failed', `ssh to the ${target.side} host (${target.destination}) failed: ${r.stderr.trim().split('\n').pop() || 'exit 255'}`, {
-        hint: `run \`ssh -o BatchMode=yes ${target.destination} true\` to see what ssh says, then run the same command again`,
+        hint: `run \`ssh -o BatchMode=yes ${target.destination} true\` to see what ssh says, then run ${RERUN}`,
         details,
       })
     );

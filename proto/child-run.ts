@@ -17,7 +17,7 @@ export interface ChildRunOptions {
   env?: NodeJS.ProcessEnv;
   /** Written to the child's stdin, which is then closed; without it stdin is /dev/null. */
   input?: Buffer | string;
-  /** Stop the child (and its group) after this long; default: no timeout. */
+  /** Stop the child (and its group) if it has not exited after this long; default: no timeout. */
   timeoutMs?: number;
   /** Aborting it stops the child (and its group). */
   signal?: AbortSignal;
@@ -149,6 +149,8 @@ export function runChild(file: string, args: readonly string[], opts: ChildRunOp
     });
     child.on('exit', (code, signal) => {
       exit = { code, signal };
+      // The child itself is done: its timeout no longer applies while the pipes drain.
+      clearTimeout(timer);
       pipeTimer = setTimeout(finish, opts.pipeGraceMs ?? 1_000);
     });
     child.on('close', finish);

@@ -210,6 +210,31 @@ export class CmError extends Error {
   }
 }
 
+/**
+ * Stands in a hint for the command that continues after the operator's fix: write "then
+ * run ${RERUN}" where a hint means "run the same command again". It is filled in once, where
+ * the error reaches the operator: with `cmmigrate run --plan FILE` in a run
+ * (controller/run/context.ts stepError), with SAME_COMMAND_AGAIN for every other command
+ * (controller/cli.ts, agent/cli.ts). An agent's hint crosses the wire unfilled.
+ */
+export const RERUN = '{rerun}';
+
+/** What RERUN reads as outside a run. */
+export const SAME_COMMAND_AGAIN = 'the same command again';
+
+/** `hint` with RERUN filled in by `rerun`. */
+export function fillRerun(hint: string, rerun: string): string {
+  return hint.split(RERUN).join(rerun);
+}
+
+/** `err` with RERUN in its hint filled in by `rerun`; `err` itself when its hint has none. */
+export function withRerun(err: CmError, rerun: string): CmError {
+  if (!err.hint?.includes(RERUN)) return err;
+  const filled = new CmError(err.code, err.message, { hint: fillRerun(err.hint, rerun), cause: err.cause, details: err.details, exitCode: err.exitCode });
+  filled.stack = err.stack;
+  return filled;
+}
+
 /** Anything thrown, as a CmError (unknown errors get `internal.unexpected`). */
 export function asCmError(err: unknown, fallbackCode: ErrorCode = 'internal.unexpected'): CmError {
   if (err instanceof CmError) return err;
@@ -241,7 +266,7 @@ export function fromServiceError(err: grpcTypes.ServiceError, peer?: string): Cm
     case grpc.status.UNAVAILABLE:
       if (/ECONNRESET|Connection dropped|ended by the server|RST_STREAM/i.test(err.details ?? '')) {
         return new CmError('connect.lost', `lost the connection to${where}: ${err.details}`, {
-          hint: 'the agent may have stopped or restarted; check it (cmmigrate agents --plan FILE), then run the same command again: it continues where it stopped',
+          hint: `the agent may have stopped or restarted; check it (cmmigrate agents --plan FILE), then run ${RERUN}: it continues where it stopped`,
           cause: err,
         });
       }
@@ -251,7 +276,7 @@ export function fromServiceError(err: grpcTypes.ServiceError, peer?: string): Cm
       });
     case grpc.status.DEADLINE_EXCEEDED:
       return new CmError('connect.timeout', `${where.trim()} did not answer in time: ${err.details}`, {
-        hint: 'check the agent and the network between the hosts, then run the same command again',
+        hint: `check the agent and the network between the hosts, then run ${RERUN}`,
         cause: err,
       });
     case grpc.status.CANCELLED:

@@ -15,7 +15,7 @@ import { agentClient, ALLOWED_UNITS, clientChannelOptions, type AgentClient, typ
 import { HostOpRunner } from '../agent/host-ops';
 import { connectAgent, type AgentHandle } from '../controller/agent-client';
 import { hostOps, MAIL_UNITS, MAILBOX_WRITERS, type HostOps } from '../controller/host-ops';
-import { loadTls } from '../controller/pki';
+import { loadTls } from '../controller/tls-material';
 import { loadPlan, type Plan } from '../controller/plan';
 import { failure } from './support/expect-error';
 import { ALL_ROOT_PATHS, freePort, setupMigration, startAgentProcess, type AgentProcess, type Migration } from './support/harness';

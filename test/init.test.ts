@@ -8,7 +8,8 @@ import * as tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runInit, type InitOptions } from '../controller/ops/init';
 import { loadPlan } from '../controller/plan';
-import { ensurePki, loadTls, type TlsMaterial } from '../controller/pki';
+import { ensurePki } from '../controller/pki';
+import { loadTls, type TlsMaterial } from '../controller/tls-material';
 import { failure } from './support/expect-error';
 
 let dir: string;

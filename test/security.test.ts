@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentClient, clientChannelOptions, PROTOCOL_VERSION, type AgentClient, type ListEntry } from '../proto';
-import { ensurePki, loadTls, type TlsMaterial } from '../controller/pki';
+import { ensurePki } from '../controller/pki';
+import { loadTls, type TlsMaterial } from '../controller/tls-material';
 import {
   CRAFTED_MTIME_NS,
   CraftedTar,

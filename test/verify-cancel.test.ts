@@ -8,7 +8,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadTls } from '../controller/pki';
+import { loadTls } from '../controller/tls-material';
 import { agentClient, clientChannelOptions, type AgentClient } from '../proto';
 import { setupMigration, type Migration } from './support/harness';
 

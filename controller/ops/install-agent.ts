@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
-import { CmError, DEFAULT_AGENT_PORT, ExitCode } from '../../proto';
+import { CmError, DEFAULT_AGENT_PORT, ExitCode, RERUN } from '../../proto';
 import type { Plan } from '../plan';
 import { formatBytes, type Reporter } from '../report';
-import { loadTls } from '../pki';
+import { loadTls } from '../tls-material';
 import { checkHost, nodeUsable, parseLines, parseProbe, portConflicts, valueOf, type HostFacts } from '../remote-facts';
 import { agentBundlePath, managedFiles, remoteLayout, remotePrefix, renderUnit, UNIT_NAME, type ManagedFile, type RemoteLayout } from '../remote-layout';
 import {
@@ -150,7 +150,7 @@ async function ensureNode(i: Install, change: Change): Promise<{ path: string; v
   const got = { path: valueOf(lines, 'node_path') ?? '/usr/bin/node', version: valueOf(lines, 'node_version') ?? '' };
   if (!nodeUsable(got.version)) {
     throw new CmError('install.node_too_old', `Debian's nodejs on the ${side} host (${host.ssh}) is ${got.version || 'not runnable'}; the agent needs 18.19 or newer`, {
-      hint: 'update the host (apt-get update && apt-get upgrade: Debian 12 ships 18.19 since 12.5), then run the same command again',
+      hint: `update the host (apt-get update && apt-get upgrade: Debian 12 ships 18.19 since 12.5), then run ${RERUN}`,
       details: { host: host.ssh, side },
     });
   }

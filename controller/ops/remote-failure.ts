@@ -2,7 +2,7 @@
  * A remote script that ended with an exit code other than 0, as the error a person reads:
  * apt's own message, a host without systemd, or the script's last lines.
  */
-import { CmError, ExitCode } from '../../proto';
+import { CmError, ExitCode, RERUN } from '../../proto';
 import { parseLines, valueOf } from '../remote-facts';
 import { UNIT_NAME } from '../remote-layout';
 import type { RemoteResult, SshTarget } from '../ssh';
@@ -25,19 +25,19 @@ export function remoteFailure(target: SshTarget, what: string, r: RemoteResult):
   const details = { host: target.destination, side: target.side, exit: r.code };
   if (fail === 'apt.install_failed') {
     return new CmError('apt.install_failed', `apt-get could not install nodejs on ${where}: ${aptMessage(r.stderr)}`, {
-      hint: `run \`apt-get install nodejs\` there to see the whole message (package sources, a full disk, a held dpkg lock), then run the same command again`,
+      hint: `run \`apt-get install nodejs\` there to see the whole message (package sources, a full disk, a held dpkg lock), then run ${RERUN}`,
       details,
     });
   }
   if (fail === 'apt.purge_failed') {
     return new CmError('apt.purge_failed', `apt-get could not remove the packages install-agent installed on ${where}: ${aptMessage(r.stderr)}`, {
-      hint: 'run `apt-get purge nodejs` there to see the whole message, then run the same command again',
+      hint: `run \`apt-get purge nodejs\` there to see the whole message, then run ${RERUN}`,
       details,
     });
   }
   if (fail === 'uninstall.stop_failed') {
     return new CmError('uninstall.stop_failed', `${UNIT_NAME} is still active on ${where} after systemctl stop`, {
-      hint: `look at \`systemctl status ${UNIT_NAME}\` there, then run the same command again`,
+      hint: `look at \`systemctl status ${UNIT_NAME}\` there, then run ${RERUN}`,
       details,
     });
   }
@@ -49,7 +49,7 @@ export function remoteFailure(target: SshTarget, what: string, r: RemoteResult):
     });
   }
   return new CmError('remote.failed', `${what} failed on ${where} (exit ${r.code}): ${lastLines(r.stderr) || 'no message'}`, {
-    hint: `run the same command again; if it fails the same way, log in (ssh ${target.destination}) and look at /opt/cmmigrate and \`systemctl status ${UNIT_NAME}\``,
+    hint: `run ${RERUN}; if it fails the same way, log in (ssh ${target.destination}) and look at /opt/cmmigrate and \`systemctl status ${UNIT_NAME}\``,
     details,
   });
 }

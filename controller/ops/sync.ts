@@ -3,7 +3,7 @@
  * the controller only sees progress and the summary. `cmmigrate sync` and steps 1 and 4
  * of `cmmigrate run` call it.
  */
-import { CmError, type Item__Output, type PullEvent__Output } from '../../proto';
+import { CmError, RERUN, type Item__Output, type PullEvent__Output } from '../../proto';
 import { passSummaryOf, type PassSummary } from '../../proto/summary';
 import { streamOf, type AgentHandle } from '../agent-client';
 import { ownerRules, type Plan } from '../plan';
@@ -62,7 +62,7 @@ export async function runSync(plan: Plan, newAgent: AgentHandle, opts: SyncOptio
     }
     out.endProgress();
     if (summary && opts.dryRun) summary.items = items;
-    if (!summary) throw new CmError('connect.incomplete', `the new agent at ${plan.new.agent} ended the pass without a summary`, { hint: 'run the same command again' });
+    if (!summary) throw new CmError('connect.incomplete', `the new agent at ${plan.new.agent} ended the pass without a summary`, { hint: `run ${RERUN}` });
     const verb = opts.dryRun ? 'dry run, nothing changed; would send' : 'done:';
     out.info(
       `${verb} ${summary.files} files, ${formatBytes(summary.bytes)} in ${formatDuration(summary.seconds)}` +

@@ -48,7 +48,7 @@ import { relayActivity, type ActivityOptions, type ActivityReport } from '../sup
 import { generateRelayTree, writeIdentity, type RelayTreeStats } from '../support/relay-tree';
 import { startSshd, type TestSshd } from '../support/sshd';
 import { descendants, foreignSeconds, foreignTicks } from './busy';
-import { startDelayProxy, type DelayProxy } from './delay-proxy';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { SSH_DELAYED, SSH_DIRECT, rsyncSsh, runShell, sh, tarLocal, tarSsh, writeSshConfig } from './peers';
 import { controllerStartup } from './startup';
 import { computeRatios, formatTable, machineFacts, type CaseResult, type Machine } from './report';
@@ -387,8 +387,8 @@ class Bench {
     }
   }
 
-  private async proxy(host: string, port: number): Promise<DelayProxy> {
-    const p = await startDelayProxy({ listenHost: host, targetHost: host, targetPort: port, delayMs: this.o.delayMs });
+  private async proxy(host: string, port: number): Promise<FaultProxy> {
+    const p = await startFaultProxy({ listenHost: host, targetHost: host, targetPort: port, delayMs: this.o.delayMs });
     this.cleanups.push(() => p.close());
     return p;
   }

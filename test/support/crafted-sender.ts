@@ -25,7 +25,7 @@ import {
   type ListEntry,
 } from '../../proto';
 import type { ListRequest__Output } from '../../proto/generated/cmmigrate/v1/ListRequest';
-import { loadTls } from '../../controller/pki';
+import { loadTls } from '../../controller/tls-material';
 import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH } from '../../agent/wire-format';
 
 /** What the crafted sender answers to the calls of one pass. */
