@@ -12,6 +12,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsForPhase, type HostOpName, type UnitName } from '../proto';
 import type { Logger } from './log';
+import { parseExternalTlsWrite } from './requests';
+import { readExternalTls, writeExternalTls } from './external-tls';
 import { resolveRoots, type AgentRoots } from './paths';
 import { walkRoot } from './walk';
 
@@ -30,6 +32,8 @@ export interface HostOpsConfig {
   timeoutMs?: number;
   /** The commands' environment, PATH included; default the agent's own. */
   env?: NodeJS.ProcessEnv;
+  /** The agent's state dir (absolute): tls.external_write refuses paths inside it. */
+  stateDir?: string;
 }
 
 export interface UnitStateResult {
@@ -172,11 +176,11 @@ export class HostOpRunner {
   }
 
   /** Run `op`. The caller has checked `op` and `units` against the allowlist. */
-  async run(op: HostOpName, units: UnitName[]): Promise<HostOpResult> {
+  async run(op: HostOpName, units: UnitName[], input = ''): Promise<HostOpResult> {
     const started = process.hrtime.bigint();
     const fields: Record<string, unknown> = { op, units };
     try {
-      const result = await this.dispatch(op, units, fields);
+      const result = await this.dispatch(op, units, fields, input);
       this.cfg.log.info({ ...fields, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'host operation');
       return result;
     } catch (err) {
@@ -186,7 +190,7 @@ export class HostOpRunner {
     }
   }
 
-  private async dispatch(op: HostOpName, units: UnitName[], fields: Record<string, unknown>): Promise<HostOpResult> {
+  private async dispatch(op: HostOpName, units: UnitName[], fields: Record<string, unknown>, input: string): Promise<HostOpResult> {
     switch (op) {
       case 'service.is_active':
         return { units: await this.isActive(units, fields) };
@@ -215,6 +219,14 @@ export class HostOpRunner {
         return { output: await this.externalTlsFiles(fields) };
       case 'os_release.read':
         return { output: await this.osRelease() };
+      // External TLS files (agent/external-tls.ts): a separate block, kept apart for merges.
+      case 'tls.external_read':
+        return { output: JSON.stringify({ files: await readExternalTls(this.cfg.roots, fields) }) };
+      case 'tls.external_write': {
+        const stateDir = this.cfg.stateDir ?? path.join(this.cfg.roots.root, 'var/lib/cmmigrate');
+        const req = parseExternalTlsWrite(input);
+        return { output: JSON.stringify({ written: await writeExternalTls(req, this.cfg.roots, stateDir, fields) }) };
+      }
     }
   }
 

@@ -63,6 +63,8 @@ export const ERRORS = {
   'dns.lookup_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'dns.not_switched': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'host.bad_file': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'host.tls_file_conflict': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
+  'host.tls_path_refused': { exit: ExitCode.precondition, status: grpc.status.FAILED_PRECONDITION },
   'host.command_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'host.command_missing': { exit: ExitCode.failed, status: grpc.status.FAILED_PRECONDITION },
   'host.command_timeout': { exit: ExitCode.failed, status: grpc.status.INTERNAL },

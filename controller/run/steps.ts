@@ -20,6 +20,7 @@ import { servedPorts } from '../relay/upstream';
 import { requireDnsKeys } from './dns-keys';
 import { keepNewHostInert, relayFacts, stopWritersAtStep3 } from './relay-units';
 import { recordVerify } from './verify-after';
+import { carryExternalTls } from './external-tls';
 
 export interface StepFacts {
   bytes?: number;
@@ -109,7 +110,10 @@ const preconfigure: Step = {
     `stop ${MAIL_UNITS.join(', ')} and every unit of the relay that writes a carried root (relay/upstream.ts unitsInertOnNewHost) on the new host through its agent, and check before steps 4 and 6 that they stay stopped`,
   ],
   async run(ctx) {
-    const { shape } = await relayFacts(ctx);
+    const { shape, tls } = await relayFacts(ctx);
+    // Before configure, which refuses to run without them; also on a rerun after cmdeploy
+    // ran, so that the new host holds what the old one has now.
+    await carryExternalTls(ctx, tls);
     await cmdeployOnce(ctx, '2', 'new', 'preconfigure', 'install,configure');
     await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
     await keepNewHostInert(ctx, shape, 'after-step-2');
