@@ -134,6 +134,7 @@ export const ERRORS = {
   'step.port_closed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.rollback_refused': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.dns_record_mismatch': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
+  'step.http_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.service_not_active': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.service_still_active': { exit: ExitCode.failed, status: grpc.status.INTERNAL },
   'step.tls_failed': { exit: ExitCode.failed, status: grpc.status.INTERNAL },

@@ -287,7 +287,7 @@ const activate: Step = {
     cmdeployLine(ctx, 'new', 'activate'),
     'on the new host through its agent: [$ systemctl daemon-reload] (an activate-only run never reloads systemd, so the drop-ins step 2 wrote need it)',
     `restart ${MAIL_UNITS.join(', ')} on the new host through its agent (activate does not restart a running service; a later run of this step only starts what is stopped)`,
-    `check that the new host accepts connections on ${MAIL_PORTS.join(', ')} and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465`,
+    `check that the new host accepts connections on ${MAIL_PORTS.join(', ')}, answers an HTTP request on 80, and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465 and on 143 after STARTTLS`,
     'check through the new agent that turnserver.service runs (TURN on 3478/udp cannot be probed by a connect), and iroh-relay.service when chatmail.ini leaves iroh_relay unset',
     `check that ${ctx.plan.mailDomain}'s DKIM record (opendkim._domainkey) carries the public key of the carried /etc/dkimkeys/opendkim.private; an error names the value it must have`,
   ],
@@ -318,7 +318,10 @@ const activate: Step = {
     if (!restarted) journal.mark('6', 'restarted');
     const endpoints = Object.fromEntries(MAIL_PORTS.map((p) => [p, plan.checks.newPorts[String(p) as keyof typeof plan.checks.newPorts] ?? formatHostPort(plan.new.host, p)]));
     const report = await checkServices({ host: plan.new.host, mailDomain: plan.mailDomain, side: 'new', endpoints, ca: await caOf(ctx) });
-    for (const r of report.results) ctx.out.info(`  port ${r.port} at ${r.endpoint}: open${r.certificate ? `, certificate for ${plan.mailDomain} valid until ${r.certificate.validTo.toISOString().slice(0, 10)}` : ''}`);
+    for (const r of report.results) {
+      const cert = r.certificate ? `, ${r.port === 143 ? 'after STARTTLS ' : ''}certificate for ${plan.mailDomain} valid until ${r.certificate.validTo.toISOString().slice(0, 10)}` : '';
+      ctx.out.info(`  port ${r.port} at ${r.endpoint}: open${r.httpStatus ? `, HTTP ${r.httpStatus}` : ''}${cert}`);
+    }
     for (const w of report.warnings) ctx.warn(w);
     journal.update((d) => {
       d.outage.ended_at = new Date().toISOString();

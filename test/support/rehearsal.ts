@@ -212,7 +212,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const version = path.join(oldRoot, 'etc/chatmail-version');
     await fsp.writeFile(version, `${relay.head}\n`, { mode: 0o644 });
 
-    const [oldPorts, newPorts] = await Promise.all([freePorts(OLD_HOST, 6), freePorts(NEW_HOST, 6)]);
+    const [oldPorts, newPorts] = await Promise.all([freePorts(OLD_HOST, SERVICE_PORTS.length + 1), freePorts(NEW_HOST, SERVICE_PORTS.length + 1)]);
     const agents: Record<Side, string> = { old: `${OLD_HOST}:${oldPorts[0]}`, new: `${NEW_HOST}:${newPorts[0]}` };
     const endpoints = (host: string, ports: number[]): Record<ServicePort, string> =>
       Object.fromEntries(SERVICE_PORTS.map((p, i) => [p, `${host}:${ports[i + 1]}`])) as Record<ServicePort, string>;
