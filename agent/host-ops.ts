@@ -227,7 +227,18 @@ export class HostOpRunner {
         const req = parseExternalTlsWrite(input);
         return { output: JSON.stringify({ written: await writeExternalTls(req, this.cfg.roots, stateDir, fields) }) };
       }
+      case 'acme.account_url':
+        return { output: await this.acmeAccountUrl(fields) };
     }
+  }
+
+  /** The ACME account URL acmetool finds for the host's account key ('' when it fails, as upstream's fail_ok). */
+  private async acmeAccountUrl(fields: Record<string, unknown>): Promise<string> {
+    const r = await runCommand('acmetool', [`--state=${path.join(this.cfg.roots.root, 'var/lib/acme')}`, '--batch', 'account-url'], this.timeoutMs, this.env);
+    fields.exit_code = r.code;
+    if (r.code !== 0) return '';
+    const url = r.stdout.trim().split('\n').pop() ?? '';
+    return /^https?:\/\/\S+$/.test(url) ? url : '';
   }
 
   /** Run a command that must succeed. */

@@ -59,6 +59,8 @@ export interface HostOps {
   externalTlsRead(): Promise<ExternalTlsFile[]>;
   /** New host: write them (checked on disk); `replace` names the digests an earlier attempt wrote. */
   externalTlsWrite(req: ExternalTlsWrite): Promise<ExternalTlsWritten[]>;
+  /** `acmetool account-url` on the host; undefined when acmetool is missing or finds no URL. */
+  acmeAccountUrl(): Promise<string | undefined>;
 }
 
 /** The host operations of one agent; `signal` cancels a call under way (step.interrupted). */
@@ -102,6 +104,14 @@ export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
     osRelease: async () => (await call('os_release.read')).output,
     externalTlsFiles: async () => ({ present: (await call('tls.external_files')).output.split('\n').filter(Boolean) }),
     externalTlsRead: async () => parseReply(ExternalTlsReadSchema, (await call('tls.external_read')).output, agent).files,
+    acmeAccountUrl: async () => {
+      try {
+        return (await call('acme.account_url')).output.trim() || undefined;
+      } catch (err) {
+        if (err instanceof CmError && err.code === 'host.command_missing') return undefined;
+        throw err;
+      }
+    },
     externalTlsWrite: async (req) => parseReply(ExternalTlsWrittenSchema, (await call('tls.external_write', [], JSON.stringify(req))).output, agent).written,
   };
 }

@@ -37,6 +37,11 @@ export const HOST_OPS = [
   'tls.external_read',
   // New agent: write them from the request's input (agent/external-tls.ts has the checks).
   'tls.external_write',
+  // `acmetool --state=<root>/var/lib/acme --batch account-url`, as chatmail/relay's
+  // `cmdeploy dns` asks for the URL its CAA record pins (cmdeploy/src/cmdeploy/remote/rdns.py
+  // perform_initial_checks: shell("acmetool account-url", fail_ok=True)). The URL (its last
+  // line) in the output; empty when acmetool fails (no account, ACME server unreachable).
+  'acme.account_url',
 ] as const;
 
 export type HostOpName = (typeof HOST_OPS)[number];

@@ -96,6 +96,8 @@ const journalSchema = z.object({
     .optional(),
   /** What the run warned about, for the report. */
   warnings: z.array(z.object({ message: z.string(), at: z.string().optional(), step: z.string().optional() })).optional(),
+  /** The old host's ACME account URL (acmetool account-url at preflight), for the CAA check after step 6. */
+  acme_account_url: z.string().optional(),
   /**
    * The external TLS files (tls_external_cert_and_key) step 2 wrote on the new host, by path:
    * a rerun replaces only a file with this digest (controller/run/external-tls.ts).

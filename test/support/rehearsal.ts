@@ -76,6 +76,8 @@ export interface Rehearsal {
   dkimValue: string;
   /** Serves another DKIM TXT value (undefined: none); resolves once NSD serves it. */
   setDkim(value: string | undefined): Promise<void>;
+  /** Serves a CAA record of the mail domain (`0 issue "letsencrypt.org;accounturi=..."`; undefined: none). */
+  setCaa(value: string | undefined): Promise<void>;
   /** Points `mail` A at the new host and removes its AAAA; resolves once NSD serves it. */
   switchDns(): Promise<void>;
   /** Switches DNS `delayMs` after the journal shows step 5 running. Returns a stop function. */
@@ -89,8 +91,10 @@ export interface Rehearsal {
   close(opts?: { keep?: boolean }): Promise<void>;
 }
 
-function zone(mailA: string, mailAAAA: string | undefined, ttl: number, dkim?: string): ZoneRecord[] {
+function zone(mailA: string, mailAAAA: string | undefined, ttl: number, dkim?: string, caa?: string): ZoneRecord[] {
   return [
+    // As `cmdeploy dns` recommends it (chatmail/relay cmdeploy/src/cmdeploy/dns.py get_filled_zone_file).
+    ...(caa ? [{ name: 'mail', type: 'CAA', data: caa }] : []),
     // As `cmdeploy dns` asks for it (chatmail/relay cmdeploy/src/cmdeploy/remote/rdns.py get_dkim_entry).
     ...(dkim ? [{ name: 'opendkim._domainkey.mail', type: 'TXT', data: dkimZoneValue(dkim) }] : []),
     { name: '@', type: 'NS', data: `ns1.${ZONE}.` },
@@ -190,6 +194,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const stats = await generateRelayTree(tree);
     const cert = await installRelayCertificate(oldRoot);
     let dkim: string | undefined = await installDkimKey(oldRoot);
+    let caa: string | undefined;
     const caFile = path.join(dir, 'relay-cert.pem');
     await fsp.writeFile(caFile, cert);
     await fsp.mkdir(path.join(newRoot, 'etc'), { recursive: true });
@@ -224,7 +229,7 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
 
     let mailA = OLD_HOST;
     let mailAAAA: string | undefined = OLD_IPV6;
-    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(mailA, mailAAAA, dnsTtl, dkim) });
+    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(mailA, mailAAAA, dnsTtl, dkim, caa) });
     cleanups.push(() => nsd.stop());
     await fsp.writeFile(plan, planText({ relayDir, agents, nsd: nsd.endpoint, ports, caFile }));
 
@@ -269,13 +274,17 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       async switchDns() {
         mailA = NEW_HOST;
         mailAAAA = undefined;
-        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim, caa));
         r.dnsSwitchedAt = new Date();
       },
       dkimValue: dkim,
       async setDkim(value) {
         dkim = value;
-        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim, caa));
+      },
+      async setCaa(value) {
+        caa = value;
+        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim, caa));
       },
       autoSwitchDns(delayMs = 0) {
         let delay: NodeJS.Timeout | undefined;
