@@ -183,7 +183,7 @@ export async function writeExternalTls(req: ExternalTlsWrite, roots: AgentRoots,
       if (have === f.sha256) result = 'unchanged';
       else if (req.replace[f.path] === have) result = 'replaced';
       else {
-        throw new CmError('host.tls_file_conflict', `${f.path} on the new host ${os.hostname()} holds another file than the old host's (SHA-256 ${have.slice(0, 16)}..., the old host's ${f.sha256.slice(0, 16)}...); it is not replaced`, {
+        throw new CmError('host.tls_file_conflict', `${f.path} on the new host ${os.hostname()} holds another file than the old host's (different content), which no earlier attempt of this move wrote; it is not replaced`, {
           hint: `compare the two; if the old host's is the one to keep, remove ${f.path} on the new host, then run the same command again`,
           details: { path: f.path },
         });
@@ -197,6 +197,12 @@ export async function writeExternalTls(req: ExternalTlsWrite, roots: AgentRoots,
       await fs.chown(dabs, o.uid, o.gid);
       await fs.chmod(dabs, d.mode);
     }
+    // A symlinked directory on this host must not lead the write into a carried root or out of --root.
+    const realRoot = await fs.realpath(roots.root);
+    const realParent = await fs.realpath(path.dirname(abs));
+    const hostParent = '/' + path.relative(realRoot, realParent);
+    if (hostParent.startsWith('/..')) throw refused(f.path, `its directory leads out of the agent's root (to ${realParent})`);
+    checkExternalPath(path.posix.join(hostParent, path.basename(f.path)), { ...roots, root: realRoot }, stateDir);
     const mtime = utimesSeconds(BigInt(f.mtime_ns));
     if (result === 'unchanged') {
       await fs.chown(abs, want.uid, want.gid);

@@ -117,5 +117,12 @@ describe('external TLS files through the agents', { timeout: 60_000 }, () => {
     }
     const bad = await failure(newOps.externalTlsWrite({ files: [{ ...cert, data: Buffer.from('tampered').toString('base64'), size: 8 }], replace: {} }));
     expect(bad.code).toBe('transfer.digest_mismatch');
+    // A directory on the new host that is a symlink into a carried root does not lead the write there.
+    await fs.mkdir(path.join(m.newRoot, 'etc/dkimkeys'), { recursive: true });
+    await fs.symlink('../dkimkeys', path.join(m.newRoot, 'etc/ssl/linked'));
+    const linked = await failure(newOps.externalTlsWrite({ files: [{ ...cert, path: '/etc/ssl/linked/cert.pem', dirs: [] }], replace: {} }));
+    expect(linked.code).toBe('host.tls_path_refused');
+    expect(linked.message).toContain('inside the carried root dkimkeys');
+    expect(await fs.readdir(path.join(m.newRoot, 'etc/dkimkeys'))).toEqual([]);
   });
 });
