@@ -2,7 +2,7 @@
  * The HostOp call: the operation and units checked against the allowlists, run by the
  * host-operation runner, and its result as the wire's reply.
  */
-import { CmError, isHostOpName, isUnitName, SERVICE_OPS, type HostOpReply } from '../proto';
+import { CmError, INPUT_OPS, isHostOpName, isUnitName, SERVICE_OPS, type HostOpReply } from '../proto';
 import type { HostOpRunner } from './host-ops';
 import type { HostOpRequestChecked } from './requests';
 
@@ -20,7 +20,8 @@ export async function hostOpReply(runner: HostOpRunner, req: HostOpRequestChecke
   const isService = SERVICE_OPS.includes(op);
   if (isService && units.length === 0) throw new CmError('usage.bad_request', `HostOp ${op} needs at least one unit`);
   if (!isService && units.length > 0) throw new CmError('usage.bad_request', `HostOp ${op} takes no units`);
-  const r = await runner.run(op, units);
+  if (req.input && !INPUT_OPS.includes(op)) throw new CmError('usage.bad_request', `HostOp ${op} takes no input`);
+  const r = await runner.run(op, units, req.input);
   return {
     units: r.units ?? [],
     output: r.output ?? '',

@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsForPhase, type HostOpName, type UnitName } from '../proto';
 import { runChild, type ChildResult } from '../proto/child-run';
 import type { Logger } from './log';
+import { parseExternalTlsWrite } from './requests';
+import { readExternalTls, writeExternalTls } from './external-tls';
 import { resolveRoots, type AgentRoots } from './paths';
 import { walkRoot } from './walk';
 
@@ -30,6 +32,8 @@ export interface HostOpsConfig {
   timeoutMs?: number;
   /** The commands' environment, PATH included; default the agent's own. */
   env?: NodeJS.ProcessEnv;
+  /** The agent's state dir (absolute): tls.external_write refuses paths inside it. */
+  stateDir?: string;
 }
 
 export interface UnitStateResult {
@@ -104,11 +108,11 @@ export class HostOpRunner {
   }
 
   /** Run `op`. The caller has checked `op` and `units` against the allowlist. */
-  async run(op: HostOpName, units: UnitName[]): Promise<HostOpResult> {
+  async run(op: HostOpName, units: UnitName[], input = ''): Promise<HostOpResult> {
     const started = process.hrtime.bigint();
     const fields: Record<string, unknown> = { op, units };
     try {
-      const result = await this.dispatch(op, units, fields);
+      const result = await this.dispatch(op, units, fields, input);
       this.cfg.log.info({ ...fields, ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'host operation');
       return result;
     } catch (err) {
@@ -118,7 +122,7 @@ export class HostOpRunner {
     }
   }
 
-  private async dispatch(op: HostOpName, units: UnitName[], fields: Record<string, unknown>): Promise<HostOpResult> {
+  private async dispatch(op: HostOpName, units: UnitName[], fields: Record<string, unknown>, input: string): Promise<HostOpResult> {
     switch (op) {
       case 'service.is_active':
         return { units: await this.isActive(units, fields) };
@@ -147,7 +151,26 @@ export class HostOpRunner {
         return { output: await this.externalTlsFiles(fields) };
       case 'os_release.read':
         return { output: await this.osRelease() };
+      // External TLS files (agent/external-tls.ts): a separate block, kept apart for merges.
+      case 'tls.external_read':
+        return { output: JSON.stringify({ files: await readExternalTls(this.cfg.roots, fields) }) };
+      case 'tls.external_write': {
+        const stateDir = this.cfg.stateDir ?? path.join(this.cfg.roots.root, 'var/lib/cmmigrate');
+        const req = parseExternalTlsWrite(input);
+        return { output: JSON.stringify({ written: await writeExternalTls(req, this.cfg.roots, stateDir, fields) }) };
+      }
+      case 'acme.account_url':
+        return { output: await this.acmeAccountUrl(fields) };
     }
+  }
+
+  /** The ACME account URL acmetool finds for the host's account key ('' when it fails, as upstream's fail_ok). */
+  private async acmeAccountUrl(fields: Record<string, unknown>): Promise<string> {
+    const r = await runCommand('acmetool', [`--state=${path.join(this.cfg.roots.root, 'var/lib/acme')}`, '--batch', 'account-url'], this.timeoutMs, this.env);
+    fields.exit_code = r.code;
+    if (r.code !== 0) return '';
+    const url = r.stdout.trim().split('\n').pop() ?? '';
+    return /^https?:\/\/\S+$/.test(url) ? url : '';
   }
 
   /** Run a command that must succeed. */

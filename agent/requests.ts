@@ -3,7 +3,7 @@
  * a bad one is refused as `usage.bad_request`, naming the field.
  */
 import { z } from 'zod';
-import { CmError, HOST_OP_MAX_UNITS, ROOTS, rootsForPhase, type Phase, type RootName } from '../proto';
+import { CmError, ExternalTlsWriteSchema, HOST_OP_MAX_UNITS, ROOTS, rootsForPhase, type ExternalTlsWrite, type Phase, type RootName } from '../proto';
 import type { OwnerNames } from './pass';
 
 const NAME = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/);
@@ -41,6 +41,7 @@ export const FetchItemsSchema = z.object({
 export const HostOpSchema = z.object({
   op: z.string().max(64),
   units: z.array(z.string().max(256)).max(HOST_OP_MAX_UNITS, `at most ${HOST_OP_MAX_UNITS} units per call`),
+  input: z.string().max(256 * 1024).default(''),
 });
 
 const U32 = z.number().int().min(0).max(0xffffffff);
@@ -96,3 +97,14 @@ export function rootsOfScope(scope: { roots: string[] }, phase: Phase): string[]
 }
 
 export type HostOpRequestChecked = z.infer<typeof HostOpSchema>;
+
+/** The input of a tls.external_write HostOp: JSON, checked against proto/external-tls.ts. */
+export function parseExternalTlsWrite(input: string): ExternalTlsWrite {
+  let json: unknown;
+  try {
+    json = JSON.parse(input);
+  } catch {
+    throw new CmError('usage.bad_request', 'bad HostOp request: input: not JSON');
+  }
+  return parse(ExternalTlsWriteSchema, json, 'HostOp tls.external_write');
+}

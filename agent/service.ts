@@ -45,7 +45,7 @@ export class AgentService {
   readonly bridges: BridgeManager;
 
   constructor(private readonly opts: AgentServiceOptions) {
-    this.hostOps = new HostOpRunner({ roots: opts.roots, log: opts.log.child({ method: 'HostOp' }) });
+    this.hostOps = new HostOpRunner({ roots: opts.roots, log: opts.log.child({ method: 'HostOp' }), stateDir: opts.stateDir });
     const blog = opts.log.child({ method: 'Bridge' });
     this.bridges = new BridgeManager({
       stateDir: path.join(opts.stateDir, 'bridge'),

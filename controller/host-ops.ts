@@ -5,7 +5,8 @@
  * (proto/host-ops.ts); failures come back as CmErrors (host.command_failed, ...).
  */
 import * as grpc from '@grpc/grpc-js';
-import { CmError, RERUN, type HostOpName, type HostOpReply__Output, type HostOpRequest } from '../proto';
+import type { z } from 'zod';
+import { CmError, ExternalTlsReadSchema, ExternalTlsWrittenSchema, RERUN, type ExternalTlsFile, type ExternalTlsWrite, type ExternalTlsWritten, type HostOpName, type HostOpReply__Output, type HostOpRequest } from '../proto';
 import { unary, type AgentHandle } from './agent-client';
 
 /** The mail services, kept stopped on the new host until step 6. */
@@ -54,13 +55,19 @@ export interface HostOps {
   externalTlsFiles(): Promise<{ present: string[] }>;
   /** The host's /etc/os-release text; empty when it has none. */
   osRelease(): Promise<string>;
+  /** Old host: both external TLS files its deployed chatmail.ini names, content and attributes. */
+  externalTlsRead(): Promise<ExternalTlsFile[]>;
+  /** New host: write them (checked on disk); `replace` names the digests an earlier attempt wrote. */
+  externalTlsWrite(req: ExternalTlsWrite): Promise<ExternalTlsWritten[]>;
+  /** `acmetool account-url` on the host; undefined when acmetool is missing or finds no URL. */
+  acmeAccountUrl(): Promise<string | undefined>;
 }
 
 /** The host operations of one agent; `signal` cancels a call under way (step.interrupted). */
 export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
-  const call = async (op: HostOpName, units: string[] = []): Promise<HostOpReply__Output> => {
+  const call = async (op: HostOpName, units: string[] = [], input = ''): Promise<HostOpReply__Output> => {
     try {
-      return await unary<HostOpRequest, HostOpReply__Output>(agent, agent.client.HostOp, { op, units }, HOST_OP_DEADLINE_MS, signal);
+      return await unary<HostOpRequest, HostOpReply__Output>(agent, agent.client.HostOp, { op, units, input }, HOST_OP_DEADLINE_MS, signal);
     } catch (err) {
       const cause = (err as CmError).cause as grpc.ServiceError | undefined;
       if (cause?.code === grpc.status.UNIMPLEMENTED) {
@@ -96,5 +103,32 @@ export function hostOps(agent: AgentHandle, signal?: AbortSignal): HostOps {
     dkimPublicKey: async () => (await call('dkim.public_key')).output.trim(),
     osRelease: async () => (await call('os_release.read')).output,
     externalTlsFiles: async () => ({ present: (await call('tls.external_files')).output.split('\n').filter(Boolean) }),
+    externalTlsRead: async () => parseReply(ExternalTlsReadSchema, (await call('tls.external_read')).output, agent).files,
+    acmeAccountUrl: async () => {
+      try {
+        return (await call('acme.account_url')).output.trim() || undefined;
+      } catch (err) {
+        if (err instanceof CmError && err.code === 'host.command_missing') return undefined;
+        throw err;
+      }
+    },
+    externalTlsWrite: async (req) => parseReply(ExternalTlsWrittenSchema, (await call('tls.external_write', [], JSON.stringify(req))).output, agent).written,
   };
+}
+
+/** An agent's JSON answer, checked (an edge: it came over the wire). */
+function parseReply<T>(schema: z.ZodType<T>, output: string, agent: AgentHandle): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(output);
+  } catch {
+    json = undefined;
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    throw new CmError('agent.too_old', `the ${agent.side} agent ${agent.address} answered the external TLS operation in a form this cmmigrate does not read`, {
+      hint: 'reinstall the agents with this cmmigrate (cmmigrate install-agent), then run the same command again',
+    });
+  }
+  return r.data;
 }

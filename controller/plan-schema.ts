@@ -14,8 +14,8 @@ import { DEFAULT_AGENT_PORT, DEFAULT_MAILBOXES_DIR, formatHostPort, hostProblem,
 /** Every root the `[owners]` table may name: the agents' allowlist. */
 export const OWNER_ROOTS = ROOT_NAMES;
 export type OwnerRoot = RootName;
-export type MailPortKey = '25' | '465' | '587' | '993' | '443';
-export const MAIL_PORT_KEYS: readonly MailPortKey[] = ['25', '465', '587', '993', '443'];
+export type MailPortKey = '25' | '465' | '587' | '143' | '993' | '443' | '80';
+export const MAIL_PORT_KEYS: readonly MailPortKey[] = ['25', '465', '587', '143', '993', '443', '80'];
 
 const NAME = '[A-Za-z_][A-Za-z0-9_.-]{0,30}\\$?';
 /** `user:group` of the [owners] table. */

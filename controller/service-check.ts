@@ -1,10 +1,12 @@
 /**
  * The proof, after step 6, that the new host serves mail: it accepts TCP connections on
- * the relay's public ports (SMTP 25, submissions 465, submission 587, IMAPS 993, HTTPS
- * 443), and on the implicit-TLS ports 993 and 465 presents a certificate that is valid
- * for mail_domain (its SANs, checked as a TLS client would with the name sent as SNI), is
- * in date, and chains to a trusted root unless the relay uses a self-signed one. Also
- * the certificate expiry that preflight reports for the old host.
+ * the relay's public ports (SMTP 25, submissions 465, submission 587, IMAP 143, IMAPS 993,
+ * HTTPS 443, HTTP 80: chatmail/relay's postfix master.cf, dovecot and nginx.conf), answers
+ * an HTTP request on 80 (ACME challenges), and on the implicit-TLS ports 993 and 465, and on
+ * 143 after STARTTLS (dovecot `ssl = required`), presents a certificate that is valid for
+ * mail_domain (its SANs, checked as a TLS client would with the name sent as SNI), is in
+ * date, and chains to a trusted root unless the relay uses a self-signed one. Also the
+ * certificate expiry that preflight reports for the old host.
  */
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
@@ -12,17 +14,25 @@ import * as tls from 'node:tls';
 import { CmError, formatHostPort, parseHostPort, RERUN, type ErrorCode } from '../proto';
 
 /** The relay's public ports, in the order they are reported. */
-export const MAIL_PORTS = [25, 465, 587, 993, 443] as const;
+export const MAIL_PORTS = [25, 465, 587, 143, 993, 443, 80] as const;
 export type MailPort = (typeof MAIL_PORTS)[number];
 export const PORT_NAMES: Record<MailPort, string> = {
   25: 'SMTP',
   465: 'SMTP submissions',
   587: 'SMTP submission',
+  143: 'IMAP',
   993: 'IMAPS',
   443: 'HTTPS',
+  80: 'HTTP',
 };
 /** The ports whose certificate is checked: implicit TLS, so the handshake comes first. */
 export const TLS_PORTS: readonly MailPort[] = [993, 465];
+/** IMAP with STARTTLS: the certificate is checked after the upgrade. */
+export const STARTTLS_PORTS: readonly MailPort[] = [143];
+/** The certificate ports, as step 6 reports them. */
+export const CERTIFICATE_PORTS: readonly MailPort[] = [...TLS_PORTS, ...STARTTLS_PORTS];
+/** HTTP: a request must be answered (nginx; ACME challenges come here). */
+export const HTTP_PORTS: readonly MailPort[] = [80];
 /** A certificate that expires sooner than this is worth a warning. */
 export const EXPIRY_WARN_DAYS = 30;
 
@@ -52,8 +62,10 @@ export interface PortResult {
   open: boolean;
   /** Why the connection or the handshake failed. */
   error?: string;
-  /** On the TLS ports, once the handshake succeeded. */
+  /** On the TLS ports, once the handshake succeeded (on 143 after STARTTLS). */
   certificate?: CertificateInfo;
+  /** On port 80: the status of the answer. */
+  httpStatus?: number;
 }
 
 export interface ServiceCheckOptions {
@@ -179,12 +191,15 @@ interface Handshake {
   error?: string;
 }
 
-/** Implicit TLS to host:port with `servername` as SNI; never rejects. */
-function tlsHandshake(host: string, port: number, servername: string, opts: TlsProbeOptions): Promise<Handshake> {
+/**
+ * Implicit TLS to host:port with `servername` as SNI; never rejects. With `over`, the
+ * handshake runs on that connection (after STARTTLS).
+ */
+function tlsHandshake(host: string, port: number, servername: string, opts: TlsProbeOptions, over?: net.Socket): Promise<Handshake> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise((resolve) => {
-    let connected = false;
-    const sock = tls.connect({ host, port, servername, rejectUnauthorized: false, ca: trustAnchors(opts.ca) });
+    let connected = over !== undefined;
+    const sock = tls.connect({ ...(over ? { socket: over } : { host, port }), servername, rejectUnauthorized: false, ca: trustAnchors(opts.ca) });
     const done = (h: Omit<Handshake, 'connected'>): void => {
       sock.destroy();
       resolve({ connected, ...h });
@@ -219,6 +234,99 @@ export async function fetchCertificate(endpoint: string, servername: string, opt
   return h.certificate;
 }
 
+/**
+ * Reads the server's lines on `sock` until `done` accepts one (returns true) or rejects it
+ * (returns a reason), the connection ends, or `timeoutMs` passes. Never rejects.
+ */
+function readLines(sock: net.Socket, timeoutMs: number, done: (line: string) => true | string | undefined): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let buf = '';
+    const finish = (why: string | undefined): void => {
+      clearTimeout(timer);
+      sock.removeListener('data', onData);
+      sock.removeListener('close', onClose);
+      resolve(why);
+    };
+    const timer = setTimeout(() => finish(`no answer in ${duration(timeoutMs)}`), timeoutMs);
+    const onClose = (): void => finish('the server closed the connection');
+    const onData = (d: Buffer): void => {
+      buf += d.toString('latin1');
+      if (buf.length > 64 * 1024) return finish('the server sent a line longer than 64 KiB');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).replace(/\r$/, '');
+        buf = buf.slice(nl + 1);
+        const r = done(line);
+        if (r !== undefined) return finish(r === true ? undefined : r);
+      }
+    };
+    sock.on('data', onData);
+    sock.once('close', onClose);
+  });
+}
+
+/** A TCP connection, or why there is none. */
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<{ sock?: net.Socket; error?: string }> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host, port });
+    sock.setTimeout(timeoutMs, () => {
+      sock.destroy();
+      resolve({ error: connectError(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }), timeoutMs) });
+    });
+    sock.once('connect', () => {
+      sock.setTimeout(0);
+      resolve({ sock });
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => resolve({ error: connectError(e, timeoutMs) }));
+  });
+}
+
+/**
+ * IMAP on host:port: the greeting, `STARTTLS` (dovecot's `ssl = required` asks for it before
+ * a login), then the handshake with `servername` as SNI; never rejects.
+ */
+async function imapStarttls(host: string, port: number, servername: string, opts: TlsProbeOptions): Promise<Handshake> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const c = await tcpConnect(host, port, timeoutMs);
+  if (!c.sock) return { connected: false, error: c.error };
+  const sock = c.sock;
+  sock.on('error', () => undefined);
+  try {
+    const greeting = await readLines(sock, timeoutMs, (l) => (/^\* (OK|PREAUTH)\b/i.test(l) ? true : `not an IMAP greeting: ${JSON.stringify(l.slice(0, 80))}`));
+    if (greeting) return { connected: true, error: greeting };
+    sock.write('cm1 STARTTLS\r\n');
+    const started = await readLines(sock, timeoutMs, (l) => {
+      if (!l.startsWith('cm1 ')) return undefined;
+      return /^cm1 OK\b/i.test(l) ? true : `STARTTLS refused: ${JSON.stringify(l.slice(0, 80))}`;
+    });
+    if (started) return { connected: true, error: started };
+    return await tlsHandshake(host, port, servername, opts, sock);
+  } finally {
+    sock.destroy();
+  }
+}
+
+/** An HTTP request to host:port, answered with a status line (any status: nginx redirects or serves challenges); never rejects. */
+async function httpProbe(host: string, port: number, hostHeader: string, timeoutMs: number): Promise<{ connected: boolean; error?: string; status?: number }> {
+  const c = await tcpConnect(host, port, timeoutMs);
+  if (!c.sock) return { connected: false, error: c.error };
+  const sock = c.sock;
+  sock.on('error', () => undefined);
+  try {
+    sock.write(`GET /.well-known/acme-challenge/cmmigrate-probe HTTP/1.1\r\nHost: ${hostHeader}\r\nUser-Agent: cmmigrate\r\nConnection: close\r\n\r\n`);
+    let status: number | undefined;
+    const error = await readLines(sock, timeoutMs, (l) => {
+      const m = /^HTTP\/1\.[01] (\d{3})\b/.exec(l);
+      if (!m) return `not an HTTP answer: ${JSON.stringify(l.slice(0, 80))}`;
+      status = Number(m[1]);
+      return true;
+    });
+    return { connected: true, error: error ? `no HTTP answer: ${error}` : undefined, status };
+  } finally {
+    sock.destroy();
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // The check
 
@@ -226,13 +334,18 @@ async function probePort(port: MailPort, o: ServiceCheckOptions): Promise<PortRe
   const endpoint = o.endpoints?.[port] ?? formatHostPort(o.host.replace(/^\[(.*)\]$/, '$1'), port);
   const timeoutMs = o.timeoutMs ?? 10_000;
   const { host, port: p } = parseHostPort(endpoint, undefined, `the endpoint for port ${port}`);
-  if (!TLS_PORTS.includes(port)) {
+  if (HTTP_PORTS.includes(port)) {
+    const r = await httpProbe(host, p, o.mailDomain, timeoutMs);
+    return { port, endpoint, open: r.connected, error: r.error, httpStatus: r.status };
+  }
+  if (!CERTIFICATE_PORTS.includes(port)) {
     const error = await tcpProbe(host, p, timeoutMs);
     return { port, endpoint, open: error === undefined, error };
   }
-  const h = await tlsHandshake(host, p, o.mailDomain, { timeoutMs, ca: o.ca, now: o.now });
+  const probe = { timeoutMs, ca: o.ca, now: o.now };
+  const h = STARTTLS_PORTS.includes(port) ? await imapStarttls(host, p, o.mailDomain, probe) : await tlsHandshake(host, p, o.mailDomain, probe);
   if (h.certificate) return { port, endpoint, open: true, certificate: h.certificate };
-  return { port, endpoint, open: h.connected, error: h.connected ? `no TLS handshake: ${h.error}` : h.error };
+  return { port, endpoint, open: h.connected, error: h.connected ? `${STARTTLS_PORTS.includes(port) ? 'no TLS after STARTTLS' : 'no TLS handshake'}: ${h.error}` : h.error };
 }
 
 /** Probes every port and describes what is wrong, without throwing. */
@@ -249,7 +362,7 @@ export async function probeServices(o: ServiceCheckOptions): Promise<ServiceRepo
   for (const r of results) {
     const at = `port ${r.port} (${PORT_NAMES[r.port]}) at ${r.endpoint}`;
     if (r.error) {
-      add(r.open ? 'step.tls_failed' : 'step.port_closed', `${at}: ${r.error}`);
+      add(!r.open ? 'step.port_closed' : HTTP_PORTS.includes(r.port) ? 'step.http_failed' : 'step.tls_failed', `${at}: ${r.error}`);
       continue;
     }
     const c = r.certificate;
@@ -268,6 +381,7 @@ const HINTS: Record<string, (host: string, domain: string) => string> = {
   'step.port_closed': (host) =>
     `check that postfix, dovecot and nginx run on ${host} (systemctl status postfix dovecot nginx) and that no firewall blocks those ports, then run ${RERUN}`,
   'step.tls_failed': (host) => `check the TLS setup of postfix and dovecot on ${host} (journalctl -u postfix -u dovecot), then run ${RERUN}`,
+  'step.http_failed': (host) => `check nginx on ${host} (journalctl -u nginx; it serves port 80 for ACME challenges), then run ${RERUN}`,
   'step.certificate_mismatch': (host, domain) =>
     `${host} must present the relay's own certificate for ${domain}: check that /var/lib/acme (or the relay's certificate files) arrived with the final sync and that postfix and dovecot were restarted after it, then run ${RERUN}`,
   'step.certificate_expired': (host) => `renew the certificate on ${host} (acmetool reconcile), restart postfix and dovecot, then run ${RERUN}`,

@@ -30,6 +30,18 @@ export const HOST_OPS = [
   // /etc/os-release (at most 8 KiB, in the output): preflight warns off Debian 12, the one
   // release chatmail/relay documents (doc/source/getting_started.rst).
   'os_release.read',
+  // External TLS (tls_external_cert_and_key), carried before step 2, whose configure requires
+  // both files (chatmail/relay cmdeploy/src/cmdeploy/external/deployer.py); proto/external-tls.ts.
+  // Old agent: both files its deployed chatmail.ini names, content and attributes, in the
+  // output as JSON (not cut at HOST_OP_OUTPUT_MAX_BYTES; EXTERNAL_TLS_MAX_BYTES per file).
+  'tls.external_read',
+  // New agent: write them from the request's input (agent/external-tls.ts has the checks).
+  'tls.external_write',
+  // `acmetool --state=<root>/var/lib/acme --batch account-url`, as chatmail/relay's
+  // `cmdeploy dns` asks for the URL its CAA record pins (cmdeploy/src/cmdeploy/remote/rdns.py
+  // perform_initial_checks: shell("acmetool account-url", fail_ok=True)). The URL (its last
+  // line) in the output; empty when acmetool fails (no account, ACME server unreachable).
+  'acme.account_url',
 ] as const;
 
 export type HostOpName = (typeof HOST_OPS)[number];
@@ -84,6 +96,9 @@ export const HOST_OP_MAX_UNITS = 16;
 export const HOST_OP_OUTPUT_MAX_BYTES = 8 * 1024;
 /** The reply carries at most this much of /etc/chatmail-version. */
 export const CHATMAIL_VERSION_MAX_BYTES = 64 * 1024;
+
+/** The one operation that takes the request's `input`. */
+export const INPUT_OPS: readonly HostOpName[] = ['tls.external_write'];
 
 export function isHostOpName(s: string): s is HostOpName {
   return (HOST_OPS as readonly string[]).includes(s);

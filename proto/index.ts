@@ -44,6 +44,7 @@ export * from './roots';
 export * from './order';
 export * from './address';
 export * from './host-ops';
+export * from './external-tls';
 export * from './runtime';
 export * from './numbered';
 export * from './roles';

@@ -312,8 +312,10 @@ describe('the relay services', () => {
     setUnitState(state, 'nginx', 'active');
     setUnitState(state, 'postfix', 'inactive');
     // No refresh: the poll notices within a few hundred milliseconds.
-    await expect.poll(() => services!.listening(), { timeout: 3000 }).toEqual([993, 443]);
+    await expect.poll(() => services!.listening(), { timeout: 3000 }).toEqual([143, 993, 443, 80]);
     expect(await greeting(endpoints[25])).toBe('ECONNREFUSED');
+    // Dovecot's plain IMAP port asks for STARTTLS before a login (`ssl = required`).
+    expect(await greeting(endpoints[143])).toMatch(/^\* OK \[CAPABILITY .* STARTTLS LOGINDISABLED\] Dovecot ready\.\r\n$/);
   });
 
   it('present the certificate of the root, read when the service starts; snakeoil while there is none', async () => {
@@ -344,10 +346,10 @@ describe('the relay services', () => {
   it('a closed port never listens until the fault is lifted', async () => {
     for (const u of ['postfix', 'dovecot', 'nginx']) setUnitState(state, u, 'active');
     services = await startRelayServices({ hostState: state, root, mailDomain: MAIL_DOMAIN, endpoints, closed: [587, 443] });
-    expect(services.listening()).toEqual([25, 465, 993]);
+    expect(services.listening()).toEqual([25, 465, 143, 993, 80]);
     expect(await greeting(endpoints[587])).toBe('ECONNREFUSED');
     await services.setClosed([]);
-    expect(services.listening()).toEqual([25, 465, 587, 993, 443]);
+    expect(services.listening()).toEqual([25, 465, 587, 143, 993, 443, 80]);
     expect(await greeting(endpoints[587])).toBe(`220 ${MAIL_DOMAIN} ESMTP\r\n`);
     await services.setClosed([25]);
     expect(await greeting(endpoints[25])).toBe('ECONNREFUSED');
@@ -420,7 +422,7 @@ describe('a rehearsal', () => {
 
     // activate starts dovecot and nginx, which read the carried certificate; the running postfix keeps its snakeoil.
     expect((await cmdeploy(r.relayDir, ['run', '--ssh-host', NEW], { stages: 'activate' })).code).toBe(0);
-    expect(r.services.new.listening()).toEqual([25, 465, 587, 993, 443]);
+    expect(r.services.new.listening()).toEqual([25, 465, 587, 143, 993, 443, 80]);
     const ca = await fsp.readFile(path.join(r.dir, 'relay-cert.pem'), 'utf8');
     expect((await presented(r.ports.new[993], ca)).authorized).toBe(true);
     expect((await presented(r.ports.new[443], ca)).authorized).toBe(true);

@@ -61,9 +61,38 @@ const tlsService = (c: TestCertificate): Promise<string> =>
     }),
   );
 
-/** The five services; 465 and 993 speak TLS with `cert`. */
+/** IMAP on a plain port that upgrades on STARTTLS with `c` (dovecot's 143), or refuses it. */
+const imapStarttls = (c: TestCertificate, refuse = false): Promise<string> =>
+  listen(
+    net.createServer((s) => {
+      ignoreErrors(s);
+      s.write('* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] Dovecot ready.\r\n');
+      const onData = (d: Buffer): void => {
+        const [tag, cmd] = d.toString().trim().split(' ');
+        if (cmd?.toUpperCase() !== 'STARTTLS') return void s.write(`${tag} BAD\r\n`);
+        if (refuse) return void s.write(`${tag} NO STARTTLS not available\r\n`);
+        s.removeListener('data', onData);
+        s.write(`${tag} OK Begin TLS negotiation now.\r\n`);
+        const secure = new tls.TLSSocket(s, { isServer: true, secureContext: tls.createSecureContext({ cert: c.cert, key: c.key }) });
+        secure.on('error', () => secure.destroy());
+      };
+      s.on('data', onData);
+    }),
+  );
+/** HTTP that answers every request with `status` (nginx on 80: redirects, or ACME challenges). */
+const http = (status = 301): Promise<string> =>
+  listen(
+    net.createServer((s) => {
+      ignoreErrors(s);
+      s.once('data', () => s.end(`HTTP/1.1 ${status} Moved Permanently\r\nLocation: https://${DOMAIN}/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`));
+    }),
+  );
+
+/** The seven services; 465 and 993 speak TLS with `cert`, 143 after STARTTLS; 80 answers HTTP. */
 async function mailHost(cert: TestCertificate): Promise<Record<MailPort, string>> {
-  return { 25: await plain(), 465: await tlsService(cert), 587: await plain(), 993: await tlsService(cert), 443: await plain() };
+  // servers[0..4] are 25, 465, 587, 993, 443 (the tests close some by index).
+  const e = { 25: await plain(), 465: await tlsService(cert), 587: await plain(), 993: await tlsService(cert), 443: await plain() };
+  return { ...e, 143: await imapStarttls(cert), 80: await http() };
 }
 
 function options(endpoints: Partial<Record<MailPort, string>>, extra: Partial<ServiceCheckOptions> = {}): ServiceCheckOptions {
@@ -72,14 +101,15 @@ function options(endpoints: Partial<Record<MailPort, string>>, extra: Partial<Se
 
 
 describe('checkServices', () => {
-  it('a host that serves mail: five open ports, a trusted certificate for mail_domain on 993 and 465', async () => {
+  it('a host that serves mail: seven open ports, a trusted certificate for mail_domain on 993, 465 and on 143 after STARTTLS, an HTTP answer on 80', async () => {
     const endpoints = await mailHost(good);
     const report = await checkServices(options(endpoints));
     expect(report.ok).toBe(true);
     expect(report.problems).toEqual([]);
     expect(report.warnings).toEqual([]);
     expect(report.results.map((r) => [r.port, r.endpoint, r.open])).toEqual(MAIL_PORTS.map((p) => [p, endpoints[p], true]));
-    for (const port of [465, 993]) {
+    expect(report.results.find((r) => r.port === 80)!.httpStatus).toBe(301);
+    for (const port of [465, 993, 143]) {
       const c = report.results.find((r) => r.port === port)!.certificate!;
       expect(c).toMatchObject({ trusted: true, identityError: undefined, altNames: [`DNS:${DOMAIN}`, `DNS:mta-sts.${DOMAIN}`, `DNS:www.${DOMAIN}`] });
       expect(c.daysLeft).toBeGreaterThanOrEqual(89);
@@ -121,7 +151,7 @@ describe('checkServices', () => {
     const report = await checkServices(options(endpoints, { ca: soon.cert }));
     expect(report.ok).toBe(true);
     expect(report.results.find((r) => r.port === 465)!.certificate!.daysLeft).toBe(10);
-    expect(report.warnings).toHaveLength(2);
+    expect(report.warnings).toHaveLength(3);
     expect(report.warnings[0]).toMatch(new RegExp(`^the certificate on port 465 \\(SMTP submissions\\) at ${endpoints[465]} expires in 10 days \\(`));
 
     const old = await mailHost(expired);
@@ -148,6 +178,46 @@ describe('checkServices', () => {
     expect(report.problems[0]).toMatch(new RegExp(`^port 465 \\(SMTP submissions\\) at ${endpoints[465]}: no TLS handshake: `));
     expect(report.problems[1]).toBe(`port 993 (IMAPS) at ${endpoints[993]}: no TLS handshake: the server sent no TLS handshake in 300 ms`);
     expect(report.results.find((r) => r.port === 993)!.open).toBe(true);
+  });
+});
+
+describe('checkServices: port 143 (IMAP with STARTTLS) and port 80 (HTTP)', () => {
+  it('checks the certificate offered after STARTTLS on 143, as on 993', async () => {
+    const endpoints = await mailHost(good);
+    endpoints[143] = await imapStarttls(other);
+    const err = await failure(checkServices(options(endpoints, { ca: [good.cert, other.cert] })));
+    expect(err.code).toBe('step.certificate_mismatch');
+    expect(err.message).toContain(`port 143 (IMAP) at ${endpoints[143]}: the certificate is not valid for ${DOMAIN} (it names DNS:other.example.net)`);
+    expect(err.message).not.toContain('port 993');
+  });
+
+  it('a 143 that refuses STARTTLS, or greets as something else, is step.tls_failed; a closed one step.port_closed', async () => {
+    const endpoints = await mailHost(good);
+    endpoints[143] = await imapStarttls(good, true);
+    let report = await probeServices(options(endpoints));
+    expect(report.problemCodes).toEqual(['step.tls_failed']);
+    expect(report.problems[0]).toBe(`port 143 (IMAP) at ${endpoints[143]}: no TLS after STARTTLS: STARTTLS refused: "cm1 NO STARTTLS not available"`);
+    endpoints[143] = await plain();
+    report = await probeServices(options(endpoints));
+    expect(report.problems).toEqual([`port 143 (IMAP) at ${endpoints[143]}: no TLS after STARTTLS: not an IMAP greeting: "220 test ESMTP"`]);
+    endpoints[143] = `${HOST}:1`;
+    report = await probeServices(options(endpoints));
+    expect(report.problemCodes).toEqual(['step.port_closed']);
+  });
+
+  it('a port 80 that accepts but does not answer HTTP is step.http_failed; one that answers any status passes', async () => {
+    const endpoints = await mailHost(good);
+    endpoints[80] = await plain();
+    const err = await failure(checkServices(options(endpoints)));
+    expect(err.code).toBe('step.http_failed');
+    expect(err.message).toContain(`port 80 (HTTP) at ${endpoints[80]}: no HTTP answer: not an HTTP answer: "220 test ESMTP"`);
+    expect(err.hint).toContain('nginx');
+    endpoints[80] = await listen(net.createServer(ignoreErrors)); // accepts, says nothing
+    const silent = await probeServices(options(endpoints, { timeoutMs: 300 }));
+    expect(silent.problems).toEqual([`port 80 (HTTP) at ${endpoints[80]}: no HTTP answer: no answer in 300 ms`]);
+    endpoints[80] = await http(404);
+    const ok = await checkServices(options(endpoints));
+    expect(ok.results.find((r) => r.port === 80)!.httpStatus).toBe(404);
   });
 });
 

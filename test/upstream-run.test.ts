@@ -6,6 +6,7 @@
  * that no longer matches, a checkout without its venv, external TLS files missing on the old
  * host, an agent on a relay port.
  */
+import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -14,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { dkimRecordValue } from '../controller/relay/dkim';
 import { cmmigrate } from './support/harness';
 import { setupRehearsal, type Rehearsal } from './support/rehearsal';
+import { HOST_TOOLS_DIR, hostToolsEnv } from './support/host-tools';
 import { setUnitState, unitState } from './support/standin-relay';
 
 const TIMEOUT = 240_000;
@@ -129,6 +131,43 @@ describe('cmmigrate run, upstream-shaped relay (issue 12)', () => {
       const run2 = await r.run(['run', '--plan', plan, '--yes']);
       expect(run2.code, run2.stderr).toBe(3);
       expect(run2.stderr).toMatch(/no regular file at \/etc\/ssl\/ext\/privkey\.pem\b/);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'checks a CAA record that pins the ACME account with acmetool account-url: another account warns at preflight and fails after step 6 naming the record it must be; the carried one passes',
+    async () => {
+      r = await setupRehearsal();
+      const plan = path.relative(r.dir, r.plan);
+      // The URL the stand-in acmetool finds for the old host's account key (as the ACME server would).
+      const url = execFileSync(path.join(HOST_TOOLS_DIR, 'acmetool'), [`--state=${path.join(r.oldRoot, 'var/lib/acme')}`, 'account-url'], {
+        env: hostToolsEnv(path.join(r.dir, 'scratch')),
+        encoding: 'utf8',
+      }).trim();
+      expect(url).toMatch(/^https:\/\/acme-v02\.api\.letsencrypt\.org\/acme\/acct\/\d+$/);
+      const other = 'https://acme-v02.api.letsencrypt.org/acme/acct/1371472956';
+      await r.setCaa(`0 issue "letsencrypt.org;accounturi=${other}"`);
+      // The new host's acmetool cannot reach the ACME server: the old host's URL stands for the carried key.
+      await fsp.mkdir(path.join(r.newHostState, 'fail'), { recursive: true });
+      await fsp.writeFile(path.join(r.newHostState, 'fail/acmetool'), '');
+      const stop = r.autoSwitchDns(0);
+      const run = await r.run(['run', '--plan', plan, '--yes', '--dns-interval', '1'], TIMEOUT);
+      stop();
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(new RegExp(`warning:.*the CAA record pins ${other}, not the relay's account ${url}: Let's Encrypt will refuse its renewals \\(acmetool account-url on the old host\\)`));
+      expect(run.stderr).toContain('step.dns_record_mismatch');
+      expect(run.stderr).toContain(`the record must be: mail.example.org. CAA 0 issue "letsencrypt.org;accounturi=${url}"`);
+      expect(run.stderr).toContain("the carried account key is the same on both hosts (step 4's verify)");
+      expect(r.journal().acme_account_url).toBe(url);
+      expect((await hostCalls(r.newHostState)).some((l) => l.startsWith('acmetool --state=') && l.endsWith(' --batch account-url'))).toBe(true);
+
+      // The record fixed and the new host's acmetool answering: step 6 passes.
+      await fsp.rm(path.join(r.newHostState, 'fail/acmetool'));
+      await r.setCaa(`0 issue "letsencrypt.org;accounturi=${url}"`);
+      const again = await r.run(['run', '--plan', plan, '--yes'], TIMEOUT);
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stderr).toContain(`CAA: mail.example.org pins the ACME account ${url} of the new host (acmetool account-url on the new host)`);
     },
     TIMEOUT,
   );

@@ -12,7 +12,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { CmError, ExitCode, hostProblem } from '../../proto';
+import { CmError, ExitCode, hostProblem, RERUN } from '../../proto';
 import { runChild } from '../../proto/child-run';
 import { shQuote } from '../ssh';
 import { chatmailIniLocation } from './ini-location';
@@ -160,7 +160,7 @@ async function checkCheckout(cmd: CmdeployCommand, ini: string): Promise<void> {
     await fsp.access(cmd.file, fsc.X_OK);
   } catch (err) {
     throw new CmError('precondition.no_cmdeploy', `${cmd.file} is not executable`, {
-      hint: `make it executable (chmod +x ${cmd.file}) or check out the relay again, then run the same command again`,
+      hint: `make it executable (chmod +x ${cmd.file}) or check out the relay again, then run ${RERUN}`,
       cause: err,
     });
   }
@@ -168,7 +168,7 @@ async function checkCheckout(cmd: CmdeployCommand, ini: string): Promise<void> {
     await fsp.access(ini, fsc.R_OK);
   } catch (err) {
     throw new CmError('precondition.no_chatmail_ini', `${ini} does not exist: cmdeploy reads the relay's configuration from it`, {
-      hint: `copy the chatmail.ini the relay was deployed with into ${dir}, then run the same command again`,
+      hint: `copy the chatmail.ini the relay was deployed with into ${dir}, then run ${RERUN}`,
       cause: err,
     });
   }

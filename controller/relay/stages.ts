@@ -4,7 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { CmError } from '../../proto';
+import { CmError, RERUN } from '../../proto';
 import { readChangelogRelease } from './changelog';
 
 /** The first relay release whose cmdeploy honours CMDEPLOY_STAGES. */
@@ -107,7 +107,7 @@ export async function requireStageSupport(relayDir: string): Promise<StageSuppor
   const s = await detectStageSupport(relayDir);
   if (!s.supported) {
     throw new CmError('precondition.no_cmdeploy_stages', `the relay checkout ${path.resolve(relayDir)} does not support CMDEPLOY_STAGES: ${s.reason}`, {
-      hint: `update the checkout to relay ${STAGES_SINCE} or later (git pull, then scripts/initenv.sh), deploy the old host with it once, then run the same command again`,
+      hint: `update the checkout to relay ${STAGES_SINCE} or later (git pull, then scripts/initenv.sh), deploy the old host with it once, then run ${RERUN}`,
       details: { version: s.version ?? null },
     });
   }

@@ -40,43 +40,54 @@ export interface UnitFact {
 }
 
 const always = (): boolean => true;
+const acmeMode = (s: RelayShape): boolean => s.tlsMode === 'acme';
+
+const FILTERMAIL = 'cmdeploy/src/cmdeploy/filtermail/deployer.py FiltermailDeployer';
+const ACMETOOL = 'cmdeploy/src/cmdeploy/acmetool/__init__.py AcmetoolDeployer';
+const VENV = 'ChatmailVenvDeployer';
+const SERVICE_DIR = 'cmdeploy/src/cmdeploy/service';
+
+/** One row of the table below: unit, source, kind, what it writes, what activate does, and the rest of UnitFact. */
+type UnitRow = [string, string, UnitFact['kind'], readonly CarriedRoot[], UnitFact['activate'], Partial<Pick<UnitFact, 'present' | 'startedByPackage' | 'stoppedByDisableMail'>>?];
 
 /** Every unit upstream's deploy installs, enables, starts or stops, in deploy order. */
-export const UPSTREAM_UNITS: readonly UnitFact[] = [
-  { unit: 'filtermail.service', source: 'cmdeploy/src/cmdeploy/filtermail/deployer.py FiltermailDeployer', kind: 'daemon', writes: ['mailboxes'], activate: 'start', present: always },
-  { unit: 'filtermail-incoming.service', source: 'cmdeploy/src/cmdeploy/filtermail/deployer.py FiltermailDeployer', kind: 'daemon', writes: ['mailboxes'], activate: 'start', present: always },
-  // LMTP transport into dovecot: it delivers into mailboxes.
-  { unit: 'filtermail-transport.service', source: 'cmdeploy/src/cmdeploy/filtermail/deployer.py FiltermailDeployer', kind: 'daemon', writes: ['mailboxes'], activate: 'start', present: always },
-  { unit: 'unbound.service', source: 'UnboundDeployer (installed under policy-rc.d)', kind: 'daemon', writes: [], activate: 'start', present: always },
-  { unit: 'turnserver.service', source: 'TurnDeployer, cmdeploy/src/cmdeploy/service/turnserver.service.f', kind: 'daemon', writes: [], activate: 'start', present: always },
-  // IrohDeployer.activate: ensure_service("iroh-relay.service", enabled=enable_iroh_relay): running
-  // stays True, so it is started either way; only enabled when the ini leaves iroh_relay unset.
-  { unit: 'iroh-relay.service', source: 'IrohDeployer', kind: 'daemon', writes: [], activate: 'start', present: always },
-  { unit: 'acmetool-redirector.service', source: 'cmdeploy/src/cmdeploy/acmetool/__init__.py AcmetoolDeployer', kind: 'daemon', writes: [], activate: 'start', present: (s) => s.tlsMode === 'acme' },
-  { unit: 'acmetool-reconcile.service', source: 'cmdeploy/src/cmdeploy/acmetool/__init__.py AcmetoolDeployer', kind: 'oneshot', writes: ['acme'], activate: 'stop', present: (s) => s.tlsMode === 'acme' },
-  { unit: 'acmetool-reconcile.timer', source: 'cmdeploy/src/cmdeploy/acmetool/__init__.py AcmetoolDeployer', kind: 'timer', writes: ['acme'], activate: 'start', present: (s) => s.tlsMode === 'acme' },
-  // Reads the external files and reloads dovecot and nginx when the certificate changes.
-  { unit: 'tls-cert-reload.path', source: 'cmdeploy/src/cmdeploy/external/deployer.py ExternalTlsDeployer', kind: 'path', writes: [], activate: 'start', present: (s) => s.tlsMode === 'external' },
-  { unit: 'doveauth.service', source: 'ChatmailVenvDeployer, cmdeploy/src/cmdeploy/basedeploy.py activate_remote_units', kind: 'daemon', writes: ['mailboxes'], activate: 'start', present: always },
-  { unit: 'chatmail-metadata.service', source: 'ChatmailVenvDeployer', kind: 'daemon', writes: ['mailboxes'], activate: 'start', present: always },
-  { unit: 'lastlogin.service', source: 'ChatmailVenvDeployer', kind: 'daemon', writes: ['mailboxes'], activate: 'start', present: always },
-  // activate_remote_units: chatmail-expire and chatmail-fsreport get running=False, enabled=False.
-  { unit: 'chatmail-expire.service', source: 'ChatmailVenvDeployer, cmdeploy/src/cmdeploy/service/chatmail-expire.service.f', kind: 'oneshot', writes: ['mailboxes'], activate: 'stop', present: always },
-  { unit: 'chatmail-expire.timer', source: 'ChatmailVenvDeployer, cmdeploy/src/cmdeploy/service/chatmail-expire.timer.f (daily 00:02)', kind: 'timer', writes: ['mailboxes'], activate: 'start', present: always },
-  { unit: 'chatmail-fsreport.service', source: 'ChatmailVenvDeployer, cmdeploy/src/cmdeploy/service/chatmail-fsreport.service.f', kind: 'oneshot', writes: [], activate: 'stop', present: always },
-  { unit: 'chatmail-fsreport.timer', source: 'ChatmailVenvDeployer, cmdeploy/src/cmdeploy/service/chatmail-fsreport.timer.f (daily 08:02, Persistent)', kind: 'timer', writes: [], activate: 'start', present: always },
-  { unit: 'mta-sts-daemon.service', source: 'MtastsDeployer (removed)', kind: 'daemon', writes: [], activate: 'stop', present: always },
-  // The socket in /var/spool/postfix/opendkim once configured; started by its package at install.
-  { unit: 'opendkim.service', source: 'cmdeploy/src/cmdeploy/opendkim/deployer.py OpendkimDeployer', kind: 'daemon', writes: ['spool'], activate: 'start', startedByPackage: true, present: (s) => !s.ipv4 },
-  { unit: 'dovecot.service', source: 'cmdeploy/src/cmdeploy/dovecot/deployer.py DovecotDeployer (installed under policy-rc.d)', kind: 'daemon', writes: ['mailboxes'], activate: 'start', stoppedByDisableMail: true, present: always },
-  { unit: 'postfix.service', source: 'cmdeploy/src/cmdeploy/postfix/deployer.py PostfixDeployer', kind: 'daemon', writes: ['spool'], activate: 'start', startedByPackage: true, stoppedByDisableMail: true, present: always },
-  // The web /new endpoint (chatmaild newemail.py) only makes up credentials; the account
-  // appears at its first login, through dovecot and doveauth. Debian's fcgiwrap package starts
-  // fcgiwrap.socket when installed.
-  { unit: 'fcgiwrap.service', source: 'FcgiwrapDeployer', kind: 'daemon', writes: [], activate: 'start', startedByPackage: true, present: always },
-  { unit: 'nginx.service', source: 'cmdeploy/src/cmdeploy/nginx/deployer.py NginxDeployer (installed under policy-rc.d)', kind: 'daemon', writes: [], activate: 'start', present: always },
-  { unit: 'mtail.service', source: 'cmdeploy/src/cmdeploy/mtail/deployer.py MtailDeployer (running iff mtail_address)', kind: 'daemon', writes: [], activate: 'start', present: (s) => s.mtail },
-];
+export const UPSTREAM_UNITS: readonly UnitFact[] = (
+  [
+    ['filtermail.service', FILTERMAIL, 'daemon', ['mailboxes'], 'start'],
+    ['filtermail-incoming.service', FILTERMAIL, 'daemon', ['mailboxes'], 'start'],
+    // LMTP transport into dovecot: it delivers into mailboxes.
+    ['filtermail-transport.service', FILTERMAIL, 'daemon', ['mailboxes'], 'start'],
+    ['unbound.service', 'UnboundDeployer (installed under policy-rc.d)', 'daemon', [], 'start'],
+    ['turnserver.service', `TurnDeployer, ${SERVICE_DIR}/turnserver.service.f`, 'daemon', [], 'start'],
+    // IrohDeployer.activate: ensure_service("iroh-relay.service", enabled=enable_iroh_relay): running
+    // stays True, so it is started either way; only enabled when the ini leaves iroh_relay unset.
+    ['iroh-relay.service', 'IrohDeployer', 'daemon', [], 'start'],
+    ['acmetool-redirector.service', ACMETOOL, 'daemon', [], 'start', { present: acmeMode }],
+    ['acmetool-reconcile.service', ACMETOOL, 'oneshot', ['acme'], 'stop', { present: acmeMode }],
+    ['acmetool-reconcile.timer', ACMETOOL, 'timer', ['acme'], 'start', { present: acmeMode }],
+    // Reads the external files and reloads dovecot and nginx when the certificate changes.
+    ['tls-cert-reload.path', 'cmdeploy/src/cmdeploy/external/deployer.py ExternalTlsDeployer', 'path', [], 'start', { present: (s) => s.tlsMode === 'external' }],
+    ['doveauth.service', `${VENV}, cmdeploy/src/cmdeploy/basedeploy.py activate_remote_units`, 'daemon', ['mailboxes'], 'start'],
+    ['chatmail-metadata.service', VENV, 'daemon', ['mailboxes'], 'start'],
+    ['lastlogin.service', VENV, 'daemon', ['mailboxes'], 'start'],
+    // activate_remote_units: chatmail-expire and chatmail-fsreport get running=False, enabled=False.
+    ['chatmail-expire.service', `${VENV}, ${SERVICE_DIR}/chatmail-expire.service.f`, 'oneshot', ['mailboxes'], 'stop'],
+    ['chatmail-expire.timer', `${VENV}, ${SERVICE_DIR}/chatmail-expire.timer.f (daily 00:02)`, 'timer', ['mailboxes'], 'start'],
+    ['chatmail-fsreport.service', `${VENV}, ${SERVICE_DIR}/chatmail-fsreport.service.f`, 'oneshot', [], 'stop'],
+    ['chatmail-fsreport.timer', `${VENV}, ${SERVICE_DIR}/chatmail-fsreport.timer.f (daily 08:02, Persistent)`, 'timer', [], 'start'],
+    ['mta-sts-daemon.service', 'MtastsDeployer (removed)', 'daemon', [], 'stop'],
+    // The socket in /var/spool/postfix/opendkim once configured; started by its package at install.
+    ['opendkim.service', 'cmdeploy/src/cmdeploy/opendkim/deployer.py OpendkimDeployer', 'daemon', ['spool'], 'start', { startedByPackage: true, present: (s) => !s.ipv4 }],
+    ['dovecot.service', 'cmdeploy/src/cmdeploy/dovecot/deployer.py DovecotDeployer (installed under policy-rc.d)', 'daemon', ['mailboxes'], 'start', { stoppedByDisableMail: true }],
+    ['postfix.service', 'cmdeploy/src/cmdeploy/postfix/deployer.py PostfixDeployer', 'daemon', ['spool'], 'start', { startedByPackage: true, stoppedByDisableMail: true }],
+    // The web /new endpoint (chatmaild newemail.py) only makes up credentials; the account
+    // appears at its first login, through dovecot and doveauth. Debian's fcgiwrap package starts
+    // fcgiwrap.socket when installed.
+    ['fcgiwrap.service', 'FcgiwrapDeployer', 'daemon', [], 'start', { startedByPackage: true }],
+    ['nginx.service', 'cmdeploy/src/cmdeploy/nginx/deployer.py NginxDeployer (installed under policy-rc.d)', 'daemon', [], 'start'],
+    ['mtail.service', 'cmdeploy/src/cmdeploy/mtail/deployer.py MtailDeployer (running iff mtail_address)', 'daemon', [], 'start', { present: (s) => s.mtail }],
+  ] satisfies readonly UnitRow[]
+).map(([unit, source, kind, writes, activate, more]: UnitRow): UnitFact => ({ unit, source, kind, writes, activate, present: always, ...more }));
 
 /** The units of this relay, in deploy order. */
 export function relayUnits(shape: RelayShape): UnitFact[] {

@@ -96,6 +96,15 @@ const journalSchema = z.object({
     .optional(),
   /** What the run warned about, for the report. */
   warnings: z.array(z.object({ message: z.string(), at: z.string().optional(), step: z.string().optional() })).optional(),
+  /** The old host's ACME account URL (acmetool account-url at preflight), for the CAA check after step 6. */
+  acme_account_url: z.string().optional(),
+  /**
+   * The external TLS files (tls_external_cert_and_key) step 2 wrote on the new host, by path:
+   * a rerun replaces only a file with this digest (controller/run/external-tls.ts).
+   */
+  external_tls: z
+    .array(z.object({ path: z.string(), sha256: z.string(), resolved: z.string().optional(), result: z.string(), at: z.string() }))
+    .optional(),
   /** Every cmdeploy call of the run: command, exit status, seconds. */
   cmdeploy_calls: z
     .array(z.object({ command: z.string(), exit_status: z.number().int().nullable(), seconds: z.number(), side: z.string().optional(), step: z.string().optional(), started_at: z.string().optional() }))

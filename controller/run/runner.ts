@@ -19,6 +19,7 @@ import { bridgeEnd, bridgePlanLines, bridges, bridgeUp, perMinuteOf, recordDnsSw
 import { checkAgents } from './preflight';
 import { fullVerifyAfterMove } from './verify-after';
 import { stepById, type Step } from './steps';
+import { externalTlsPlan, externalTlsReminder } from './external-tls';
 
 /** What must be done before a step may run. */
 const REQUIRES: Record<StepId, StepId[]> = {
@@ -133,7 +134,8 @@ async function printDryRun(ctx: RunContext, ids: StepId[], order: readonly StepI
       out.item(`\n${stepLabel(id)}: ${step.title}: ${rec.state === 'done' ? `done ${rec.ended_at ?? ''}, skipped` : 'not selected'}`);
       continue;
     }
-    const actions = step.plan(ctx);
+    // Step 2 carries the external TLS files first when chatmail.ini names them.
+    const actions = [...(id === '2' ? await externalTlsPlan(ctx) : []), ...step.plan(ctx)];
     out.item(`\n${stepLabel(id)}: ${step.title}${rec.state !== 'pending' ? ` (${rec.state} before, runs again)` : ''}`);
     for (const line of actions) out.item(`  - ${line}`);
     ctx.emit('step', { step: id, title: step.title, state: 'would_run', actions });
@@ -154,6 +156,7 @@ function printEnd(ctx: RunContext, result: RunResult): void {
   out.info(`Next:`);
   out.info(`  - raise the TTL of the A and AAAA records of ${plan.mailDomain} again (14400 to 86400 s)`);
   out.info(`  - remove the agents: cmmigrate uninstall-agent old --plan ${ctx.opts.plan}; cmmigrate uninstall-agent new --plan ${ctx.opts.plan}`);
+  for (const line of externalTlsReminder(ctx)) out.info(`  - ${line}`);
   out.info(`  - keep the old host until you are sure; its mail stays disabled`);
 }
 

@@ -20,6 +20,7 @@ import { servedPorts } from '../relay/upstream';
 import { requireDnsKeys } from './dns-keys';
 import { keepNewHostInert, relayFacts, stopWritersAtStep3 } from './relay-units';
 import { recordVerify } from './verify-after';
+import { carryExternalTls } from './external-tls';
 
 export interface StepFacts {
   bytes?: number;
@@ -109,7 +110,10 @@ const preconfigure: Step = {
     `stop ${MAIL_UNITS.join(', ')} and every unit of the relay that writes a carried root (relay/upstream.ts unitsInertOnNewHost) on the new host through its agent, and check before steps 4 and 6 that they stay stopped`,
   ],
   async run(ctx) {
-    const { shape } = await relayFacts(ctx);
+    const { shape, tls } = await relayFacts(ctx);
+    // Before configure, which refuses to run without them; also on a rerun after cmdeploy
+    // ran, so that the new host holds what the old one has now.
+    await carryExternalTls(ctx, tls);
     await cmdeployOnce(ctx, '2', 'new', 'preconfigure', 'install,configure');
     await stopUnits(ctx, 'new', MAIL_UNITS, 'they must not run before step 6');
     await keepNewHostInert(ctx, shape, 'after-step-2');
@@ -283,7 +287,7 @@ const activate: Step = {
     cmdeployLine(ctx, 'new', 'activate'),
     'on the new host through its agent: [$ systemctl daemon-reload] (an activate-only run never reloads systemd, so the drop-ins step 2 wrote need it)',
     `restart ${MAIL_UNITS.join(', ')} on the new host through its agent (activate does not restart a running service; a later run of this step only starts what is stopped)`,
-    `check that the new host accepts connections on ${MAIL_PORTS.join(', ')} and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465`,
+    `check that the new host accepts connections on ${MAIL_PORTS.join(', ')}, answers an HTTP request on 80, and presents a certificate for ${ctx.plan.mailDomain} on 993 and 465 and on 143 after STARTTLS`,
     'check through the new agent that turnserver.service runs (TURN on 3478/udp cannot be probed by a connect), and iroh-relay.service when chatmail.ini leaves iroh_relay unset',
     `check that ${ctx.plan.mailDomain}'s DKIM record (opendkim._domainkey) carries the public key of the carried /etc/dkimkeys/opendkim.private; an error names the value it must have`,
   ],
@@ -314,7 +318,10 @@ const activate: Step = {
     if (!restarted) journal.mark('6', 'restarted');
     const endpoints = Object.fromEntries(MAIL_PORTS.map((p) => [p, plan.checks.newPorts[String(p) as keyof typeof plan.checks.newPorts] ?? formatHostPort(plan.new.host, p)]));
     const report = await checkServices({ host: plan.new.host, mailDomain: plan.mailDomain, side: 'new', endpoints, ca: await caOf(ctx) });
-    for (const r of report.results) ctx.out.info(`  port ${r.port} at ${r.endpoint}: open${r.certificate ? `, certificate for ${plan.mailDomain} valid until ${r.certificate.validTo.toISOString().slice(0, 10)}` : ''}`);
+    for (const r of report.results) {
+      const cert = r.certificate ? `, ${r.port === 143 ? 'after STARTTLS ' : ''}certificate for ${plan.mailDomain} valid until ${r.certificate.validTo.toISOString().slice(0, 10)}` : '';
+      ctx.out.info(`  port ${r.port} at ${r.endpoint}: open${r.httpStatus ? `, HTTP ${r.httpStatus}` : ''}${cert}`);
+    }
     for (const w of report.warnings) ctx.warn(w);
     journal.update((d) => {
       d.outage.ended_at = new Date().toISOString();

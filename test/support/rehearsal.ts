@@ -47,10 +47,25 @@ export interface RehearsalOptions {
   dnsTtl?: number;
   /** Options of the stand-in checkout: extra chatmail.ini lines, its venv, its release. */
   relay?: Pick<StandinRelayOptions, 'iniLines' | 'venvPyinfra' | 'release'>;
+  /**
+   * The relay's TLS mode (chatmaild config.py): `acme` (default, mail.example.org, the
+   * certificate in /var/lib/acme); `self` (`_mail.example.org`, /etc/ssl/certs/mailserver.pem
+   * and /etc/ssl/private/mailserver.key); `external` (tls_external_cert_and_key names
+   * certbot's live/ links, EXTERNAL_CERT and EXTERNAL_KEY, into archive/).
+   */
+  tls?: 'acme' | 'self' | 'external';
 }
+
+/** The external mode's paths, as certbot lays them out. */
+export const EXTERNAL_CERT = `/etc/letsencrypt/live/${MAIL_DOMAIN}/fullchain.pem`;
+export const EXTERNAL_KEY = `/etc/letsencrypt/live/${MAIL_DOMAIN}/privkey.pem`;
 
 export interface Rehearsal {
   dir: string;
+  /** The relay's mail_domain: `_mail.example.org` for a self-signed relay, else MAIL_DOMAIN. */
+  mailDomain: string;
+  /** Where the daemons read the certificate and key, as chatmaild's config.py decides it. */
+  certPaths: { cert: string; key: string };
   /** `<dir>/plan.toml`. */
   plan: string;
   relayDir: string;
@@ -76,6 +91,8 @@ export interface Rehearsal {
   dkimValue: string;
   /** Serves another DKIM TXT value (undefined: none); resolves once NSD serves it. */
   setDkim(value: string | undefined): Promise<void>;
+  /** Serves a CAA record of the mail domain (`0 issue "letsencrypt.org;accounturi=..."`; undefined: none). */
+  setCaa(value: string | undefined): Promise<void>;
   /** Points `mail` A at the new host and removes its AAAA; resolves once NSD serves it. */
   switchDns(): Promise<void>;
   /** Switches DNS `delayMs` after the journal shows step 5 running. Returns a stop function. */
@@ -89,15 +106,18 @@ export interface Rehearsal {
   close(opts?: { keep?: boolean }): Promise<void>;
 }
 
-function zone(mailA: string, mailAAAA: string | undefined, ttl: number, dkim?: string): ZoneRecord[] {
+function zone(label: string, mailA: string, mailAAAA: string | undefined, ttl: number, dkim?: string, caa?: string): ZoneRecord[] {
+  const domain = `${label}.${ZONE}`;
   return [
+    // As `cmdeploy dns` recommends it (chatmail/relay cmdeploy/src/cmdeploy/dns.py get_filled_zone_file).
+    ...(caa ? [{ name: label, type: 'CAA', data: caa }] : []),
     // As `cmdeploy dns` asks for it (chatmail/relay cmdeploy/src/cmdeploy/remote/rdns.py get_dkim_entry).
-    ...(dkim ? [{ name: 'opendkim._domainkey.mail', type: 'TXT', data: dkimZoneValue(dkim) }] : []),
+    ...(dkim ? [{ name: `opendkim._domainkey.${label}`, type: 'TXT', data: dkimZoneValue(dkim) }] : []),
     { name: '@', type: 'NS', data: `ns1.${ZONE}.` },
     { name: 'ns1', type: 'A', data: NSD_ADDRESS },
-    { name: 'mail', ttl, type: 'A', data: mailA },
-    ...(mailAAAA ? [{ name: 'mail', ttl, type: 'AAAA', data: mailAAAA }] : []),
-    { name: 'mail', type: 'MX', data: `10 ${MAIL_DOMAIN}.` },
+    { name: label, ttl, type: 'A', data: mailA },
+    ...(mailAAAA ? [{ name: label, ttl, type: 'AAAA', data: mailAAAA }] : []),
+    { name: label, type: 'MX', data: `10 ${domain}.` },
   ];
 }
 
@@ -121,22 +141,46 @@ async function installDkimKey(root: string): Promise<string> {
   return dkimRecordValue(pair.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'));
 }
 
-/** Replaces the generated (random) certificate the old root's live/ link points at with a real one. */
-async function installRelayCertificate(root: string): Promise<string> {
-  const live = path.join(root, 'var/lib/acme/live', MAIL_DOMAIN);
-  const certDir = await fsp.realpath(live);
-  const { cert, key } = await selfSignedCertificate({ dnsNames: [MAIL_DOMAIN, `mta-sts.${MAIL_DOMAIN}`, `www.${MAIL_DOMAIN}`] });
-  // Through the existing files and the privkey symlink: owner, mode and links stay as acmetool made them.
-  await fsp.writeFile(path.join(certDir, 'cert'), cert);
-  await fsp.writeFile(path.join(certDir, 'fullchain'), cert);
-  await fsp.writeFile(await fsp.realpath(path.join(certDir, 'privkey')), key);
+/**
+ * Puts a real certificate for `domain` where the relay's TLS mode reads it: through the
+ * generated acmetool tree's live/ link (acme), at the self-signed paths (self), or in a
+ * certbot layout whose live/ links the ini names (external).
+ */
+async function installRelayCertificate(root: string, domain: string, mode: 'acme' | 'self' | 'external'): Promise<string> {
+  const { cert, key } = await selfSignedCertificate({ dnsNames: [domain, `mta-sts.${domain}`, `www.${domain}`] });
+  if (mode === 'acme') {
+    const certDir = await fsp.realpath(path.join(root, 'var/lib/acme/live', domain));
+    // Through the existing files and the privkey symlink: owner, mode and links stay as acmetool made them.
+    await fsp.writeFile(path.join(certDir, 'cert'), cert);
+    await fsp.writeFile(path.join(certDir, 'fullchain'), cert);
+    await fsp.writeFile(await fsp.realpath(path.join(certDir, 'privkey')), key);
+  } else if (mode === 'self') {
+    await fsp.mkdir(path.join(root, 'etc/ssl/certs'), { recursive: true });
+    await fsp.mkdir(path.join(root, 'etc/ssl/private'), { recursive: true, mode: 0o710 });
+    await fsp.writeFile(path.join(root, 'etc/ssl/certs/mailserver.pem'), cert, { mode: 0o644 });
+    await fsp.writeFile(path.join(root, 'etc/ssl/private/mailserver.key'), key, { mode: 0o600 });
+  } else {
+    // certbot: archive/<name>/{fullchain,privkey}N.pem, live/<name>/*.pem relative links to them.
+    const archive = path.join(root, 'etc/letsencrypt/archive', domain);
+    const live = path.join(root, 'etc/letsencrypt/live', domain);
+    await fsp.mkdir(archive, { recursive: true, mode: 0o700 });
+    await fsp.mkdir(live, { recursive: true, mode: 0o700 });
+    await fsp.chmod(path.join(root, 'etc/letsencrypt/archive'), 0o700);
+    await fsp.chmod(path.join(root, 'etc/letsencrypt/live'), 0o700);
+    await fsp.writeFile(path.join(archive, 'fullchain1.pem'), cert, { mode: 0o644 });
+    await fsp.writeFile(path.join(archive, 'privkey1.pem'), key, { mode: 0o600 });
+    const when = new Date('2026-10-01T04:05:06Z');
+    for (const f of ['fullchain1.pem', 'privkey1.pem']) await fsp.utimes(path.join(archive, f), when, when);
+    await fsp.symlink(`../../archive/${domain}/fullchain1.pem`, path.join(live, 'fullchain.pem'));
+    await fsp.symlink(`../../archive/${domain}/privkey1.pem`, path.join(live, 'privkey.pem'));
+  }
   return cert;
 }
 
-function planText(r: { relayDir: string; agents: Record<Side, string>; nsd: string; ports: Record<Side, Record<ServicePort, string>>; caFile: string }): string {
+function planText(r: { domain: string; relayDir: string; agents: Record<Side, string>; nsd: string; ports: Record<Side, Record<ServicePort, string>>; caFile: string }): string {
   const q = JSON.stringify;
   return [
-    `mail_domain = ${q(MAIL_DOMAIN)}`,
+    `mail_domain = ${q(r.domain)}`,
     `state_dir = ".cmmigrate"`,
     `relay_dir = ${q(r.relayDir)}`,
     '',
@@ -182,14 +226,31 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const newHostState = path.join(dir, 'host-new');
     const relayDir = path.join(dir, 'relay');
     const dnsTtl = opts.dnsTtl ?? 300;
-    const tree: RelayTreeOptions = { seed: 1, addresses: 6, messagesPerAddress: 8, uidBase: 5000, ...opts.tree, root: oldRoot, domain: MAIL_DOMAIN };
+    const tlsMode = opts.tls ?? 'acme';
+    const label = tlsMode === 'self' ? '_mail' : 'mail';
+    const domain = `${label}.${ZONE}`;
+    const certPaths =
+      tlsMode === 'self'
+        ? { cert: '/etc/ssl/certs/mailserver.pem', key: '/etc/ssl/private/mailserver.key' }
+        : tlsMode === 'external'
+          ? { cert: EXTERNAL_CERT, key: EXTERNAL_KEY }
+          : { cert: `/var/lib/acme/live/${domain}/fullchain`, key: `/var/lib/acme/live/${domain}/privkey` };
+    const iniLines = [...(opts.relay?.iniLines ?? []), ...(tlsMode === 'external' ? [`tls_external_cert_and_key = ${EXTERNAL_CERT} ${EXTERNAL_KEY}`] : [])];
+    const tree: RelayTreeOptions = { seed: 1, addresses: 6, messagesPerAddress: 8, uidBase: 5000, ...opts.tree, root: oldRoot, domain };
     if (tree.mailboxesDir !== undefined && tree.mailboxesDir !== '/home/vmail/mail') {
       throw new Error('setupRehearsal: the plan carries /home/vmail/mail; another mailboxesDir is not supported');
     }
 
     const stats = await generateRelayTree(tree);
-    const cert = await installRelayCertificate(oldRoot);
+    const cert = await installRelayCertificate(oldRoot, domain, tlsMode);
+    if (tlsMode === 'external') {
+      // The ini upstream's deploy wrote on the old host (basedeploy.py remote_chatmail_inipath).
+      const deployed = path.join(oldRoot, 'usr/local/lib/chatmaild/chatmail.ini');
+      await fsp.mkdir(path.dirname(deployed), { recursive: true });
+      await fsp.writeFile(deployed, `[params]\nmail_domain = ${domain}\n${iniLines.join('\n')}\n`);
+    }
     let dkim: string | undefined = await installDkimKey(oldRoot);
+    let caa: string | undefined;
     const caFile = path.join(dir, 'relay-cert.pem');
     await fsp.writeFile(caFile, cert);
     await fsp.mkdir(path.join(newRoot, 'etc'), { recursive: true });
@@ -201,32 +262,33 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
 
     const relay: StandinRelay = await makeStandinRelay({
       dir: relayDir,
-      mailDomain: MAIL_DOMAIN,
+      mailDomain: domain,
       hosts: {
         [OLD_HOST]: { role: 'old', root: oldRoot, hostState: oldHostState },
         [NEW_HOST]: { role: 'new', root: newRoot, hostState: newHostState },
       },
       newUidBase: (tree.uidBase ?? 5000) + 2000,
       ...opts.relay,
+      iniLines,
     });
     const version = path.join(oldRoot, 'etc/chatmail-version');
     await fsp.writeFile(version, `${relay.head}\n`, { mode: 0o644 });
 
-    const [oldPorts, newPorts] = await Promise.all([freePorts(OLD_HOST, 6), freePorts(NEW_HOST, 6)]);
+    const [oldPorts, newPorts] = await Promise.all([freePorts(OLD_HOST, SERVICE_PORTS.length + 1), freePorts(NEW_HOST, SERVICE_PORTS.length + 1)]);
     const agents: Record<Side, string> = { old: `${OLD_HOST}:${oldPorts[0]}`, new: `${NEW_HOST}:${newPorts[0]}` };
     const endpoints = (host: string, ports: number[]): Record<ServicePort, string> =>
       Object.fromEntries(SERVICE_PORTS.map((p, i) => [p, `${host}:${ports[i + 1]}`])) as Record<ServicePort, string>;
     const ports: Record<Side, Record<ServicePort, string>> = { old: endpoints(OLD_HOST, oldPorts), new: endpoints(NEW_HOST, newPorts) };
 
     const plan = path.join(dir, 'plan.toml');
-    const init = await cmmigrate(['init', '--plan', plan, '--domain', MAIL_DOMAIN, '--old', OLD_HOST, '--new', NEW_HOST, '--old-agent', agents.old, '--new-agent', agents.new]);
+    const init = await cmmigrate(['init', '--plan', plan, '--domain', domain, '--old', OLD_HOST, '--new', NEW_HOST, '--old-agent', agents.old, '--new-agent', agents.new]);
     if (init.code !== 0) throw new Error(`cmmigrate init failed (${init.code}):\n${init.stderr}`);
 
     let mailA = OLD_HOST;
     let mailAAAA: string | undefined = OLD_IPV6;
-    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(mailA, mailAAAA, dnsTtl, dkim) });
+    const nsd = await startNsd(NSD_ADDRESS, { [ZONE]: zone(label, mailA, mailAAAA, dnsTtl, dkim, caa) });
     cleanups.push(() => nsd.stop());
-    await fsp.writeFile(plan, planText({ relayDir, agents, nsd: nsd.endpoint, ports, caFile }));
+    await fsp.writeFile(plan, planText({ domain, relayDir, agents, nsd: nsd.endpoint, ports, caFile }));
 
     const tls = path.join(dir, '.cmmigrate', 'tls');
     const sides: Record<Side, { root: string; hostState: string }> = { old: { root: oldRoot, hostState: oldHostState }, new: { root: newRoot, hostState: newHostState } };
@@ -242,15 +304,17 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const agentNew = await startAgent('new');
     cleanups.push(() => agentNew.stop());
 
-    const servicesOld = await startRelayServices({ hostState: oldHostState, root: oldRoot, mailDomain: MAIL_DOMAIN, endpoints: ports.old });
+    const servicesOld = await startRelayServices({ hostState: oldHostState, root: oldRoot, mailDomain: domain, endpoints: ports.old, certPaths });
     cleanups.push(() => servicesOld.stop());
-    const servicesNew = await startRelayServices({ hostState: newHostState, root: newRoot, mailDomain: MAIL_DOMAIN, endpoints: ports.new, closed: opts.closedPorts });
+    const servicesNew = await startRelayServices({ hostState: newHostState, root: newRoot, mailDomain: domain, endpoints: ports.new, closed: opts.closedPorts, certPaths });
     cleanups.push(() => servicesNew.stop());
 
     const journalFile = path.join(dir, '.cmmigrate', 'journal.json');
     const watchers = new Set<() => void>();
     const r: Rehearsal = {
       dir,
+      mailDomain: domain,
+      certPaths,
       plan,
       relayDir,
       oldRoot,
@@ -269,13 +333,17 @@ export async function setupRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       async switchDns() {
         mailA = NEW_HOST;
         mailAAAA = undefined;
-        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
+        await nsd.setZone(ZONE, zone(label, mailA, mailAAAA, dnsTtl, dkim, caa));
         r.dnsSwitchedAt = new Date();
       },
       dkimValue: dkim,
       async setDkim(value) {
         dkim = value;
-        await nsd.setZone(ZONE, zone(mailA, mailAAAA, dnsTtl, dkim));
+        await nsd.setZone(ZONE, zone(label, mailA, mailAAAA, dnsTtl, dkim, caa));
+      },
+      async setCaa(value) {
+        caa = value;
+        await nsd.setZone(ZONE, zone(label, mailA, mailAAAA, dnsTtl, dkim, caa));
       },
       autoSwitchDns(delayMs = 0) {
         let delay: NodeJS.Timeout | undefined;

@@ -20,29 +20,39 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { selfSignedCertificate, type TestCertificate } from './test-certs';
 
-export type ServicePort = 25 | 465 | 587 | 993 | 443;
-export const SERVICE_PORTS: readonly ServicePort[] = [25, 465, 587, 993, 443];
+export type ServicePort = 25 | 465 | 587 | 143 | 993 | 443 | 80;
+export const SERVICE_PORTS: readonly ServicePort[] = [25, 465, 587, 143, 993, 443, 80];
 
 interface PortSpec {
   unit: string;
+  /** Implicit TLS: the handshake comes first. */
   tls: boolean;
+  /** IMAP STARTTLS: plain until the client asks (dovecot's 143, `ssl = required`). */
+  starttls?: boolean;
   protocol: 'smtp' | 'imap' | 'http';
 }
 
-/** Which unit serves a port, and how. */
+/** Which unit serves a port, and how (chatmail/relay postfix master.cf, dovecot.conf, nginx.conf). */
 export const PORT_SPECS: Record<ServicePort, PortSpec> = {
   25: { unit: 'postfix', tls: false, protocol: 'smtp' },
   587: { unit: 'postfix', tls: false, protocol: 'smtp' },
   465: { unit: 'postfix', tls: true, protocol: 'smtp' },
+  143: { unit: 'dovecot', tls: false, starttls: true, protocol: 'imap' },
   993: { unit: 'dovecot', tls: true, protocol: 'imap' },
   443: { unit: 'nginx', tls: true, protocol: 'http' },
+  80: { unit: 'nginx', tls: false, protocol: 'http' },
 };
 
 export interface RelayServicesOptions {
   /** The host state directory: `<hostState>/units/<unit>`. */
   hostState: string;
-  /** The host's root, where the ACME certificate is read. */
+  /** The host's root, where the certificate is read. */
   root: string;
+  /**
+   * Where under the root the daemons read the certificate and key (chatmaild config.py's
+   * tls_cert_path/tls_key_path); default the ACME ones, `/var/lib/acme/live/<domain>/`.
+   */
+  certPaths?: { cert: string; key: string };
   mailDomain: string;
   /** `ip:port` to listen on, per service port. */
   endpoints: Record<ServicePort, string>;
@@ -73,6 +83,8 @@ interface Listener {
   /** The unit file's identity (inode and mtime) when it started: a change is a restart. */
   version: string;
   source?: 'root' | 'snakeoil';
+  /** STARTTLS: replaces the certificate the next upgrade presents (a restart). */
+  setContext?: (ctx: tls.SecureContext) => void;
 }
 
 const MAX_LINE = 64 * 1024;
@@ -103,10 +115,10 @@ export async function startRelayServices(o: RelayServicesOptions): Promise<Relay
   };
 
   const credentials = async (): Promise<{ cert: string; key: string; source: 'root' | 'snakeoil' }> => {
-    const live = path.join(o.root, 'var/lib/acme/live', o.mailDomain);
+    const paths = o.certPaths ?? { cert: `/var/lib/acme/live/${o.mailDomain}/fullchain`, key: `/var/lib/acme/live/${o.mailDomain}/privkey` };
     try {
-      const cert = fs.readFileSync(path.join(live, 'fullchain'), 'utf8');
-      const key = fs.readFileSync(path.join(live, 'privkey'), 'utf8');
+      const cert = fs.readFileSync(path.join(o.root, paths.cert), 'utf8');
+      const key = fs.readFileSync(path.join(o.root, paths.key), 'utf8');
       tls.createSecureContext({ cert, key }); // throws on a pair the daemon could not use
       return { cert, key, source: 'root' };
     } catch {
@@ -123,10 +135,17 @@ export async function startRelayServices(o: RelayServicesOptions): Promise<Relay
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => socket.destroy());
       socket.setTimeout(30_000, () => socket.destroy());
-      converse(socket, spec.protocol, o.mailDomain);
+      converse(socket, spec.protocol, o.mailDomain, spec.starttls ? () => starttlsContext : undefined);
     };
     let server: net.Server;
     let source: Listener['source'];
+    // Read once per start, as dovecot reads its ssl_cert then.
+    let starttlsContext: tls.SecureContext | undefined;
+    if (spec.starttls) {
+      const c = await credentials();
+      source = c.source;
+      starttlsContext = tls.createSecureContext({ cert: c.cert, key: c.key });
+    }
     if (spec.tls) {
       const c = await credentials();
       source = c.source;
@@ -140,7 +159,7 @@ export async function startRelayServices(o: RelayServicesOptions): Promise<Relay
       server.once('error', () => resolve(false)); // e.g. still in use: the next poll tries again
       server.listen(p, host, () => resolve(true));
     });
-    if (ok) listeners.set(port, { server, sockets, version, source });
+    if (ok) listeners.set(port, { server, sockets, version, source, setContext: spec.starttls ? (ctx) => (starttlsContext = ctx) : undefined });
   };
 
   const close = async (port: ServicePort): Promise<void> => {
@@ -158,6 +177,10 @@ export async function startRelayServices(o: RelayServicesOptions): Promise<Relay
     if (l.server instanceof tls.Server) {
       const c = await credentials();
       l.server.setSecureContext({ cert: c.cert, key: c.key });
+      l.source = c.source;
+    } else if (l.setContext) {
+      const c = await credentials();
+      l.setContext(tls.createSecureContext({ cert: c.cert, key: c.key }));
       l.source = c.source;
     }
     l.version = version;
@@ -232,15 +255,16 @@ function splitEndpoint(endpoint: string): { host: string; port: number } {
 }
 
 /** Just enough of each protocol for a client that checks the service answers. */
-function converse(socket: net.Socket, protocol: PortSpec['protocol'], domain: string): void {
+function converse(socket: net.Socket, protocol: PortSpec['protocol'], domain: string, starttls?: () => tls.SecureContext | undefined, greet = true): void {
   const send = (s: string): void => {
     if (!socket.destroyed) socket.write(s);
   };
-  if (protocol === 'smtp') send(`220 ${domain} ESMTP\r\n`);
-  if (protocol === 'imap') send('* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.\r\n');
+  if (greet && protocol === 'smtp') send(`220 ${domain} ESMTP\r\n`);
+  // Dovecot with `ssl = required` offers STARTTLS and LOGINDISABLED on its plain port.
+  if (greet && protocol === 'imap') send(`* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+${starttls ? ' STARTTLS LOGINDISABLED' : ' AUTH=PLAIN'}] Dovecot ready.\r\n`);
   let buf = '';
   socket.setEncoding('utf8');
-  socket.on('data', (d: string) => {
+  const onData = (d: string): void => {
     buf += d;
     if (buf.length > MAX_LINE) return void socket.destroy();
     if (protocol === 'http') {
@@ -262,10 +286,20 @@ function converse(socket: net.Socket, protocol: PortSpec['protocol'], domain: st
         else send('502 5.5.2 Error: command not recognized\r\n');
       } else {
         const [tag, cmd = ''] = line.split(' ');
+        if (cmd.toUpperCase() === 'STARTTLS' && starttls?.()) {
+          // Upgrade in place and go on with the same conversation, without a new greeting.
+          socket.removeListener('data', onData);
+          send(`${tag} OK Begin TLS negotiation now.\r\n`);
+          const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: starttls() });
+          secure.on('error', () => secure.destroy());
+          converse(secure, protocol, domain, undefined, false);
+          return;
+        }
         if (cmd.toUpperCase() === 'LOGOUT') return void socket.end(`* BYE Logging out\r\n${tag} OK Logout completed.\r\n`);
         if (cmd.toUpperCase() === 'NOOP') send(`${tag} OK NOOP completed.\r\n`);
         else send(`${tag} BAD Error in IMAP command received by server.\r\n`);
       }
     }
-  });
+  };
+  socket.on('data', onData);
 }

@@ -764,7 +764,7 @@ function checkOptions(o: Resolved): void {
   count('messagesPerAddress', o.messagesPerAddress);
   o.bigFiles.forEach((size, k) => count(`bigFiles[${k}]`, size));
   checkUidBase(o.uidBase);
-  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(o.domain)) throw new Error(`domain ${JSON.stringify(o.domain)} is not a host name`);
+  if (!/^[a-z0-9_]([a-z0-9_.-]*[a-z0-9])?$/.test(o.domain)) throw new Error(`domain ${JSON.stringify(o.domain)} is not a host name`);
   const dir = o.mailboxesDir;
   if (!dir.startsWith('/') || dir === '/' || path.posix.normalize(dir) !== dir || dir.endsWith('/')) {
     throw new Error(`mailboxesDir must be a normalized absolute path, got ${JSON.stringify(dir)}`);

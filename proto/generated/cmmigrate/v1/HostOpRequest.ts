@@ -4,9 +4,11 @@
 export interface HostOpRequest {
   'op'?: (string);
   'units'?: (string)[];
+  'input'?: (string);
 }
 
 export interface HostOpRequest__Output {
   'op': (string);
   'units': (string)[];
+  'input': (string);
 }
