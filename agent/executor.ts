@@ -73,6 +73,10 @@ export class Executor {
   }
 
   private async apply(a: Action): Promise<void> {
+    if (a.k !== 'keep' && a.k !== 'sync' && !this.ctx.wrote) {
+      this.ctx.writer?.open();
+      this.ctx.wrote = true;
+    }
     switch (a.k) {
       case 'mkdir':
         return this.mkdir(a);

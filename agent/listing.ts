@@ -10,7 +10,7 @@ import * as fsSync from 'node:fs';
 import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../proto';
 import { nameOr, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
-import { walkRoot, type WalkEntry } from './walk';
+import { nextTurn, TreeWalk, type WalkEntry } from './walk';
 
 export type { ListedEntry, RootAnnouncement } from '../proto';
 /** The record that ends one root of a listing. */
@@ -42,6 +42,9 @@ export function checkRequiredRoots(phase: Phase, roots: ResolvedRoot[], announce
   }
 }
 
+/** Entries the walk takes between two turns of the event loop. */
+const WALK_BATCH = 256;
+
 /** Entries that the announcing walk keeps for the listing, at most: up to this many, one walk does. */
 const LIST_AHEAD = 32_768;
 
@@ -49,6 +52,9 @@ const LIST_AHEAD = 32_768;
 class RootLister {
   readonly end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
   private readonly leaders = new Map<string, { rel: string; left: bigint }>();
+  /** Owner names by id: most entries share a few owners. */
+  private readonly users = new Map<number, string>();
+  private readonly groups = new Map<number, string>();
 
   constructor(
     private readonly strict: boolean,
@@ -64,7 +70,7 @@ class RootLister {
   };
 
   /** The listed form of a walked entry, or null (a socket, or gone meanwhile). */
-  async entry(e: WalkEntry): Promise<ListedEntry | null> {
+  entry(e: WalkEntry): ListedEntry | null {
     if (e.type === 'socket') {
       this.end.sockets_skipped++;
       return null;
@@ -73,6 +79,10 @@ class RootLister {
     const uid = Number(e.st.uid);
     const gid = Number(e.st.gid);
     const ino = `${e.st.dev}:${e.st.ino}`;
+    let user = this.users.get(uid);
+    if (user === undefined) this.users.set(uid, (user = nameOr(uid, this.identity.userName(uid))));
+    let group = this.groups.get(gid);
+    if (group === undefined) this.groups.set(gid, (group = nameOr(gid, this.identity.groupName(gid))));
     let leader = '';
     if (e.type === 'file' && e.st.nlink > 1n) {
       const l = this.leaders.get(ino);
@@ -99,8 +109,8 @@ class RootLister {
       size: e.type === 'file' ? Number(e.st.size) : 0,
       mtime_ns: String(e.st.mtimeNs),
       mode: Number(e.st.mode & 0o7777n),
-      user: nameOr(uid, this.identity.userName(uid)),
-      group: nameOr(gid, this.identity.groupName(gid)),
+      user,
+      group,
       link,
       ino,
       leader,
@@ -115,7 +125,15 @@ export interface Listing {
   announced: RootAnnouncement[];
   /** Every entry of the roots in walk order, each root's entries followed by its end record. */
   entries: AsyncGenerator<ListedEntry | ListEnd>;
+  /**
+   * The same entries as runs of at most LIST_BATCH, a root's end record ending its run (the
+   * List messages): a promise per run, not per entry. Take either this or `entries`.
+   */
+  runs: AsyncGenerator<(ListedEntry | ListEnd)[]>;
 }
+
+/** Entries per List message. */
+const LIST_BATCH = 512;
 
 /**
  * Announce the roots, then list them. The walk that counts for the announcement keeps the
@@ -135,8 +153,8 @@ export async function announceAndList(
   let kept: (ListedEntry | ListEnd | null)[] = [];
   let resume: { index: number; after: string | undefined; lister: RootLister } | null = null;
   for (const [index, root] of roots.entries()) {
-    const users = new Set<string>();
-    const groups = new Set<string>();
+    const uids = new Set<number>();
+    const gids = new Set<number>();
     const seen = new Set<string>();
     let files = 0;
     let bytes = 0;
@@ -149,57 +167,80 @@ export async function announceAndList(
     const onVanished = (rel: string): void => {
       if (keeping && resume === null) lister.vanished(rel);
     };
-    for await (const e of walkRoot(root, { onVanished })) {
-      present = true;
-      if (e.type === 'device') throw deviceNode(e.rel);
-      if (keeping && resume === null) {
-        if (kept.length < keep) {
-          const listed = await lister.entry(e);
-          if (listed) kept.push(listed);
-          lastKept = e.rel;
-        } else resume = { index, after: lastKept, lister };
-      }
-      if (e.type === 'socket') continue;
-      entries++;
-      users.add(nameOr(Number(e.st.uid), identity.userName(Number(e.st.uid))));
-      groups.add(nameOr(Number(e.st.gid), identity.groupName(Number(e.st.gid))));
-      if (e.type === 'file') {
-        if (e.st.nlink > 1n) {
-          const key = `${e.st.dev}:${e.st.ino}`;
-          if (seen.has(key)) continue;
-          seen.add(key);
+    const walk = new TreeWalk(root, { onVanished });
+    for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
+      for (const e of batch) {
+        present = true;
+        if (e.type === 'device') throw deviceNode(e.rel);
+        if (keeping && resume === null) {
+          if (kept.length < keep) {
+            const listed = lister.entry(e);
+            if (listed) kept.push(listed);
+            lastKept = e.rel;
+          } else resume = { index, after: lastKept, lister };
         }
-        files++;
-        bytes += Number(e.st.size);
+        if (e.type === 'socket') continue;
+        entries++;
+        uids.add(Number(e.st.uid));
+        gids.add(Number(e.st.gid));
+        if (e.type === 'file') {
+          if (e.st.nlink > 1n) {
+            const key = `${e.st.dev}:${e.st.ino}`;
+            if (seen.has(key)) continue;
+            seen.add(key);
+          }
+          files++;
+          bytes += Number(e.st.size);
+        }
       }
+      await nextTurn();
     }
     if (keeping && resume === null) kept.push(lister.end);
+    const users = new Set([...uids].map((u) => nameOr(u, identity.userName(u))));
+    const groups = new Set([...gids].map((g) => nameOr(g, identity.groupName(g))));
     announced.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });
   }
   const rest = resume as { index: number; after: string | undefined; lister: RootLister } | null;
-  const entries = async function* (): AsyncGenerator<ListedEntry | ListEnd> {
+  const runs = async function* (): AsyncGenerator<(ListedEntry | ListEnd)[]> {
+    let out: (ListedEntry | ListEnd)[] = [];
     for (let i = 0; i < kept.length; i++) {
       const item = kept[i]!;
       kept[i] = null; // gone out: let it go
-      yield item;
+      out.push(item);
+      if (out.length >= LIST_BATCH || !('path' in item)) {
+        yield out;
+        out = [];
+      }
     }
     kept = [];
     if (!rest) return;
     for (let i = rest.index; i < roots.length; i++) {
       const resuming = i === rest.index;
       const lister = resuming ? rest.lister : new RootLister(strict, identity, onWarning);
-      for await (const e of walkRoot(roots[i], { onVanished: lister.vanished, after: resuming ? rest.after : undefined })) {
-        const listed = await lister.entry(e);
-        if (listed) yield listed;
+      const walk = new TreeWalk(roots[i], { onVanished: lister.vanished, after: resuming ? rest.after : undefined });
+      for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
+        for (const e of batch) {
+          const listed = lister.entry(e);
+          if (!listed) continue;
+          out.push(listed);
+          if (out.length >= LIST_BATCH) {
+            yield out;
+            out = [];
+          }
+        }
+        await nextTurn();
       }
-      yield lister.end;
+      out.push(lister.end);
+      yield out;
+      out = [];
     }
   };
-  return { announced, entries: entries() };
+  const flat = async function* (r: AsyncGenerator<(ListedEntry | ListEnd)[]>): AsyncGenerator<ListedEntry | ListEnd> {
+    for await (const run of r) yield* run;
+  };
+  const r = runs();
+  return { announced, entries: flat(r), runs: r };
 }
-
-/** Entries per List message. */
-const LIST_BATCH = 512;
 
 /**
  * The List answer as messages: the announcement first (after checking the roots a final
@@ -213,22 +254,14 @@ export async function* listBatches(
   onWarning?: (msg: string, fields: Record<string, unknown>) => void,
   onAnnounced?: (announced: RootAnnouncement[]) => void,
 ): AsyncGenerator<ListBatch> {
-  const { announced, entries } = await announceAndList(roots, phase, identity, onWarning);
+  const { announced, runs } = await announceAndList(roots, phase, identity, onWarning);
   checkRequiredRoots(phase, roots, announced);
   onAnnounced?.(announced);
   yield { protocol: PROTOCOL_VERSION, roots: announced };
-  let batch: ListedEntry[] = [];
-  for await (const item of entries) {
+  for await (const run of runs) {
     if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
-    if ('path' in item) {
-      batch.push(item);
-      if (batch.length >= LIST_BATCH) {
-        yield { entries: batch };
-        batch = [];
-      }
-    } else {
-      yield { entries: batch, root_end: item };
-      batch = [];
-    }
+    const last = run[run.length - 1];
+    if (last !== undefined && !('path' in last)) yield { entries: run.slice(0, -1) as ListedEntry[], root_end: last };
+    else yield { entries: run as ListedEntry[] };
   }
 }

@@ -32,6 +32,14 @@ export interface ManifestRecord {
 
 const MANIFEST = 'manifest';
 
+/**
+ * A record as one JSON line, the same text as JSON.stringify(rec) gives (the keys in this
+ * order), without walking an object per entry: type, mtime and inode are plain words or digits.
+ */
+function recordLine(r: ManifestRecord): string {
+  return `{"p":${JSON.stringify(r.p)},"t":${JSON.stringify(r.t)},"s":${r.s},"m":${JSON.stringify(r.m)},"i":${JSON.stringify(r.i)},"si":${JSON.stringify(r.si)}}`;
+}
+
 function filesOf(dir: string, root: string, names: string[]): string[] {
   return names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl')).map((n) => path.join(dir, n));
 }
@@ -40,6 +48,11 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
 /** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
 export class ManifestReader {
   private heads: { rec: ManifestRecord | null; lines: LineReader }[] = [];
+  /**
+   * Only a committed manifest, no journal of an interrupted pass: every record in it was
+   * made durable (sync) before that pass committed it.
+   */
+  clean = true;
 
   static async open(dir: string, root: string): Promise<ManifestReader> {
     const r = new ManifestReader();
@@ -49,7 +62,9 @@ export class ManifestReader {
     } catch {
       /* no manifest yet */
     }
+    const committed = new Set([`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`].map((n) => path.join(dir, n)));
     for (const file of filesOf(dir, root, names)) {
+      if (!committed.has(file)) r.clean = false;
       const head = { rec: null as ManifestRecord | null, lines: new LineReader(file) };
       r.heads.push(head);
       r.advance(head);
@@ -121,7 +136,7 @@ export class ManifestWriter {
 
   append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): void {
     const f = this.files[which];
-    f.buf.push(JSON.stringify(rec));
+    f.buf.push(recordLine(rec));
     if (this.closed) {
       // The executor finished an action (a link or rename it awaited) after the pass was
       // stopped: its file is in place, so its record goes to the journal at once, or the
@@ -140,16 +155,30 @@ export class ManifestWriter {
     this.flushOne('extra');
   }
 
-  private flushOne(which: 'main' | 'extra'): void {
-    const f = this.files[which];
-    if (!f.buf.length) return;
+  /**
+   * Make the journal exist before this pass changes the tree: a pass killed after that
+   * leaves a journal, so the next pass knows there may be writes that were never synced
+   * (ManifestReader.clean).
+   */
+  open(): void {
+    this.openOne(this.files.main);
+  }
+
+  private openOne(f: { path: string; fd: number | null }): number {
     if (f.fd === null) {
       fsSync.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       f.fd = fsSync.openSync(f.path, 'a', 0o600);
     }
+    return f.fd;
+  }
+
+  private flushOne(which: 'main' | 'extra'): void {
+    const f = this.files[which];
+    if (!f.buf.length) return;
+    this.openOne(f);
     const text = f.buf.join('\n') + '\n';
     f.buf = [];
-    fsSync.writeSync(f.fd, text);
+    fsSync.writeSync(f.fd!, text);
   }
 
   /** Make this pass's records the root's manifest, durably. */

@@ -11,7 +11,7 @@
  * and Maildir messages whose old name may come later in walk order.
  */
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs/promises';
+import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { CmError, comparePaths, type ListBatch__Output, type ListEntry__Output } from '../proto';
 import type { Meta, Where } from './action-queue';
@@ -21,8 +21,8 @@ import type { ManifestReader, ManifestRecord } from './manifest';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
 import { GoneIndex, maildirFolder } from './renames';
-import { us, type ReadAhead, type WalkEntry } from './walk';
-import { parsePaxTime, wireError } from './wire-format';
+import { us, type LocalWalk, type WalkEntry } from './walk';
+import { wireError } from './wire-format';
 
 /** Messages held back to the end of a root for a rename partner, at most. */
 const MAX_DEFERRED = 50_000;
@@ -36,6 +36,9 @@ interface Frame {
   dirty: boolean;
 }
 
+/** A listed mtime: nanoseconds as decimal digits (whole seconds fit pax's 12 digits). */
+const MTIME_RE = /^\d{1,21}$/;
+
 /** A hard-link leader's path as a 48-bit hash: a few bytes each. */
 const pathKey = (rel: string): number => crypto.createHash('sha1').update(rel).digest().readUIntBE(0, 6);
 
@@ -48,8 +51,12 @@ export class RootMerge {
   private readonly deferred: { s: ListEntry__Output; abs: string; leaderAbs?: string }[] = [];
   private readonly deferredLeaders = new Set<number>();
   private readonly touched = new Map<string, Frame>();
-  /** Hard-link leaders listed so far. */
-  private readonly leaders = new Set<number>();
+  /** Hard-link leaders listed so far, with this host's inode when the leader is unchanged here. */
+  private readonly leaders = new Map<number, bigint | null>();
+  /** Owner ids of the last owner names seen: most entries share them. */
+  private lastOwner: { user: string; group: string; uid: number; gid: number } | null = null;
+  /** `--root` with a slash: a checked wire path appended to it is its path here. */
+  private readonly base: string;
   /** Maildir folders (parents of cur/ and new/) that exist here. */
   private readonly maildirs = new Set<string>();
   private prev = '';
@@ -63,17 +70,21 @@ export class RootMerge {
     /** The manifest of what earlier passes put here. */
     private readonly ours: ManifestReader,
     /** This host's walk of the root. */
-    private readonly local: ReadAhead<WalkEntry>,
+    private readonly local: LocalWalk,
   ) {
     this.dry = !!ctx.o.dryRun;
+    this.base = path.join(ctx.o.cfg.root, '/');
   }
 
   /** Merge the root's batches of the listing, then settle renames and deletes. */
   async run(batches: AsyncIterable<ListBatch__Output>): Promise<void> {
-    this.t = (await this.local.next()).value as WalkEntry | undefined;
+    this.t = this.local.next();
     for await (const batch of batches) {
       this.ctx.activity();
-      for (const s of batch.entries) await this.entry(s);
+      for (const s of batch.entries) {
+        const p = this.entry(s);
+        if (p) await p;
+      }
       if (batch.root_end) this.rootEnd(batch.root_end);
     }
     // The root is absent on the source: leave this host's copy alone.
@@ -81,8 +92,8 @@ export class RootMerge {
     await this.finish();
   }
 
-  private async nextT(): Promise<void> {
-    this.t = ((await this.local.next()).value as WalkEntry | undefined) ?? undefined;
+  private nextT(): void {
+    this.t = this.local.next();
   }
 
   private rootEnd(e: NonNullable<ListBatch__Output['root_end']>): void {
@@ -114,47 +125,62 @@ export class RootMerge {
     return rel;
   }
 
-  /** One listed entry. */
-  private async entry(s: ListEntry__Output): Promise<void> {
+  /**
+   * One listed entry. An entry that needs no queue operation costs no promise: each step
+   * returns one only when it has to wait, and the rest of the entry continues after it.
+   */
+  private entry(s: ListEntry__Output): Promise<void> | undefined {
     const first = !this.started;
     const rel = this.checkPath(s);
-    if (first && !this.dry) await ensureParents(this.ctx.o.cfg, rel);
-    const abs = path.join(this.ctx.o.cfg.root, rel);
-    // Entries of this host before this one are gone on the source.
+    if (first && !this.dry) return ensureParents(this.ctx.o.cfg, rel).then(() => this.goneBefore(s, rel));
+    return this.goneBefore(s, rel);
+  }
+
+  /** Entries of this host before this one are gone on the source. */
+  private goneBefore(s: ListEntry__Output, rel: string): Promise<void> | undefined {
     while (this.t && comparePaths(this.t.rel, rel) < 0) {
-      await this.goneEntry(this.t);
-      await this.nextT();
+      const t = this.t;
+      this.nextT();
+      const p = this.goneEntry(t);
+      if (p) return p.then(() => this.goneBefore(s, rel));
     }
     const te = this.t && this.t.rel === rel ? this.t : undefined;
-    if (te) await this.nextT();
-    // Close the directories this entry is not in.
+    if (te) this.nextT();
+    return this.closeDirs(s, rel, te);
+  }
+
+  /** Close the directories this entry is not in. */
+  private closeDirs(s: ListEntry__Output, rel: string, te: WalkEntry | undefined): Promise<void> | undefined {
     const { stack } = this;
-    while (stack.length && !rel.startsWith(stack[stack.length - 1].rel + '/')) await this.finishDir(stack.pop()!);
+    while (stack.length && !rel.startsWith(stack[stack.length - 1].rel + '/')) {
+      const p = this.finishDir(stack.pop()!);
+      if (p) return p.then(() => this.closeDirs(s, rel, te));
+    }
+    return this.decide(s, rel, te);
+  }
+
+  /** What this entry needs: the handlers return the promise of their one queue operation, if any. */
+  private decide(s: ListEntry__Output, rel: string, te: WalkEntry | undefined): Promise<void> | undefined {
+    const { stack } = this;
     if (rel !== this.root.rel) {
       const top = stack[stack.length - 1];
-      if (!top || path.posix.dirname(rel) !== top.rel) throw wireError(`/${rel} is listed without its directory before it; refused`);
+      if (!top || !rel.startsWith(top.rel + '/') || rel.indexOf('/', top.rel.length + 1) !== -1) throw wireError(`/${rel} is listed without its directory before it; refused`);
     }
-    const mtimeNs = parsePaxTime(String(s.mtime_ns).replace(/^(\d+)(\d{9})$/, '$1.$2'));
-    if (mtimeNs === undefined || !/^\d{1,21}$/.test(s.mtime_ns)) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
+    // Nanoseconds as decimal digits; as pax time, whole seconds fit in 12 digits.
+    if (!MTIME_RE.test(s.mtime_ns)) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
+    const abs = this.base + rel;
     const meta = this.metaOf(s, rel);
     const m = te ? this.ours.at(rel) : undefined;
     const isOurs = !!m && te !== undefined && m.i === String(te.st.ino);
-    // The handlers return the promise of their one queue operation, if any: an entry that
-    // needs none costs no extra promise.
-    let p: Promise<void> | undefined;
     switch (s.type) {
       case 'dir':
-        p = this.dir(s, rel, abs, te, meta, isOurs);
-        break;
+        return this.dir(s, rel, abs, te, meta, isOurs);
       case 'file':
-        p = s.leader ? this.hardLink(s, rel, abs, te) : this.file(s, rel, abs, te, meta, isOurs);
-        break;
+        return s.leader ? this.hardLink(s, rel, abs, te) : this.file(s, rel, abs, te, meta, isOurs);
       case 'symlink':
-        p = this.symlink(s, rel, abs, te, meta, isOurs);
-        break;
+        return this.symlink(s, rel, abs, te, meta, isOurs);
       case 'fifo':
-        p = this.fifo(s, rel, abs, te, meta, isOurs);
-        break;
+        return this.fifo(s, rel, abs, te, meta, isOurs);
       default:
         if (s.type === 'character-device' || s.type === 'block-device' || s.type === 'device') {
           throw new CmError('wire.device_node', `refused /${rel}: device nodes are never written`, {
@@ -163,13 +189,16 @@ export class RootMerge {
         }
         throw wireError(`/${rel}: unsupported entry type ${JSON.stringify(s.type)}`);
     }
-    if (p) await p;
   }
 
   /** What a listed entry gets here: owner ids by name (or the root's rule), mode, mtime. */
   private metaOf(s: ListEntry__Output, rel: string): Meta {
-    const { uid, gid } = this.ctx.owner(this.root, s.user, s.group, rel);
-    return { uid, gid, mode: s.mode & 0o7777, mtimeNs: BigInt(s.mtime_ns) };
+    let o = this.lastOwner;
+    if (!o || o.user !== s.user || o.group !== s.group) {
+      const { uid, gid } = this.ctx.owner(this.root, s.user, s.group, rel);
+      o = this.lastOwner = { user: s.user, group: s.group, uid, gid };
+    }
+    return { uid: o.uid, gid: o.gid, mode: s.mode & 0o7777, mtimeNs: BigInt(s.mtime_ns) };
   }
 
   private get top(): Frame | undefined {
@@ -205,16 +234,24 @@ export class RootMerge {
   /** A file listed as a hard link to a leader listed before it. */
   private hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined): Promise<void> | undefined {
     const leaderRel = checkWirePath(s.leader, 'hard-link leader');
-    if (!this.leaders.has(pathKey(leaderRel)) || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(this.root.rel + '/')) {
+    const key = pathKey(leaderRel);
+    const leaderIno = this.leaders.get(key);
+    if (leaderIno === undefined || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(this.root.rel + '/')) {
       throw new CmError('wire.bad_link', `refused hard link /${rel} -> /${leaderRel}: not a file listed before it`, {
         hint: 'hard links may only point at files listed earlier in the same pass',
       });
     }
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
+    if (!this.dry && leaderIno !== null && te && te.type === 'file' && te.st.ino === leaderIno) {
+      // Already a link to its leader, which this pass leaves as it is: nothing to do but keep
+      // its record (what the executor's link action would record: the same inode's).
+      this.ctx.summary.unchanged++;
+      return this.exec.keep(record(rel, te, s));
+    }
     const top = this.top;
     if (top) top.dirty = true;
-    const leaderAbs = path.join(this.ctx.o.cfg.root, leaderRel);
-    if (this.deferredLeaders.has(pathKey(leaderRel))) {
+    const leaderAbs = this.base + leaderRel;
+    if (this.deferredLeaders.has(key)) {
       // Its leader is settled at the end of the root: so is this link.
       this.deferred.push({ s, abs, leaderAbs });
       if (top) this.touched.set(top.rel, top);
@@ -226,12 +263,14 @@ export class RootMerge {
   }
 
   private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
-    if (Number(s.nlink) > 1) this.leaders.add(pathKey(rel));
+    const key = Number(s.nlink) > 1 ? pathKey(rel) : -1;
+    if (key >= 0) this.leaders.set(key, null);
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
     const top = this.top;
     if (te && te.type === 'file') {
       const what = differs(te, s, meta);
       if (!what.length) {
+        if (key >= 0) this.leaders.set(key, te.st.ino);
         this.ctx.summary.unchanged++;
         this.ctx.tick(1, Number(s.size));
         return !this.dry && isOurs ? this.exec.keep(record(rel, te, s)) : undefined;
@@ -259,15 +298,14 @@ export class RootMerge {
     return this.renameOrFetch(s, abs, meta, 'main');
   }
 
-  private async symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> {
+  private symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a symlink');
     if (!s.link || s.link.includes('\0') || Buffer.byteLength(s.link) > 4096) throw wireError(`/${rel}: bad symlink target`);
-    const same = te && te.type === 'symlink' && (await fs.readlink(te.abs).catch(() => null)) === s.link;
-    if (same) return this.keepOrFixAttrs(s, rel, abs, te!, meta, isOurs, true);
+    if (te && te.type === 'symlink' && readlinkOrNull(te.abs) === s.link) return this.keepOrFixAttrs(s, rel, abs, te, meta, isOurs, true);
     this.item(te ? 'changed' : 'new', '/' + rel, te ? 'link' : undefined);
     const top = this.top;
     if (top) top.dirty = true;
-    if (!this.dry) await this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta, s });
+    return this.dry ? undefined : this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta, s });
   }
 
   private fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
@@ -291,28 +329,29 @@ export class RootMerge {
   }
 
   /** A directory's contents are done: set its attributes if they or it changed. */
-  private async finishDir(f: Frame): Promise<void> {
+  private finishDir(f: Frame): Promise<void> | undefined {
     const changed = !f.t || f.dirty || f.t.st.uid !== BigInt(f.meta.uid) || f.t.st.gid !== BigInt(f.meta.gid) || Number(f.t.st.mode & 0o7777n) !== f.meta.mode || us(f.t.st.mtimeNs) !== us(f.meta.mtimeNs);
-    if (!this.dry && changed) await this.ctx.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
     if (f.t && !changed) this.ctx.summary.unchanged++;
+    if (!this.dry && changed) return this.ctx.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
+    return undefined;
   }
 
   /** An entry of this host that the source does not have (any more). */
-  private async goneEntry(te: WalkEntry): Promise<void> {
+  private goneEntry(te: WalkEntry): Promise<void> | undefined {
     const parentRel = path.posix.dirname(te.rel);
     const { stack } = this;
     let parentFrame: Frame | undefined;
     for (let i = stack.length - 1; i >= 0 && !parentFrame; i--) if (stack[i].rel === parentRel) parentFrame = stack[i];
     if (path.posix.basename(te.rel).startsWith(TMP_PREFIX)) {
       // Left by an interrupted pass.
-      if (!this.dry) await this.ctx.queue.push({ k: 'rmtmp', abs: te.abs });
       if (parentFrame) parentFrame.dirty = true;
-      return;
+      return this.dry ? undefined : this.ctx.queue.push({ k: 'rmtmp', abs: te.abs });
     }
     const m = this.ours.at(te.rel);
     const isOurs = !!m && m.t === te.type && m.i === String(te.st.ino) && (te.type !== 'file' || (m.s === Number(te.st.size) && m.m === String(us(te.st.mtimeNs))));
     this.gone.add({ rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false });
     if (parentFrame) this.touched.set(parentFrame.rel, parentFrame);
+    return undefined;
   }
 
   private renameOrFetch(s: ListEntry__Output, abs: string, meta: Meta, where: Where): Promise<void> | undefined {
@@ -337,7 +376,7 @@ export class RootMerge {
   private async finish(): Promise<void> {
     while (this.t) {
       await this.goneEntry(this.t);
-      await this.nextT();
+      this.nextT();
     }
     while (this.stack.length) await this.finishDir(this.stack.pop()!);
     // Messages whose old names came later in walk order.
@@ -356,8 +395,14 @@ export class RootMerge {
       for (const f of [...this.touched.values()].sort((a, b) => comparePaths(b.rel, a.rel))) {
         await this.ctx.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
       }
-      await this.ctx.queue.push({ k: 'sync', abs: this.root.abs });
+      // Durable before the manifest commits: what this pass wrote, and what an interrupted pass
+      // wrote and recorded in its journal. A root where neither happened has nothing unsynced
+      // to answer for, and one `sync` process costs more than walking thousands of entries.
       await this.exec.barrier();
+      if (this.ctx.wrote || !this.ours.clean) {
+        await this.ctx.queue.push({ k: 'sync', abs: this.root.abs });
+        await this.exec.barrier();
+      }
       await this.ctx.writer!.commit();
       this.ctx.writer = null;
     }
@@ -392,6 +437,15 @@ export class RootMerge {
       this.item('deleted', '/' + g.rel);
       if (!this.dry) await this.ctx.queue.push({ k: 'delete', rel: g.rel, abs: g.abs, dir: g.type === 'dir' });
     }
+  }
+}
+
+/** A symlink's target, or null if it is gone or no symlink now. */
+function readlinkOrNull(abs: string): string | null {
+  try {
+    return fsSync.readlinkSync(abs);
+  } catch {
+    return null;
   }
 }
 

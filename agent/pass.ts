@@ -52,6 +52,8 @@ export interface PassContext {
   readonly fetch: FetchReader | null;
   /** The sender skipped a file: this pass deletes nothing. */
   readErrors: boolean;
+  /** The executor changed this host's tree in the root being merged (set per root). */
+  wrote: boolean;
   /** Owner ids on this host for a listed entry's names (or the root's forced owner). */
   owner(root: ResolvedRoot, user: string, group: string, rel: string): { uid: number; gid: number };
   /** Count files and bytes done, and report progress now and then. */

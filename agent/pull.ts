@@ -28,7 +28,7 @@ import { ManifestReader, ManifestWriter } from './manifest';
 import { RootMerge } from './merge';
 import type { PassContext, PullOptions } from './pass';
 import type { ResolvedRoot } from './paths';
-import { ReadAhead, walkRoot, type WalkEntry } from './walk';
+import { LocalWalk } from './walk';
 import { wireError } from './wire-format';
 
 export type { FetchChannel } from './fetch-reader';
@@ -36,8 +36,6 @@ export { TMP_PREFIX } from './landing';
 export type { OwnerNames, PullOptions } from './pass';
 
 const NAME_RE = /^(#\d{1,10}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?)$/;
-/** Entries of this host's walk read ahead of the merge, at most. */
-const LOCAL_AHEAD = 1024;
 
 /** Run one pass as the receiver; the summary's `seconds` is left for the caller. */
 export async function pull(opts: PullOptions): Promise<PassSummary> {
@@ -60,11 +58,11 @@ class Puller implements PassContext {
   /** The digests of the files this pass landed, for a quick verify of this host. */
   private digests: PassDigests | null = null;
   readErrors = false;
+  wrote = false;
   progress: PassProgress = { root: '', files: 0, bytes: 0, total_files: 0, total_bytes: 0, sent_bytes: 0 };
   private readonly exec = new Executor(this);
   private readonly defaulted = new Set<string>();
   private lastProgress = 0;
-  private readonly localWalks = new Map<string, ReadAhead<WalkEntry>>();
   /** The manifests read so far: each closes its files at their end, or in abort(). */
   private readonly manifests: ManifestReader[] = [];
 
@@ -72,7 +70,6 @@ class Puller implements PassContext {
 
   async run(): Promise<void> {
     const list = this.o.list[Symbol.asyncIterator]();
-    if (this.o.roots.length) this.startLocalWalk(this.o.roots[0]);
     const first = await list.next();
     if (first.done) throw wireError('the sender\'s listing was empty');
     const announced = this.begin(first.value);
@@ -223,25 +220,11 @@ class Puller implements PassContext {
     }
   }
 
-  /**
-   * Start walking a root of this host ahead of the merge: the first one while the sender
-   * still walks its tree for the announcement, the others as their merge begins.
-   */
-  private startLocalWalk(root: ResolvedRoot): void {
-    if (!this.localWalks.has(root.name)) this.localWalks.set(root.name, new ReadAhead(walkRoot(root)[Symbol.asyncIterator](), LOCAL_AHEAD));
-  }
-
-  private takeLocalWalk(root: ResolvedRoot): ReadAhead<WalkEntry> {
-    this.startLocalWalk(root);
-    const w = this.localWalks.get(root.name)!;
-    this.localWalks.delete(root.name);
-    return w;
-  }
-
   private async mergeRoot(root: ResolvedRoot, batches: AsyncGenerator<ListBatch__Output>): Promise<void> {
     const ours = await ManifestReader.open(this.o.stateDir, root.name);
     this.manifests.push(ours);
     if (!this.o.dryRun) this.writer = new ManifestWriter(this.o.stateDir, root.name);
-    await new RootMerge(this, this.exec, root, ours, this.takeLocalWalk(root)).run(batches);
+    this.wrote = false;
+    await new RootMerge(this, this.exec, root, ours, new LocalWalk(root)).run(batches);
   }
 }

@@ -45,61 +45,169 @@ function isGone(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-/**
- * One root, in walk order; nothing when the root is absent. The calls are synchronous:
- * an lstat from the dentry cache takes microseconds, a trip through the thread pool with
- * a promise several times that; the walk gives the event loop a turn every few hundred
- * entries so that streams keep flowing.
- */
-export async function* walkRoot(root: ResolvedRoot, opts: WalkOptions = {}): AsyncGenerator<WalkEntry> {
-  let st: BigIntStats;
-  try {
-    st = fsSync.lstatSync(root.abs, { bigint: true });
-  } catch (err) {
-    if (isGone(err)) return;
-    throw err;
-  }
-  const entry: WalkEntry = { rel: root.rel, abs: root.abs, st, type: typeOf(st) };
-  if (opts.after === undefined || comparePaths(root.rel, opts.after) > 0) yield entry;
-  if (entry.type === 'dir') yield* walkDir(root.rel, root.abs, opts, { n: 0 }, root.skip);
+/** A directory being walked: its sorted names and the next one to look at. */
+interface DirFrame {
+  rel: string;
+  abs: string;
+  names: string[];
+  i: number;
 }
 
-async function* walkDir(rel: string, abs: string, opts: WalkOptions, count: { n: number }, skip?: ReadonlySet<string>): AsyncGenerator<WalkEntry> {
-  let names: string[];
-  try {
-    names = fsSync.readdirSync(abs);
-  } catch (err) {
-    if (isGone(err)) {
-      opts.onVanished?.(rel);
-      return;
+/**
+ * One root, in walk order, taken in batches by plain synchronous calls: an lstat from the
+ * dentry cache takes microseconds, a trip through the thread pool with a promise several
+ * times that, and a chain of async generators (one per directory level) costs a promise
+ * per level for every entry. The caller gives the event loop a turn between batches.
+ */
+export class TreeWalk {
+  private readonly stack: DirFrame[] = [];
+  private started = false;
+  /** A vanished entry met after the batch had entries: reported when the next batch is taken. */
+  private pendingVanished: string | null = null;
+
+  constructor(
+    private readonly root: ResolvedRoot,
+    private readonly opts: WalkOptions = {},
+  ) {}
+
+  /**
+   * Up to `max` entries in walk order; an empty array once the walk is done. A vanished
+   * entry is reported (opts.onVanished) when every entry before it was taken, as the
+   * entry-by-entry walk did.
+   */
+  take(max: number): WalkEntry[] {
+    const out: WalkEntry[] = [];
+    if (this.pendingVanished !== null) {
+      const rel = this.pendingVanished;
+      this.pendingVanished = null;
+      this.opts.onVanished?.(rel);
     }
-    throw err;
-  }
-  names.sort(compareNames);
-  for (const name of names) {
-    if (++count.n % YIELD_EVERY === 0) await new Promise<void>((r) => setImmediate(r));
-    const childRel = `${rel}/${name}`;
-    const childAbs = `${abs}/${name}`;
-    // The host's runtime state (proto/roots.ts RootSpec.runtime): not part of the relay.
-    if (skip && (skip.has(childRel) || skip.has(`${rel}/*`))) continue;
-    // Resuming: what sorts before `after` went out already, except the way down to it; `after`
-    // itself went out too, but a directory's contents come after it.
-    const c = opts.after === undefined ? 1 : comparePaths(childRel, opts.after);
-    const before = c <= 0;
-    if (c < 0 && !opts.after!.startsWith(childRel + '/')) continue;
-    let cst: BigIntStats;
-    try {
-      cst = fsSync.lstatSync(childAbs, { bigint: true });
-    } catch (err) {
-      if (isGone(err)) {
-        opts.onVanished?.(childRel);
+    if (!this.started) {
+      this.started = true;
+      const { root, opts } = this;
+      let st: BigIntStats;
+      try {
+        st = fsSync.lstatSync(root.abs, { bigint: true });
+      } catch (err) {
+        if (isGone(err)) return out;
+        throw err;
+      }
+      const entry: WalkEntry = { rel: root.rel, abs: root.abs, st, type: typeOf(st) };
+      if (opts.after === undefined || comparePaths(root.rel, opts.after) > 0) out.push(entry);
+      if (entry.type === 'dir' && !this.enter(root.rel, root.abs, out)) return out;
+    }
+    const { stack, opts } = this;
+    const skip = this.root.skip;
+    const after = opts.after;
+    while (out.length < max && stack.length > 0) {
+      const top = stack[stack.length - 1];
+      if (top.i >= top.names.length) {
+        stack.pop();
         continue;
       }
+      const name = top.names[top.i++];
+      const childRel = `${top.rel}/${name}`;
+      // The host's runtime state (proto/roots.ts RootSpec.runtime): not part of the relay.
+      if (skip && (skip.has(childRel) || skip.has(`${top.rel}/*`))) continue;
+      // Resuming: what sorts before `after` went out already, except the way down to it; `after`
+      // itself went out too, but a directory's contents come after it.
+      const c = after === undefined ? 1 : comparePaths(childRel, after);
+      if (c < 0 && !after!.startsWith(childRel + '/')) continue;
+      const childAbs = `${top.abs}/${name}`;
+      let cst: BigIntStats | undefined;
+      try {
+        cst = fsSync.lstatSync(childAbs, { bigint: true, throwIfNoEntry: false });
+      } catch (err) {
+        if (!isGone(err)) throw err;
+      }
+      if (cst === undefined) {
+        if (!this.vanished(childRel, out)) return out;
+        continue;
+      }
+      const child: WalkEntry = { rel: childRel, abs: childAbs, st: cst, type: typeOf(cst) };
+      if (c > 0) out.push(child);
+      if (child.type === 'dir' && !this.enter(childRel, childAbs, out)) return out;
+    }
+    return out;
+  }
+
+  /** Read a directory onto the stack; false when it vanished and the batch must end there. */
+  private enter(rel: string, abs: string, out: WalkEntry[]): boolean {
+    let names: string[];
+    try {
+      names = fsSync.readdirSync(abs);
+    } catch (err) {
+      if (isGone(err)) return this.vanished(rel, out);
       throw err;
     }
-    const child: WalkEntry = { rel: childRel, abs: childAbs, st: cst, type: typeOf(cst) };
-    if (!before) yield child;
-    if (child.type === 'dir') yield* walkDir(childRel, childAbs, opts, count, skip);
+    names.sort(compareNames);
+    this.stack.push({ rel, abs, names, i: 0 });
+    return true;
+  }
+
+  /** Report now if nothing is waiting before it in this batch, else end the batch (false). */
+  private vanished(rel: string, out: WalkEntry[]): boolean {
+    if (out.length === 0) {
+      this.opts.onVanished?.(rel);
+      return true;
+    }
+    this.pendingVanished = rel;
+    return false;
+  }
+}
+
+/** A turn of the event loop, so that streams, timers and keepalives run during a long walk. */
+export const nextTurn = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
+
+/** One root in walk order, in batches, with a turn of the event loop between batches. */
+export async function* walkBatches(root: ResolvedRoot, opts: WalkOptions = {}, size = YIELD_EVERY): AsyncGenerator<WalkEntry[]> {
+  const w = new TreeWalk(root, opts);
+  let first = true;
+  for (;;) {
+    if (!first) await nextTurn();
+    first = false;
+    const batch = w.take(size);
+    if (batch.length === 0) return;
+    yield batch;
+  }
+}
+
+/**
+ * One root, in walk order; nothing when the root is absent. The walk gives the event loop a
+ * turn every few hundred entries so that streams keep flowing.
+ */
+export async function* walkRoot(root: ResolvedRoot, opts: WalkOptions = {}): AsyncGenerator<WalkEntry> {
+  for await (const batch of walkBatches(root, opts)) yield* batch;
+}
+
+/**
+ * This host's walk of a root, taken one entry at a time without a promise: the merge asks
+ * for the next entry as it goes; a batch is read whenever the last one is used up.
+ */
+export class LocalWalk {
+  private readonly w: TreeWalk;
+  private batch: WalkEntry[] = [];
+  private i = 0;
+  private done = false;
+
+  constructor(root: ResolvedRoot) {
+    this.w = new TreeWalk(root);
+  }
+
+  /** The next entry, or undefined at the end. */
+  next(): WalkEntry | undefined {
+    if (this.i >= this.batch.length) {
+      if (this.done) return undefined;
+      this.batch = this.w.take(YIELD_EVERY);
+      this.i = 0;
+      if (this.batch.length === 0) {
+        this.done = true;
+        return undefined;
+      }
+    }
+    const e = this.batch[this.i];
+    this.batch[this.i++] = undefined as unknown as WalkEntry;
+    return e;
   }
 }
 
@@ -115,62 +223,4 @@ export function utimesSeconds(ns: bigint): number {
   const sec = us / 1_000_000n;
   const rest = us % 1_000_000n;
   return Number(sec) + (Number(rest) + 0.5) / 1e6;
-}
-
-/**
- * An iterator that pulls up to `cap` items ahead of its consumer, so that a walk of this
- * host's tree goes on while the consumer waits for the network. It only ever runs ahead:
- * what it yields is what the plain walk would have yielded, at most `cap` items earlier.
- * A failure of the source is thrown where its item would have been.
- */
-export class ReadAhead<T> implements AsyncIterator<T> {
-  private buf: (T | undefined)[] = [];
-  private head = 0;
-  private done = false;
-  private err: unknown = null;
-  private pumping: Promise<void> | null = null;
-
-  constructor(
-    private readonly src: AsyncIterator<T>,
-    private readonly cap: number,
-  ) {
-    void this.pump();
-  }
-
-  private pump(): Promise<void> {
-    if (!this.pumping && !this.done) {
-      this.pumping = (async () => {
-        try {
-          while (!this.done && this.buf.length - this.head < this.cap) {
-            const n = await this.src.next();
-            if (n.done) this.done = true;
-            else this.buf.push(n.value);
-          }
-        } catch (err) {
-          this.err = err;
-          this.done = true;
-        }
-        this.pumping = null;
-      })();
-    }
-    return this.pumping ?? Promise.resolve();
-  }
-
-  async next(): Promise<IteratorResult<T>> {
-    for (;;) {
-      if (this.head < this.buf.length) {
-        const value = this.buf[this.head] as T;
-        this.buf[this.head++] = undefined;
-        if (this.head >= 1024 && this.head * 2 >= this.buf.length) {
-          this.buf = this.buf.slice(this.head);
-          this.head = 0;
-        }
-        if (!this.pumping && !this.done) void this.pump();
-        return { value, done: false };
-      }
-      if (this.err) throw this.err;
-      if (this.done) return { value: undefined, done: true };
-      await this.pump();
-    }
-  }
 }
