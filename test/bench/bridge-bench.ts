@@ -242,7 +242,8 @@ async function main(): Promise<void> {
     console.log(`one connection, MB/s median of ${rounds} x ${values.gib} GiB (target >= 200 bridged):`);
     console.log(`  upload   (client -> new host): direct ${mbps(t.uploadDirect)}, bridged ${mbps(t.uploadBridged)}, bridged/direct ${result.bridgedToDirect.upload.toFixed(2)}`);
     console.log(`  download (new host -> client): direct ${mbps(t.downloadDirect)}, bridged ${mbps(t.downloadBridged)}, bridged/direct ${result.bridgedToDirect.download.toFixed(2)}`);
-    console.log(`agent process CPU: ${result.agentCpuSecondsPerGiB.toFixed(2)} s per GiB bridged (user + system, /proc/${agentPid}/stat)`);
+    // What one core of the agent could move if nothing else ran: the figure the shared machine's load does not move much.
+    console.log(`agent process CPU: ${result.agentCpuSecondsPerGiB.toFixed(2)} s per GiB bridged (user + system, /proc/${agentPid}/stat), so one core moves up to ${(GiB / result.agentCpuSecondsPerGiB / MB).toFixed(0)} MB/s`);
     console.log(`machine: ${result.machine.cpus} CPUs, load before ${loadBefore.split(' ').slice(0, 3).join(' ')}, after ${result.machine.loadavgAfter.split(' ').slice(0, 3).join(' ')}; client node ${result.machine.node}, agent node ${result.agentNode}`);
     if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + '\n');
   } finally {
