@@ -63,10 +63,10 @@ function viewOf(r: BridgeStatusReply__Output): BridgeView {
   };
 }
 
-async function call<Req>(agent: AgentHandle, method: 'BridgeStart' | 'BridgeStop' | 'BridgeStatus', req: Req, signal?: AbortSignal): Promise<BridgeView> {
+async function call<Req>(agent: AgentHandle, method: 'BridgeStart' | 'BridgeStop' | 'BridgeStatus', req: Req, signal?: AbortSignal, deadlineMs = BRIDGE_DEADLINE_MS): Promise<BridgeView> {
   try {
     const fn = agent.client[method] as unknown as Parameters<typeof unary<Req, BridgeStatusReply__Output>>[1];
-    return viewOf(await unary<Req, BridgeStatusReply__Output>(agent, fn, req, BRIDGE_DEADLINE_MS, signal));
+    return viewOf(await unary<Req, BridgeStatusReply__Output>(agent, fn, req, deadlineMs, signal));
   } catch (err) {
     const cause = (err as CmError).cause as grpc.ServiceError | undefined;
     if (cause?.code === grpc.status.UNIMPLEMENTED) {
@@ -97,7 +97,7 @@ export function stopBridgeOn(agent: AgentHandle, signal?: AbortSignal): Promise<
   return call(agent, 'BridgeStop', {}, signal);
 }
 
-/** The bridge's status on `agent`. */
-export function bridgeStatusOn(agent: AgentHandle, signal?: AbortSignal): Promise<BridgeView> {
-  return call(agent, 'BridgeStatus', {}, signal);
+/** The bridge's status on `agent`; `deadlineMs` bounds the wait for an agent that does not answer (default 15 s). */
+export function bridgeStatusOn(agent: AgentHandle, signal?: AbortSignal, deadlineMs?: number): Promise<BridgeView> {
+  return call(agent, 'BridgeStatus', {}, signal, deadlineMs);
 }
