@@ -4,24 +4,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { CmError, type BridgeStartRequest, type BridgeStatusReply__Output } from '../proto';
+import { bridgePortOf, type BridgePortFigures } from '../proto/bridge-port';
 import { unary, type AgentHandle } from './agent-client';
-
-/** One port's figures. */
-export interface BridgePortView {
-  port: number;
-  open: number;
-  total: number;
-  refused: number;
-  targetFailed: number;
-  idleClosed: number;
-  bytesToTarget: number;
-  bytesFromTarget: number;
-  /** ms since the epoch, or null when none arrived yet. */
-  lastConnectionMs: number | null;
-  buffered: number;
-  /** Arrivals per minute over the last hour, oldest first; `startMs` is counts[0]'s minute. */
-  perMinute: { startMs: number; counts: number[] };
-}
 
 /** The bridge as the old agent reports it. */
 export interface BridgeView {
@@ -31,7 +15,8 @@ export interface BridgeView {
   startedMs: number | null;
   nowMs: number;
   open: number;
-  ports: BridgePortView[];
+  /** Per port: the wire's figures, counts as numbers (proto/bridge-port.ts). */
+  ports: BridgePortFigures[];
   /** Not running: why the bridge did not come back after an agent restart. */
   resumeError?: { code: string; message: string };
 }
@@ -46,19 +31,7 @@ function viewOf(r: BridgeStatusReply__Output): BridgeView {
     startedMs: r.started_ms ? Number(r.started_ms) : null,
     nowMs: Number(r.now_ms) || Date.now(),
     open: r.open,
-    ports: r.ports.map((p) => ({
-      port: p.port,
-      open: p.open,
-      total: Number(p.total),
-      refused: Number(p.refused),
-      targetFailed: Number(p.target_failed),
-      idleClosed: Number(p.idle_closed),
-      bytesToTarget: Number(p.bytes_to_target),
-      bytesFromTarget: Number(p.bytes_from_target),
-      lastConnectionMs: p.last_connection_ms ? Number(p.last_connection_ms) : null,
-      buffered: Number(p.buffered),
-      perMinute: { startMs: Number(p.per_minute?.start_ms ?? 0), counts: p.per_minute?.counts ?? [] },
-    })),
+    ports: r.ports.map(bridgePortOf),
     ...(r.resume_error_code ? { resumeError: { code: r.resume_error_code, message: r.resume_error } } : {}),
   };
 }

@@ -233,7 +233,7 @@ async function main(): Promise<void> {
       /** Bridged median over direct median, per direction. */
       bridgedToDirect: { upload: t.uploadBridged.median / t.uploadDirect.median, download: t.downloadBridged.median / t.downloadDirect.median },
       agentCpuSecondsPerGiB: agentTicks / TICKS / (bridgedBytes / GiB),
-      bridgeCounted: { total: port.total, bytesToTarget: port.bytesToTarget, bytesFromTarget: port.bytesFromTarget },
+      bridgeCounted: { total: port.total, bytesToTarget: port.bytes_to_target, bytesFromTarget: port.bytes_from_target },
     };
     const l = result.latencyMs;
     const mbps = (x: { median: number; best: number }): string => `${x.median.toFixed(0)} (best ${x.best.toFixed(0)})`;
