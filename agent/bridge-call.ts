@@ -1,8 +1,9 @@
 /**
  * The Bridge calls: the wire's request as the engine's (agent/bridge/), and the manager's
- * status as the wire's reply. 64-bit counts travel as decimal strings, as HostOp's do.
+ * status as the wire's reply, its ports as proto's BridgePortFigures (grpc-js takes the
+ * 64-bit counts as numbers; they arrive as decimal strings, read by proto/bridge-port.ts).
  */
-import type { BridgeLimitsWire, BridgePortStatus, BridgeStatusReply } from '../proto';
+import type { BridgeLimitsWire, BridgePortFigures, BridgeStatusReply } from '../proto';
 import type { BridgeRequest } from './bridge/bridge';
 import type { BridgeLimits } from './bridge/limits';
 import type { ManagedStatus } from './bridge/manager';
@@ -44,18 +45,18 @@ function limitsWire(l: BridgeLimits): BridgeLimitsWire {
   };
 }
 
-function portWire(p: PortStatus): BridgePortStatus {
+function portWire(p: PortStatus): BridgePortFigures {
   return {
     port: p.port,
     open: p.open,
-    total: String(p.total),
-    refused: String(p.refused),
-    target_failed: String(p.targetFailed),
-    idle_closed: String(p.idleClosed),
-    bytes_to_target: String(p.bytesToTarget),
-    bytes_from_target: String(p.bytesFromTarget),
+    total: p.total,
+    refused: p.refused,
+    target_failed: p.targetFailed,
+    idle_closed: p.idleClosed,
+    bytes_to_target: p.bytesToTarget,
+    bytes_from_target: p.bytesFromTarget,
     last_connection_ms: p.lastConnectionMs === null ? '' : String(p.lastConnectionMs),
-    buffered: String(p.buffered),
+    buffered: p.buffered,
     per_minute: { start_ms: String(p.perMinute.startMs), counts: p.perMinute.counts },
   };
 }

@@ -4,24 +4,8 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { CmError, type BridgeStartRequest, type BridgeStatusReply__Output } from '../proto';
+import { bridgePortOf, type BridgePortFigures } from '../proto/bridge-port';
 import { unary, type AgentHandle } from './agent-client';
-
-/** One port's figures. */
-export interface BridgePortView {
-  port: number;
-  open: number;
-  total: number;
-  refused: number;
-  targetFailed: number;
-  idleClosed: number;
-  bytesToTarget: number;
-  bytesFromTarget: number;
-  /** ms since the epoch, or null when none arrived yet. */
-  lastConnectionMs: number | null;
-  buffered: number;
-  /** Arrivals per minute over the last hour, oldest first; `startMs` is counts[0]'s minute. */
-  perMinute: { startMs: number; counts: number[] };
-}
 
 /** The bridge as the old agent reports it. */
 export interface BridgeView {
@@ -31,7 +15,8 @@ export interface BridgeView {
   startedMs: number | null;
   nowMs: number;
   open: number;
-  ports: BridgePortView[];
+  /** Per port: the wire's figures, counts as numbers (proto/bridge-port.ts). */
+  ports: BridgePortFigures[];
   /** Not running: why the bridge did not come back after an agent restart. */
   resumeError?: { code: string; message: string };
 }
@@ -46,27 +31,15 @@ function viewOf(r: BridgeStatusReply__Output): BridgeView {
     startedMs: r.started_ms ? Number(r.started_ms) : null,
     nowMs: Number(r.now_ms) || Date.now(),
     open: r.open,
-    ports: r.ports.map((p) => ({
-      port: p.port,
-      open: p.open,
-      total: Number(p.total),
-      refused: Number(p.refused),
-      targetFailed: Number(p.target_failed),
-      idleClosed: Number(p.idle_closed),
-      bytesToTarget: Number(p.bytes_to_target),
-      bytesFromTarget: Number(p.bytes_from_target),
-      lastConnectionMs: p.last_connection_ms ? Number(p.last_connection_ms) : null,
-      buffered: Number(p.buffered),
-      perMinute: { startMs: Number(p.per_minute?.start_ms ?? 0), counts: p.per_minute?.counts ?? [] },
-    })),
+    ports: r.ports.map(bridgePortOf),
     ...(r.resume_error_code ? { resumeError: { code: r.resume_error_code, message: r.resume_error } } : {}),
   };
 }
 
-async function call<Req>(agent: AgentHandle, method: 'BridgeStart' | 'BridgeStop' | 'BridgeStatus', req: Req, signal?: AbortSignal): Promise<BridgeView> {
+async function call<Req>(agent: AgentHandle, method: 'BridgeStart' | 'BridgeStop' | 'BridgeStatus', req: Req, signal?: AbortSignal, deadlineMs = BRIDGE_DEADLINE_MS): Promise<BridgeView> {
   try {
     const fn = agent.client[method] as unknown as Parameters<typeof unary<Req, BridgeStatusReply__Output>>[1];
-    return viewOf(await unary<Req, BridgeStatusReply__Output>(agent, fn, req, BRIDGE_DEADLINE_MS, signal));
+    return viewOf(await unary<Req, BridgeStatusReply__Output>(agent, fn, req, deadlineMs, signal));
   } catch (err) {
     const cause = (err as CmError).cause as grpc.ServiceError | undefined;
     if (cause?.code === grpc.status.UNIMPLEMENTED) {
@@ -97,7 +70,7 @@ export function stopBridgeOn(agent: AgentHandle, signal?: AbortSignal): Promise<
   return call(agent, 'BridgeStop', {}, signal);
 }
 
-/** The bridge's status on `agent`. */
-export function bridgeStatusOn(agent: AgentHandle, signal?: AbortSignal): Promise<BridgeView> {
-  return call(agent, 'BridgeStatus', {}, signal);
+/** The bridge's status on `agent`; `deadlineMs` bounds the wait for an agent that does not answer (default 15 s). */
+export function bridgeStatusOn(agent: AgentHandle, signal?: AbortSignal, deadlineMs?: number): Promise<BridgeView> {
+  return call(agent, 'BridgeStatus', {}, signal, deadlineMs);
 }

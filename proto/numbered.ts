@@ -5,6 +5,8 @@
  * (`X__Output`); counts and byte sizes stay far below 2^53.
  */
 import type { Long } from '@grpc/proto-loader';
+import type { BridgeMinutes } from './generated/cmmigrate/v1/BridgeMinutes';
+import type { BridgePortStatus } from './generated/cmmigrate/v1/BridgePortStatus';
 import type { ListEnd } from './generated/cmmigrate/v1/ListEnd';
 import type { ListEntry } from './generated/cmmigrate/v1/ListEntry';
 import type { ListRoot } from './generated/cmmigrate/v1/ListRoot';
@@ -27,6 +29,13 @@ export type ListedEntry = Numbered<ListEntry>;
 export type ListedRootEnd = Numbered<ListEnd>;
 /** One root of the listing's announcement. */
 export type RootAnnouncement = Numbered<ListRoot>;
+
+/**
+ * One bridged port's figures (issue 14), as the old agent sends them and the controller
+ * reads them; `last_connection_ms` and `per_minute.start_ms` stay the wire's decimal
+ * strings ('' for no connection yet).
+ */
+export type BridgePortFigures = Omit<Numbered<BridgePortStatus>, 'per_minute'> & { per_minute: Numbered<BridgeMinutes> };
 
 /** A pass summary with nothing counted yet. */
 export function emptySummary(): PassSummary {

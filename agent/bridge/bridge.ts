@@ -4,10 +4,11 @@
  * new relay while DNS changes (issue 14).
  *
  * What it guarantees:
- * - Every accepted connection is piped both ways with backpressure (pipe(): the reading
- *   side pauses while the writing side is full); each socket's buffers are capped by
- *   `limits.highWaterMark`, so one connection holds at most about 4 x highWaterMark plus
- *   one read chunk per direction in memory, whatever the peers do.
+ * - Every accepted connection is piped both ways with backpressure (pipe.ts: a side stops
+ *   reading while the other holds `limits.highWaterMark` or more unsent), so one
+ *   connection holds at most about highWaterMark plus one 64 KiB read chunk per direction
+ *   in memory, whatever the peers do; reads go into one shared buffer and reused chunks,
+ *   so moving bytes allocates nothing in steady state.
  * - Half-close is passed on: one side's FIN becomes a FIN to the other side, and the other
  *   direction keeps flowing until it ends too.
  * - Limits (global, per client address, per port) are checked when a connection arrives;

@@ -6,6 +6,7 @@
 import { promises as dnsp } from 'node:dns';
 import * as net from 'node:net';
 import { CmError } from '../../proto';
+import { lastConnectionMs } from '../../proto/bridge-port';
 import { connectAgent, type AgentHandle } from '../agent-client';
 import { bridgeStatusOn, stopBridgeOn, type BridgeStartSpec, type BridgeView } from '../bridge-client';
 import type { Plan } from '../plan';
@@ -67,7 +68,7 @@ export interface StopAdvice {
 export function stopAdvice(view: BridgeView, dnsSwitchedAt: string | undefined, oldTtl: number | undefined): StopAdvice {
   if (!view.running) return { safe: true, why: 'the bridge is not running' };
   const now = view.nowMs;
-  const last = Math.max(0, ...view.ports.map((p) => p.lastConnectionMs ?? 0));
+  const last = Math.max(0, ...view.ports.map((p) => lastConnectionMs(p) ?? 0));
   const quietMs = QUIET_MINUTES * 60_000;
   if (!dnsSwitchedAt) return { safe: false, why: 'the authoritative servers have not been seen answering the new address yet (step 5)' };
   const sinceDns = (now - Date.parse(dnsSwitchedAt)) / 1000;
@@ -91,10 +92,11 @@ export function printBridge(view: BridgeView, out: Reporter): void {
   if (!view.ports.length) return;
   out.item(`  ${'port'.padStart(5)} ${'open'.padStart(5)} ${'total'.padStart(7)} ${'refused'.padStart(7)} ${'failed'.padStart(6)} ${'to new'.padStart(10)} ${'from new'.padStart(10)}  last connection      last hour (per minute, oldest first)`);
   for (const p of view.ports) {
-    const last = p.lastConnectionMs ? new Date(p.lastConnectionMs).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
-    const minutes = p.perMinute.counts.some((c) => c > 0) ? p.perMinute.counts.join(' ') : '-';
+    const lastMs = lastConnectionMs(p);
+    const last = lastMs ? new Date(lastMs).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
+    const minutes = p.per_minute.counts.some((c) => c > 0) ? p.per_minute.counts.join(' ') : '-';
     out.item(
-      `  ${String(p.port).padStart(5)} ${String(p.open).padStart(5)} ${String(p.total).padStart(7)} ${String(p.refused).padStart(7)} ${String(p.targetFailed).padStart(6)} ${formatBytes(p.bytesToTarget).padStart(10)} ${formatBytes(p.bytesFromTarget).padStart(10)}  ${last.padEnd(20)} ${minutes}`,
+      `  ${String(p.port).padStart(5)} ${String(p.open).padStart(5)} ${String(p.total).padStart(7)} ${String(p.refused).padStart(7)} ${String(p.target_failed).padStart(6)} ${formatBytes(p.bytes_to_target).padStart(10)} ${formatBytes(p.bytes_from_target).padStart(10)}  ${last.padEnd(20)} ${minutes}`,
     );
   }
 }
@@ -114,12 +116,12 @@ export function bridgeJson(view: BridgeView): Record<string, unknown> {
       open: p.open,
       total: p.total,
       refused: p.refused,
-      target_failed: p.targetFailed,
-      idle_closed: p.idleClosed,
-      bytes_to_new: p.bytesToTarget,
-      bytes_from_new: p.bytesFromTarget,
-      last_connection: p.lastConnectionMs ? new Date(p.lastConnectionMs).toISOString() : null,
-      per_minute: { start: new Date(p.perMinute.startMs).toISOString(), counts: p.perMinute.counts },
+      target_failed: p.target_failed,
+      idle_closed: p.idle_closed,
+      bytes_to_new: p.bytes_to_target,
+      bytes_from_new: p.bytes_from_target,
+      last_connection: lastConnectionMs(p) ? new Date(lastConnectionMs(p)!).toISOString() : null,
+      per_minute: { start: new Date(Number(p.per_minute.start_ms)).toISOString(), counts: p.per_minute.counts },
     })),
   };
 }

@@ -1,16 +1,36 @@
 /**
  * The run's journal for `cmmigrate status` as a table: each step, its state, when it ended,
- * how long it took and what it moved; the outage window; what to run next.
+ * how long it took and what it moved; the outage window; the old host's bridge when one
+ * is up; what to run next.
  */
+import { CmError } from '../../proto';
+import { bridgeStatusOn, type BridgeView } from '../bridge-client';
 import type { Plan } from '../plan';
 import { formatBytes, formatDuration, type Reporter } from '../report';
 import { shQuote } from '../ssh';
 import { Journal, journalPath, STEP_IDS, stepLabel, type JournalData } from '../run/journal';
 import { stepById } from '../run/steps';
+import { bridgeJson, printBridge, withOldAgent } from './bridge';
 
 export interface StatusResult {
   journal: JournalData | null;
   next: string;
+  /** The old agent's bridge, when one is up (`bridgeJson`). */
+  bridge?: Record<string, unknown>;
+  /** The run started a bridge and did not stop it, and the old agent did not answer. */
+  bridge_error?: { code: string; message: string };
+}
+
+/** How long status waits for the old agent: status reads the journal and must stay quick without the agent. */
+const BRIDGE_ASK_MS = 3_000;
+
+/** The old agent's bridge, or why it could not be asked; never throws. */
+async function askBridge(plan: Plan): Promise<{ view?: BridgeView; error?: CmError }> {
+  try {
+    return { view: await withOldAgent(plan, (a) => bridgeStatusOn(a, undefined, BRIDGE_ASK_MS)) };
+  } catch (err) {
+    return { error: err instanceof CmError ? err : new CmError('connect.failed', `the old agent at ${plan.old.agent}: ${(err as Error).message}`, { cause: err }) };
+  }
 }
 
 /** Lists the journal's steps and what to run next; the journal is only read. */
@@ -51,8 +71,20 @@ export async function runStatus(plan: Plan, opts: { planArg: string }, out: Repo
     for (const x of v.differing.slice(0, 5)) out.item(`             ${x.path}: ${x.what}`);
   }
   if (d.rolled_back_at) out.item(`  rolled back at ${d.rolled_back_at}: mail runs on the old host again`);
+  // The agent, not the journal, knows whether a bridge is up; without an answer, only a
+  // bridge the run started and did not stop is worth a line.
+  const bridge = await askBridge(plan);
+  const result: StatusResult = { journal: d, next: '' };
+  if (bridge.view?.running) {
+    printBridge(bridge.view, out);
+    out.item(`  when stopping it is safe: cmmigrate bridge status --plan ${shQuote(opts.planArg)}`);
+    result.bridge = bridgeJson(bridge.view);
+  } else if (bridge.error && d.bridge && !d.bridge.stopped_at) {
+    out.item(`bridge: the old agent at ${plan.old.agent} did not answer, so whether the bridge still runs is unknown (${bridge.error.code}: ${bridge.error.message}); ask again with cmmigrate bridge status --plan ${shQuote(opts.planArg)}`);
+    result.bridge_error = { code: bridge.error.code, message: bridge.error.message };
+  }
   const pending = STEP_IDS.find((id) => d.steps[id]!.state !== 'done');
-  const next = pending === undefined ? `cmmigrate uninstall-agent old --plan ${shQuote(opts.planArg)} (the move is done)` : rerun;
-  out.item(`next: ${next}`);
-  return { journal: d, next };
+  result.next = pending === undefined ? `cmmigrate uninstall-agent old --plan ${shQuote(opts.planArg)} (the move is done)` : rerun;
+  out.item(`next: ${result.next}`);
+  return result;
 }

@@ -125,6 +125,9 @@ export async function bridgeEnd(ctx: RunContext): Promise<{ view?: BridgeView; a
 export function perMinuteOf(view: BridgeView | undefined): { minute: number; count: number }[] | undefined {
   if (!view?.ports.length) return undefined;
   const sums = new Map<number, number>();
-  for (const p of view.ports) p.perMinute.counts.forEach((c, i) => sums.set(p.perMinute.startMs + i * 60_000, (sums.get(p.perMinute.startMs + i * 60_000) ?? 0) + c));
+  for (const p of view.ports) {
+    const start = Number(p.per_minute.start_ms);
+    p.per_minute.counts.forEach((c, i) => sums.set(start + i * 60_000, (sums.get(start + i * 60_000) ?? 0) + c));
+  }
   return [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([minute, count]) => ({ minute, count }));
 }

@@ -1,17 +1,22 @@
 /**
- * The bridge's targets (issue 14), measured on loopback:
+ * The bridge's targets (issue 14), measured on loopback through a real old agent
+ * (`cmmigrate-agent serve` from dist/, mTLS), its bridge started with the controller's
+ * BridgeStart call as `run --bridge` starts it:
  *
  * - latency: median round trip of a 100-byte request and its echo, through the bridge and
  *   direct to the same server; the difference is what the bridge adds (target < 1 ms);
  * - throughput: one connection moving `--gib` GiB through the bridge, upload (client to
- *   new host) and download (new host to client), and direct for comparison (target
- *   >= 200 MB/s);
- * - the bridge process's CPU seconds per GiB moved, from /proc/self/stat (utime + stime).
+ *   new host) and download (new host to client), and direct over loopback in the same run,
+ *   rounds alternating which goes first (target >= 200 MB/s bridged; the ratio to direct
+ *   says how much of the machine's loopback the bridge keeps);
+ * - the agent process's CPU seconds per GiB moved, from /proc/<agent pid>/stat (utime +
+ *   stime), while only bridged transfers run.
  *
- * The bridge runs in a process of its own (test/support/bridge-process.ts, as in the
- * agent), the servers in another, the client here. Run after a build:
+ * The agent runs in a process of its own, the servers in another, the client here. The
+ * load average is printed before and after: on a shared machine the figures move with it.
+ * Run after a build:
  *   npm run build:tools && node dist-test/test/bench/bridge-bench.js [--rounds N] [--trips N] [--gib N]
- *     [--bridge-node PATH (the bridge's runtime, e.g. Node 18.19)] [--json FILE]
+ *     [--bridge-node PATH (the agent's runtime, e.g. Node 18.19)] [--json FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -19,10 +24,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as readline from 'node:readline';
 import { parseArgs } from 'node:util';
-import { startBridgeProcess } from '../support/bridge-process';
+import { bridgeStatusOn, startBridgeOn, stopBridgeOn } from '../../controller/bridge-client';
+import { processTicks, startBridgeAgent } from '../support/bridge-agent';
 
 const BRIDGE = '127.0.8.1';
 const TARGET = '127.0.8.2';
+const AGENT = '127.0.8.3';
 const CLIENT = '127.0.8.5';
 const GiB = 1024 ** 3;
 const MB = 1e6;
@@ -169,13 +176,16 @@ async function main(): Promise<void> {
   const trips = Number(values.trips);
   const bytes = Math.round(Number(values.gib) * GiB);
 
+  const loadBefore = readFileSync('/proc/loadavg', 'utf8').trim();
   const srv = await startServers();
   const bridgeNode = values['bridge-node'] ?? process.execPath;
-  const bridge = await startBridgeProcess(['start', JSON.stringify({ listen: [BRIDGE], ports: [srv.port], target: TARGET })], bridgeNode);
+  const old = await startBridgeAgent({ agentHost: AGENT, oldHost: BRIDGE, newHost: TARGET, node: bridgeNode });
+  const agentPid = old.agent.child.pid!;
   try {
+    await startBridgeOn(old.handle, { listen: [BRIDGE], target: TARGET, ports: [srv.port] });
     const lat = { direct: [] as number[], bridged: [] as number[] };
     const thr = { uploadDirect: [] as number[], uploadBridged: [] as number[], downloadDirect: [] as number[], downloadBridged: [] as number[] };
-    let bridgeTicks = 0;
+    let agentTicks = 0;
     let bridgedBytes = 0;
     await roundTrips(BRIDGE, srv.port, 200); // warm-up, not counted
     for (let r = 0; r < rounds; r++) {
@@ -184,11 +194,11 @@ async function main(): Promise<void> {
       for (const how of order) lat[how].push(...(await roundTrips(how === 'direct' ? TARGET : BRIDGE, srv.port, trips)));
       for (const how of order) {
         const host = how === 'direct' ? TARGET : BRIDGE;
-        const before = how === 'bridged' ? Number(await bridge.ask('cpu')) : 0;
+        const before = how === 'bridged' ? processTicks(agentPid) : 0;
         const up = await upload(host, srv.port, bytes);
         const down = await download(host, srv.port, bytes);
         if (how === 'bridged') {
-          bridgeTicks += Number(await bridge.ask('cpu')) - before;
+          agentTicks += processTicks(agentPid) - before;
           bridgedBytes += 2 * bytes;
           thr.uploadBridged.push(bytes / up / MB);
           thr.downloadBridged.push(bytes / down / MB);
@@ -198,10 +208,17 @@ async function main(): Promise<void> {
         }
       }
     }
-    const status = JSON.parse(await bridge.ask('status'));
+    const port = (await bridgeStatusOn(old.handle)).ports[0];
+    const through = (k: keyof typeof thr) => ({ median: median(thr[k]), best: Math.max(...thr[k]), all: thr[k] });
+    const t = {
+      uploadDirect: through('uploadDirect'),
+      uploadBridged: through('uploadBridged'),
+      downloadDirect: through('downloadDirect'),
+      downloadBridged: through('downloadBridged'),
+    };
     const result = {
-      machine: { cpus: (await import('node:os')).cpus().length, loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), node: process.version },
-      bridgeNode: spawnSync(bridgeNode, ['--version'], { encoding: 'utf8' }).stdout.trim(),
+      machine: { cpus: (await import('node:os')).cpus().length, loadavgBefore: loadBefore, loadavgAfter: readFileSync('/proc/loadavg', 'utf8').trim(), node: process.version },
+      agentNode: spawnSync(bridgeNode, ['--version'], { encoding: 'utf8' }).stdout.trim(),
       rounds,
       tripsPerRound: trips,
       bytesPerTransfer: bytes,
@@ -212,20 +229,26 @@ async function main(): Promise<void> {
         directP99: quantile(lat.direct, 0.99),
         bridgedP99: quantile(lat.bridged, 0.99),
       },
-      throughputMBps: Object.fromEntries(Object.entries(thr).map(([k, v]) => [k, { median: median(v), best: Math.max(...v) }])),
-      bridgeCpuSecondsPerGiB: bridgeTicks / TICKS / (bridgedBytes / GiB),
-      bridgeCounted: { total: status.ports[0].total, bytesToTarget: status.ports[0].bytesToTarget, bytesFromTarget: status.ports[0].bytesFromTarget },
+      throughputMBps: t,
+      /** Bridged median over direct median, per direction. */
+      bridgedToDirect: { upload: t.uploadBridged.median / t.uploadDirect.median, download: t.downloadBridged.median / t.downloadDirect.median },
+      agentCpuSecondsPerGiB: agentTicks / TICKS / (bridgedBytes / GiB),
+      bridgeCounted: { total: port.total, bytesToTarget: port.bytes_to_target, bytesFromTarget: port.bytes_from_target },
     };
     const l = result.latencyMs;
-    const t = result.throughputMBps;
+    const mbps = (x: { median: number; best: number }): string => `${x.median.toFixed(0)} (best ${x.best.toFixed(0)})`;
     console.log(`round trip, median: direct ${l.directMedian.toFixed(3)} ms, bridged ${l.bridgedMedian.toFixed(3)} ms, added ${(l.addedMedian * 1000).toFixed(0)} us (target < 1000 us)`);
     console.log(`round trip, p99:    direct ${l.directP99.toFixed(3)} ms, bridged ${l.bridgedP99.toFixed(3)} ms`);
-    console.log(`one connection, median (best) MB/s: upload direct ${t.uploadDirect.median.toFixed(0)} (${t.uploadDirect.best.toFixed(0)}), bridged ${t.uploadBridged.median.toFixed(0)} (${t.uploadBridged.best.toFixed(0)}); download direct ${t.downloadDirect.median.toFixed(0)} (${t.downloadDirect.best.toFixed(0)}), bridged ${t.downloadBridged.median.toFixed(0)} (${t.downloadBridged.best.toFixed(0)}) (target >= 200)`);
-    console.log(`bridge process CPU: ${result.bridgeCpuSecondsPerGiB.toFixed(2)} s per GiB moved`);
-    console.log(`machine: ${result.machine.cpus} CPUs, load ${result.machine.loadavg}, client node ${result.machine.node}, bridge node ${result.bridgeNode}`);
+    console.log(`one connection, MB/s median of ${rounds} x ${values.gib} GiB (target >= 200 bridged):`);
+    console.log(`  upload   (client -> new host): direct ${mbps(t.uploadDirect)}, bridged ${mbps(t.uploadBridged)}, bridged/direct ${result.bridgedToDirect.upload.toFixed(2)}`);
+    console.log(`  download (new host -> client): direct ${mbps(t.downloadDirect)}, bridged ${mbps(t.downloadBridged)}, bridged/direct ${result.bridgedToDirect.download.toFixed(2)}`);
+    // What one core of the agent could move if nothing else ran: the figure the shared machine's load does not move much.
+    console.log(`agent process CPU: ${result.agentCpuSecondsPerGiB.toFixed(2)} s per GiB bridged (user + system, /proc/${agentPid}/stat), so one core moves up to ${(GiB / result.agentCpuSecondsPerGiB / MB).toFixed(0)} MB/s`);
+    console.log(`machine: ${result.machine.cpus} CPUs, load before ${loadBefore.split(' ').slice(0, 3).join(' ')}, after ${result.machine.loadavgAfter.split(' ').slice(0, 3).join(' ')}; client node ${result.machine.node}, agent node ${result.agentNode}`);
     if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + '\n');
   } finally {
-    await bridge.end('stop');
+    await stopBridgeOn(old.handle).catch(() => undefined);
+    await old.close();
     srv.child.kill();
   }
 }

@@ -2,29 +2,21 @@
  * The bridge in a process of its own, as the agent will run it: the parent starts
  * `node dist-test/test/support/bridge-process.js start <request-json> [stateDir]` (or `resume
  * <stateDir>`), reads `ready` on stdout, and may send lines on stdin: `status` (answers
- * one JSON line), `cpu` (answers utime+stime of /proc/self/stat in clock ticks), `stop`,
- * `stop-keep` (stop, keep the state file; the process then exits). Used by the kill and
- * restart test and by the bridge bench (npm run build first).
+ * one JSON line), `stop`, `stop-keep` (stop, keep the state file; the process then exits).
+ * Used by the kill and restart test (npm run build first); the bridge bench runs a real
+ * agent instead (bridge-agent.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { resumeBridge, startBridge, type Bridge, type BridgeRequest } from '../../agent/bridge/bridge';
 import { REPO } from './harness';
 
-/** CPU time of this process, user + system, in clock ticks (fields 14 and 15 of /proc/self/stat). */
-export function selfTicks(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
-
 /** A running bridge process, and a way to talk to it. */
 export interface BridgeProcess {
   child: ChildProcess;
   /** Sends one command line and waits for its one-line answer. */
-  ask(command: 'status' | 'cpu'): Promise<string>;
+  ask(command: 'status'): Promise<string>;
   /** Ends the process: SIGKILL (`kill`), or a stop command and its exit. */
   end(how: 'stop' | 'stop-keep' | 'kill'): Promise<void>;
 }
@@ -75,7 +67,6 @@ async function main(argv: string[]): Promise<void> {
   const rl = readline.createInterface({ input: process.stdin });
   rl.on('line', (line) => {
     if (line === 'status') process.stdout.write(JSON.stringify(b.status()) + '\n');
-    else if (line === 'cpu') process.stdout.write(`${selfTicks()}\n`);
     else if (line === 'stop' || line === 'stop-keep') void b.stop({ keepState: line === 'stop-keep' }).then(() => process.exit(0));
   });
 }
