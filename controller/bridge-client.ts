@@ -3,7 +3,7 @@
  * with the wire's decimal-string counts turned into numbers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { CmError, type BridgeStartRequest, type BridgeStatusReply__Output } from '../proto';
+import { CmError, RERUN, type BridgeStartRequest, type BridgeStatusReply__Output } from '../proto';
 import { bridgePortOf, type BridgePortFigures } from '../proto/bridge-port';
 import { unary, type AgentHandle } from './agent-client';
 
@@ -44,7 +44,7 @@ async function call<Req>(agent: AgentHandle, method: 'BridgeStart' | 'BridgeStop
     const cause = (err as CmError).cause as grpc.ServiceError | undefined;
     if (cause?.code === grpc.status.UNIMPLEMENTED) {
       throw new CmError('agent.too_old', `the ${agent.side} agent ${agent.address} cannot bridge: it is an older cmmigrate-agent`, {
-        hint: 'reinstall the agents with this cmmigrate (cmmigrate install-agent), then run the same command again',
+        hint: `reinstall the agents with this cmmigrate (cmmigrate install-agent), then run ${RERUN}`,
         cause: err,
       });
     }

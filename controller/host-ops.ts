@@ -127,7 +127,7 @@ function parseReply<T>(schema: z.ZodType<T>, output: string, agent: AgentHandle)
   const r = schema.safeParse(json);
   if (!r.success) {
     throw new CmError('agent.too_old', `the ${agent.side} agent ${agent.address} answered the external TLS operation in a form this cmmigrate does not read`, {
-      hint: 'reinstall the agents with this cmmigrate (cmmigrate install-agent), then run the same command again',
+      hint: `reinstall the agents with this cmmigrate (cmmigrate install-agent), then run ${RERUN}`,
     });
   }
   return r.data;

@@ -4,6 +4,8 @@
  * run's own command line by a run's step error.
  */
 import type * as grpc from '@grpc/grpc-js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { interruptedError } from '../controller/interrupt';
 import { stepError } from '../controller/run/context';
@@ -11,6 +13,8 @@ import { CmError, fromServiceError, RERUN, SAME_COMMAND_AGAIN, withRerun } from 
 
 const RUN = 'cmmigrate run --plan plan.toml';
 const step = { id: '1', title: 'initial copy' } as const;
+
+const ROOT = path.join(__dirname, '..');
 
 describe('the rerun command in hints', () => {
   it('crosses the wire unfilled, and a plain command fills in the words it always said', () => {
@@ -24,12 +28,28 @@ describe('the rerun command in hints', () => {
     expect(withRerun(plain, SAME_COMMAND_AGAIN)).toBe(plain);
   });
 
-  it("a run's step error fills in the run's command, for new hints and for ones still written in words", () => {
+  it("a run's step error fills in the run's command", () => {
     const filled = stepError(new CmError('transfer.disk_full', 'no space', { hint: `free space, then run ${RERUN}` }), step, 'new.example', RUN);
     expect(filled.hint).toBe(`free space, then run ${RUN}`);
-    const words = stepError(new CmError('transfer.disk_full', 'no space', { hint: 'free space, then run the same command again' }), step, 'new.example', RUN);
-    expect(words.hint).toBe(`free space, then run ${RUN}`);
     expect(stepError(new CmError('transfer.disk_full', 'no space'), step, undefined, RUN).hint).toBe(`fix what is reported, then run ${RUN}`);
+  });
+
+  it('no hint in the product writes the rerun command in words (a run could not fill it in)', () => {
+    const offenders: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) {
+          if (e.name !== 'generated' && e.name !== 'build') walk(p);
+        } else if (e.name.endsWith('.ts')) {
+          fs.readFileSync(p, 'utf8').split('\n').forEach((line, i) => {
+            if (!/^\s*(\*|\/\/)/.test(line) && /then run the same command again/.test(line)) offenders.push(`${path.relative(ROOT, p)}:${i + 1}`);
+          });
+        }
+      }
+    };
+    for (const d of ['agent', 'controller', 'proto']) walk(path.join(ROOT, d));
+    expect(offenders).toEqual([]);
   });
 
   it('an interruption says how to continue, in a run and outside one', () => {

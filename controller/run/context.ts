@@ -6,7 +6,7 @@
  */
 import * as readline from 'node:readline';
 import pino from 'pino';
-import { asCmError, CmError, ExitCode, fillRerun, RERUN } from '../../proto';
+import { asCmError, CmError, ExitCode, fillRerun } from '../../proto';
 import { whenAborted } from '../interrupt';
 import type { AgentHandle } from '../agent-client';
 import type { Reporter } from '../report';
@@ -83,13 +83,6 @@ export async function askTerminal(question: string, what: string, rerun: string,
 }
 
 /**
- * The words a hint not yet written with RERUN uses for it (controller/relay/cmdeploy.ts and
- * stages.ts, controller/bridge-client.ts, an agent of an older version): read as RERUN in a
- * run, as the run always did. Goes once those hints use RERUN.
- */
-const LEGACY_RERUN = 'run the same command again';
-
-/**
  * A step's failure as the operator should read it: which step, on which host, what went
  * wrong, and, last, the command that continues.
  */
@@ -98,7 +91,7 @@ export function stepError(err: unknown, step: { id: StepId; title: string }, hos
   const where = step.id === 'preflight' ? 'preflight' : `step ${step.id} (${step.title})`;
   const on = host && !e.message.includes(host) ? ` on ${host}` : '';
   const message = e.message.startsWith(where) ? e.message : `${where}${on}: ${e.message}`;
-  let hint = e.hint === undefined ? `fix what is reported, then run ${rerun}` : fillRerun(e.hint.split(LEGACY_RERUN).join(`run ${RERUN}`), rerun);
+  let hint = e.hint === undefined ? `fix what is reported, then run ${rerun}` : fillRerun(e.hint, rerun);
   if (!hint.includes('cmmigrate ')) hint = `${hint}; then run ${rerun}`;
   return new CmError(e.code, message, { hint, details: { ...e.details, step: step.id, host }, exitCode: e.exitCode, cause: e });
 }
