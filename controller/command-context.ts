@@ -6,6 +6,7 @@
 import type { AgentHandle } from './agent-client';
 import type { Plan } from './plan';
 import type { Reporter } from './report';
+import { loadOps } from './commands/load-ops';
 
 export interface CommandContext {
   /** Aborted on the first Ctrl-C (SIGINT or SIGTERM). */
@@ -18,7 +19,7 @@ export interface CommandContext {
 
 /** Connects to the plan's agents, calls `fn` with them, and closes them whatever happens. */
 export async function withAgents<T>(plan: Plan, fn: (agents: { old: AgentHandle; new: AgentHandle }) => Promise<T>): Promise<T> {
-  const { connectAgent } = await import('./commands/lazy-ops');
+  const { connectAgent } = loadOps();
   const agents = { old: await connectAgent(plan, 'old'), new: await connectAgent(plan, 'new') };
   try {
     return await fn(agents);

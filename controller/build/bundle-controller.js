@@ -10,7 +10,7 @@
  * - cmmigrate-errors.js: proto/errors.ts, one copy for both other parts (CmError is
  *   matched with instanceof).
  * - cmmigrate-ops.js: controller/commands/lazy-ops.ts, every operation, loaded by a
- *   command's action (`await import('./lazy-ops')`).
+ *   command's action (`loadOps()`, controller/commands/load-ops.ts).
  * - cmmigrate-grpc.js: grpc-js, one copy for the operations and for proto/errors.ts,
  *   which loads it only when an error carries gRPC metadata.
  *

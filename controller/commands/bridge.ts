@@ -1,6 +1,7 @@
 /** `cmmigrate bridge status|stop`: parses its options and calls the bridge op (controller/ops/bridge.ts). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
+import { loadOps } from './load-ops';
 
 /** The `bridge` command with its `status` and `stop` subcommands. */
 export function bridgeCommand(ctx: CommandContext): Command {
@@ -10,7 +11,7 @@ export function bridgeCommand(ctx: CommandContext): Command {
     .option('--json', 'print one JSON result object on stdout')
     .addHelpText('after', '\nExample:\n  cmmigrate bridge status --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
-      const { runBridgeStatus, loadPlan } = await import('./lazy-ops');
+      const { runBridgeStatus, loadPlan } = loadOps();
       await runBridgeStatus(await loadPlan(o.plan), { planArg: o.plan, signal: ctx.signal }, ctx.reporter(!!o.json));
     });
   const stop = new Command('stop')
@@ -19,7 +20,7 @@ export function bridgeCommand(ctx: CommandContext): Command {
     .option('--json', 'print one JSON result object on stdout')
     .addHelpText('after', '\nExample:\n  cmmigrate bridge stop --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
-      const { runBridgeStop, loadPlan } = await import('./lazy-ops');
+      const { runBridgeStop, loadPlan } = loadOps();
       await runBridgeStop(await loadPlan(o.plan), { signal: ctx.signal }, ctx.reporter(!!o.json));
     });
   return new Command('bridge')

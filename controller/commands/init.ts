@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
 import { DEFAULT_AGENT_PORT } from '../../proto/address';
 import type { InitOptions } from '../ops/init';
+import { loadOps } from './load-ops';
 
 /** The `init` command. */
 export function initCommand(ctx: CommandContext): Command {
@@ -38,7 +39,7 @@ export function initCommand(ctx: CommandContext): Command {
     )
     .action(async (opts: InitOptions) => {
       const out = ctx.reporter(false);
-      const { runInit } = await import('./lazy-ops');
+      const { runInit } = loadOps();
       const result = await runInit(opts);
       for (const line of result.lines) out.item(line);
     });

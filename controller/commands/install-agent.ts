@@ -2,10 +2,11 @@
 import { Argument, Command } from 'commander';
 import type { CommandContext } from '../command-context';
 import type { Side } from '../ops/agents';
+import { loadOps } from './load-ops';
 
 /** The agent's systemd unit, read only when the help is shown. */
 function unitName(): string {
-  return (require('./lazy-ops') as typeof import('./lazy-ops')).UNIT_NAME;
+  return loadOps().UNIT_NAME;
 }
 
 /** The `install-agent` command. */
@@ -29,7 +30,7 @@ Example:
   cmmigrate install-agent new --plan plan.toml`,
     )
     .action(async (side: Side, o: { plan: string; json?: boolean }) => {
-      const { runInstallAgent, loadPlan } = await import('./lazy-ops');
+      const { runInstallAgent, loadPlan } = loadOps();
       await runInstallAgent(await loadPlan(o.plan), { planArg: o.plan, side, signal: ctx.signal }, ctx.reporter(!!o.json));
     });
 }

@@ -1,6 +1,6 @@
 /**
  * Everything the commands' actions run, in one module that an action loads with
- * `await import('./lazy-ops')` when it starts: the command definitions themselves stay
+ * `loadOps()` (./load-ops) when it starts: the command definitions themselves stay
  * light, so `cmmigrate --version` or a usage error never loads gRPC, zod or the wire
  * contract. The controller bundle keeps this module (and all it needs) in its own file,
  * dist/cmmigrate-ops.js (controller/build/bundle-controller.js). A new command exports

@@ -1,6 +1,7 @@
 /** `cmmigrate report`: parses its options and writes the move report (controller/move-report/). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
+import { loadOps } from './load-ops';
 
 /** The `report` command. */
 export function reportCommand(ctx: CommandContext): Command {
@@ -10,7 +11,7 @@ export function reportCommand(ctx: CommandContext): Command {
     .option('--json', 'print the report data as one JSON object')
     .addHelpText('after', '\nExample:\n  cmmigrate report --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
-      const { runReport } = await import('./lazy-ops');
+      const { runReport } = loadOps();
       await runReport({ plan: o.plan }, ctx.reporter(!!o.json));
     });
 }

@@ -1,6 +1,7 @@
 /** `cmmigrate rollback`: parses its options and rolls back (controller/run/rollback.ts). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
+import { loadOps } from './load-ops';
 
 /** The `rollback` command. */
 export function rollbackCommand(ctx: CommandContext): Command {
@@ -15,7 +16,7 @@ export function rollbackCommand(ctx: CommandContext): Command {
         'A later `cmmigrate run` continues at step 3 (disable mail, final sync, DNS, activate).\n\nExample:\n  cmmigrate rollback --plan plan.toml',
     )
     .action(async (o: { plan: string; yes?: boolean; json?: boolean }) => {
-      const { runRollback, loadPlan } = await import('./lazy-ops');
+      const { runRollback, loadPlan } = loadOps();
       await runRollback(await loadPlan(o.plan), { planArg: o.plan, yes: o.yes, signal: ctx.signal }, ctx.reporter(!!o.json));
     });
 }

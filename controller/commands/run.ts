@@ -6,12 +6,13 @@ import { Command, Option } from 'commander';
 import { CmError, ExitCode } from '../../proto/errors';
 import type { CommandContext } from '../command-context';
 import type { StepId } from '../run/journal';
+import { loadOps } from './load-ops';
 
 function stepOption(flag: string) {
   return (v: string): StepId => {
     const id = v.replace(/^step\s*/i, '');
     // The journal (and its schema) loads only when the option is given.
-    const { STEP_IDS } = require('./lazy-ops') as typeof import('./lazy-ops');
+    const { STEP_IDS } = loadOps();
     if (!(STEP_IDS as readonly string[]).includes(id)) {
       throw new CmError('usage.bad_option', `${flag} ${JSON.stringify(v)}: expected preflight or a step number from 1 to 6`);
     }
@@ -102,7 +103,7 @@ export function runCommand(ctx: CommandContext): Command {
     .addHelpText('after', RUN_STEPS_HELP)
     .action(async (o: { plan: string; yes?: boolean; dryRun?: boolean; from?: StepId; only?: StepId; json?: boolean; dnsTimeout?: number; dnsInterval?: number; skipDnsWait?: boolean; bridge?: boolean; catchUp: boolean; catchUpUntil?: number; fullVerify: boolean }) => {
       const out = ctx.reporter(!!o.json);
-      const { runMigration } = await import('./lazy-ops');
+      const { runMigration } = loadOps();
       await runMigration(
         {
           plan: o.plan,

@@ -1,6 +1,7 @@
 /** `cmmigrate status`: parses its options and shows the journal (controller/ops/status.ts). */
 import { Command } from 'commander';
 import type { CommandContext } from '../command-context';
+import { loadOps } from './load-ops';
 
 /** The `status` command. */
 export function statusCommand(ctx: CommandContext): Command {
@@ -11,7 +12,7 @@ export function statusCommand(ctx: CommandContext): Command {
     .addHelpText('after', '\nExample:\n  cmmigrate status --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean }) => {
       const out = ctx.reporter(!!o.json);
-      const { runStatus, loadPlan } = await import('./lazy-ops');
+      const { runStatus, loadPlan } = loadOps();
       const r = await runStatus(await loadPlan(o.plan), { planArg: o.plan }, out);
       out.event({ ...r });
     });

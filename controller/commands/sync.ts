@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { CmError } from '../../proto/errors';
 import type { CommandContext } from '../command-context';
 import type { SyncPhase } from '../ops/sync';
+import { loadOps } from './load-ops';
 
 /** The `sync` command. */
 export function syncCommand(ctx: CommandContext): Command {
@@ -29,7 +30,7 @@ Example:
     )
     .action(async (o: { plan: string; phase: SyncPhase; json?: boolean; dryRun?: boolean; maxDelete?: number }) => {
       const out = ctx.reporter(!!o.json);
-      const { connectAgent, runSync, loadPlan } = await import('./lazy-ops');
+      const { connectAgent, runSync, loadPlan } = loadOps();
       const plan = await loadPlan(o.plan);
       const newAgent = await connectAgent(plan, 'new');
       try {

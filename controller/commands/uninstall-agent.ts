@@ -2,10 +2,11 @@
 import { Argument, Command } from 'commander';
 import type { CommandContext } from '../command-context';
 import type { Side } from '../ops/agents';
+import { loadOps } from './load-ops';
 
 /** The agent's systemd unit, read only when the help is shown. */
 function unitName(): string {
-  return (require('./lazy-ops') as typeof import('./lazy-ops')).UNIT_NAME;
+  return loadOps().UNIT_NAME;
 }
 
 /** The `uninstall-agent` command. */
@@ -27,7 +28,7 @@ Example:
   cmmigrate uninstall-agent old --plan plan.toml`,
     )
     .action(async (side: Side, o: { plan: string; keepNodejs?: boolean; json?: boolean }) => {
-      const { runUninstallAgent, loadPlan } = await import('./lazy-ops');
+      const { runUninstallAgent, loadPlan } = loadOps();
       await runUninstallAgent(await loadPlan(o.plan), { side, keepNodejs: o.keepNodejs, signal: ctx.signal }, ctx.reporter(!!o.json));
     });
 }

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { CmError, ExitCode } from '../../proto/errors';
 import { withAgents, type CommandContext } from '../command-context';
+import { loadOps } from './load-ops';
 
 /** The `verify` command. */
 export function verifyCommand(ctx: CommandContext): Command {
@@ -18,7 +19,7 @@ export function verifyCommand(ctx: CommandContext): Command {
     .addHelpText('after', '\n--quick trusts a record only for a file last changed before the record was written (a change within the same clock tick is read again, as git does); verify without --quick reads everything.\n\nExit status: 0 when both hosts match, 1 when something differs (the paths are listed).\n\nExample:\n  cmmigrate verify --plan plan.toml')
     .action(async (o: { plan: string; json?: boolean; quick?: boolean; maxDiffs: number }) => {
       const out = ctx.reporter(!!o.json);
-      const { reportVerify, runVerify, loadPlan, recordFullVerifyOfMove } = await import('./lazy-ops');
+      const { reportVerify, runVerify, loadPlan, recordFullVerifyOfMove } = loadOps();
       const plan = await loadPlan(o.plan);
       const r = await withAgents(plan, (agents) => runVerify(plan, agents, { maxDiffs: o.maxDiffs, quick: o.quick, signal: ctx.signal }, out));
       // The full verify a run left pending after step 6 is now done (or found differences).
