@@ -150,8 +150,8 @@ describe('how the agent is launched', () => {
     const { remoteLayout, renderUnit } = await import('../controller/remote-layout');
     const shebang = (await fs.readFile(AGENT_CLI, 'utf8')).split('\n')[0];
     expect(shebang).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(' ')}`);
-    const bundle = (await fs.readFile(path.join(path.dirname(AGENT_CLI), '..', 'cmmigrate-agent.js'), 'utf8')).split('\n')[0];
-    expect(bundle).toBe(shebang);
+    const tscOutput = (await fs.readFile(path.join(path.dirname(AGENT_CLI), 'agent', 'cli.js'), 'utf8')).split('\n')[0];
+    expect(tscOutput).toBe(shebang);
     const unit = renderUnit(remoteLayout(''), { node: '/usr/bin/node', listen: '127.0.0.3:7826', mailboxesDir: '/home/vmail/mail', side: 'new' });
     expect(unit).toContain(`ExecStart=/usr/bin/node ${AGENT_NODE_FLAGS.join(' ')} /opt/cmmigrate/cmmigrate-agent.js serve`);
   });

@@ -18,7 +18,8 @@ export const REPO = ((): string => {
   while (!existsSync(path.join(d, 'package.json')) && path.dirname(d) !== d) d = path.dirname(d);
   return d;
 })();
-export const AGENT_CLI = path.join(REPO, 'dist', 'agent', 'cli.js');
+/** The agent as it ships: the one-file bundle that install-agent uploads and package.json's bin names. */
+export const AGENT_CLI = path.join(REPO, 'dist', 'cmmigrate-agent.js');
 export const CONTROLLER_CLI = path.join(REPO, 'dist', 'controller', 'cli.js');
 
 export interface CliResult {
