@@ -117,6 +117,12 @@ describe('cmmigrate run --bridge', () => {
       expect(j.steps['5'].state).not.toBe('done');
       expect(j.order).toEqual(['preflight', '1', '2', '3', '4', '6', '5']);
       expect(j.outage.ended_at).toBe(j.bridge_up_at);
+      // Issue 14's target: the outage (from step 3's start) ends at most 5 s after step 6's
+      // activation is done, whatever the DNS wait, and it began no earlier than step 3.
+      const outageFrom = Date.parse(j.outage.started_at) - Date.parse(j.steps['3'].started_at);
+      expect(outageFrom).toBeGreaterThanOrEqual(0);
+      expect(outageFrom).toBeLessThan(1000);
+      expect(Date.parse(j.bridge_up_at) - Date.parse(j.steps['6'].ended_at)).toBeLessThan(5000);
       expect(j.bridge.stopped_units).toContain('nginx');
       expect(r.dnsSwitchedAt).toBeUndefined();
 
