@@ -20,7 +20,7 @@ import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
-import { LineReader } from './line-reader';
+import { LineReader, nextRecord } from './line-reader';
 import type { ResolvedRoot } from './paths';
 
 export interface DigestRecord {
@@ -103,23 +103,7 @@ export class DigestReader {
   }
 
   private advance(h: Head): void {
-    for (;;) {
-      const s = h.lines.next();
-      if (s === null) {
-        h.rec = null;
-        return;
-      }
-      if (!s) continue;
-      try {
-        h.rec = JSON.parse(s) as DigestRecord;
-        return;
-      } catch {
-        // A torn last line of a killed pass: the rest of that file is unusable.
-        h.rec = null;
-        h.lines.close();
-        return;
-      }
-    }
+    h.rec = nextRecord<DigestRecord>(h.lines);
   }
 
   /**

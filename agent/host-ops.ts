@@ -13,12 +13,9 @@ import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsFor
 import { runChild, type ChildResult } from '../proto/child-run';
 import type { Logger } from './log';
 import { parseExternalTlsWrite } from './requests';
-import { readExternalTls, writeExternalTls } from './external-tls';
+import { deployedExternalPaths, readExternalTls, writeExternalTls } from './external-tls';
 import { resolveRoots, type AgentRoots } from './paths';
 import { walkRoot } from './walk';
-
-/** Where chatmail/relay's deploy writes the relay's chatmail.ini on the host (basedeploy.py remote_chatmail_inipath). */
-const DEPLOYED_INI = 'usr/local/lib/chatmaild/chatmail.ini';
 
 /** How long one host command may run before it is stopped (host.command_timeout). */
 export const HOST_COMMAND_TIMEOUT_MS = 120_000;
@@ -245,16 +242,7 @@ export class HostOpRunner {
    * one path a line. Nothing is read from them.
    */
   private async externalTlsFiles(fields: Record<string, unknown>): Promise<string> {
-    const ini = path.join(this.cfg.roots.root, DEPLOYED_INI);
-    let text: string;
-    try {
-      text = await fs.readFile(ini, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-      throw new CmError('host.bad_file', `on ${os.hostname()}: cannot read ${DEPLOYED_INI}: ${(err as Error).message}`, { cause: err });
-    }
-    const m = /^\s*tls_external_cert_and_key\s*=(.*)$/m.exec(text);
-    const paths = (m?.[1] ?? '').trim().split(/\s+/).filter((p) => p.startsWith('/'));
+    const paths = await deployedExternalPaths(this.cfg.roots.root);
     const present: string[] = [];
     for (const p of paths) {
       const st = await fs.stat(path.join(this.cfg.roots.root, p)).catch(() => undefined);

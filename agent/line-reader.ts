@@ -52,3 +52,22 @@ export class LineReader {
 }
 
 const READ_BLOCK = 64 * 1024;
+
+/**
+ * The next JSON record of `lines`, skipping empty lines; null at the end, and at a line that
+ * does not parse: a torn last line of a killed pass makes the rest of that file unusable, so
+ * the reader is closed there.
+ */
+export function nextRecord<T>(lines: LineReader): T | null {
+  for (;;) {
+    const line = lines.next();
+    if (line === null) return null;
+    if (!line) continue;
+    try {
+      return JSON.parse(line) as T;
+    } catch {
+      lines.close();
+      return null;
+    }
+  }
+}

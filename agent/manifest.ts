@@ -13,7 +13,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
-import { LineReader } from './line-reader';
+import { LineReader, nextRecord } from './line-reader';
 
 export interface ManifestRecord {
   /** Path relative to --root. */
@@ -73,23 +73,7 @@ export class ManifestReader {
   }
 
   private advance(h: { rec: ManifestRecord | null; lines: LineReader }): void {
-    for (;;) {
-      const line = h.lines.next();
-      if (line === null) {
-        h.rec = null;
-        return;
-      }
-      if (!line) continue;
-      try {
-        h.rec = JSON.parse(line) as ManifestRecord;
-        return;
-      } catch {
-        // A torn last line of an interrupted pass: the rest of that file is unusable.
-        h.rec = null;
-        h.lines.close();
-        return;
-      }
-    }
+    h.rec = nextRecord<ManifestRecord>(h.lines);
   }
 
   /** The record of `p`, if any. Calls must come in walk order. */
