@@ -71,9 +71,10 @@ export async function runStatus(plan: Plan, opts: { planArg: string }, out: Repo
     for (const x of v.differing.slice(0, 5)) out.item(`             ${x.path}: ${x.what}`);
   }
   if (d.rolled_back_at) out.item(`  rolled back at ${d.rolled_back_at}: mail runs on the old host again`);
-  // The agent, not the journal, knows whether a bridge is up; without an answer, only a
-  // bridge the run started and did not stop is worth a line.
-  const bridge = await askBridge(plan);
+  // Only `run --bridge` starts a bridge, and its journal says so: without that, status does
+  // not dial the old agent. With it, the agent knows whether the bridge is still up; without
+  // an answer, only a bridge the run started and did not stop is worth a line.
+  const bridge = d.bridge ? await askBridge(plan) : {};
   const result: StatusResult = { journal: d, next: '' };
   if (bridge.view?.running) {
     printBridge(bridge.view, out);
