@@ -166,7 +166,10 @@ export async function writeExternalTls(req: ExternalTlsWrite, roots: AgentRoots,
     }
     return { uid, gid };
   };
-  const out: ExternalTlsWritten[] = [];
+  // Decide for every file before anything is created: a refusal of either file (content,
+  // owner, conflict, a directory that leads elsewhere) leaves the new host as it was.
+  const realRoot = await fs.realpath(roots.root);
+  const plans: { f: (typeof req.files)[number]; data: Buffer; want: { uid: number; gid: number }; abs: string; result: ExternalTlsWritten['result']; dirs: { abs: string; uid: number; gid: number; mode: number }[] }[] = [];
   for (const f of req.files) {
     const data = Buffer.from(f.data, 'base64');
     if (data.length !== f.size || sha256(data) !== f.sha256) {
@@ -174,7 +177,6 @@ export async function writeExternalTls(req: ExternalTlsWrite, roots: AgentRoots,
     }
     const want = owner(f, f.path);
     const abs = path.join(roots.root, f.path);
-    // Decide before anything is created: a conflict leaves the new host as it was.
     let result: ExternalTlsWritten['result'] = 'written';
     const st = await fs.lstat(abs).catch(() => null);
     if (st) {
@@ -189,20 +191,29 @@ export async function writeExternalTls(req: ExternalTlsWrite, roots: AgentRoots,
         });
       }
     }
-    for (const d of f.dirs) {
-      const dabs = path.join(roots.root, d.path);
-      if (fsSync.existsSync(dabs)) continue;
-      const o = owner(d, d.path);
-      await fs.mkdir(dabs);
-      await fs.chown(dabs, o.uid, o.gid);
-      await fs.chmod(dabs, d.mode);
+    const dirs = f.dirs.filter((d) => !fsSync.existsSync(path.join(roots.root, d.path))).map((d) => ({ abs: path.join(roots.root, d.path), mode: d.mode, ...owner(d, d.path) }));
+    // A symlinked directory on this host must not lead the write into a carried root or out
+    // of --root: resolve the nearest directory above the file that exists, the rest is made here.
+    let existing = path.dirname(abs);
+    const missing: string[] = [];
+    while (!fsSync.existsSync(existing) && existing !== realRoot && existing !== path.dirname(existing)) {
+      missing.unshift(path.basename(existing));
+      existing = path.dirname(existing);
     }
-    // A symlinked directory on this host must not lead the write into a carried root or out of --root.
-    const realRoot = await fs.realpath(roots.root);
-    const realParent = await fs.realpath(path.dirname(abs));
+    const realParent = path.join(await fs.realpath(existing), ...missing);
     const hostParent = '/' + path.relative(realRoot, realParent);
     if (hostParent.startsWith('/..')) throw refused(f.path, `its directory leads out of the agent's root (to ${realParent})`);
     checkExternalPath(path.posix.join(hostParent, path.basename(f.path)), { ...roots, root: realRoot }, stateDir);
+    plans.push({ f, data, want, abs, result, dirs });
+  }
+  const out: ExternalTlsWritten[] = [];
+  for (const { f, data, want, abs, result, dirs } of plans) {
+    for (const d of dirs) {
+      if (fsSync.existsSync(d.abs)) continue;
+      await fs.mkdir(d.abs);
+      await fs.chown(d.abs, d.uid, d.gid);
+      await fs.chmod(d.abs, d.mode);
+    }
     const mtime = utimesSeconds(BigInt(f.mtime_ns));
     if (result === 'unchanged') {
       await fs.chown(abs, want.uid, want.gid);

@@ -98,10 +98,14 @@ describe('external TLS files through the agents', { timeout: 60_000 }, () => {
     const key = path.join(m.newRoot, KEY.slice(1));
     await fs.writeFile(key, 'the operator put another key here\n');
     const theirs = crypto.createHash('sha256').update('the operator put another key here\n').digest('hex');
+    // The certificate comes first: the key's conflict must keep it from being written too.
+    const cert = path.join(m.newRoot, CERT.slice(1));
+    await fs.rm(cert);
     const err = await failure(newOps.externalTlsWrite({ files, replace: {} }));
     expect(err.code).toBe('host.tls_file_conflict');
     expect(err.message).toContain(KEY);
     expect(await fs.readFile(key, 'utf8')).toBe('the operator put another key here\n');
+    await expect(fs.lstat(cert)).rejects.toThrow(/ENOENT/);
     const other = await failure(newOps.externalTlsWrite({ files, replace: { [KEY]: 'f'.repeat(64) } }));
     expect(other.code).toBe('host.tls_file_conflict');
     const w = await newOps.externalTlsWrite({ files, replace: { [KEY]: theirs } });
@@ -123,6 +127,10 @@ describe('external TLS files through the agents', { timeout: 60_000 }, () => {
     const linked = await failure(newOps.externalTlsWrite({ files: [{ ...cert, path: '/etc/ssl/linked/cert.pem', dirs: [] }], replace: {} }));
     expect(linked.code).toBe('host.tls_path_refused');
     expect(linked.message).toContain('inside the carried root dkimkeys');
+    expect(await fs.readdir(path.join(m.newRoot, 'etc/dkimkeys'))).toEqual([]);
+    // Nor is a missing directory under that link made before the refusal.
+    const deeper = await failure(newOps.externalTlsWrite({ files: [{ ...cert, path: '/etc/ssl/linked/sub/cert.pem', dirs: [{ path: '/etc/ssl/linked/sub', user: 'root', group: 'root', mode: 0o755 }] }], replace: {} }));
+    expect(deeper.code).toBe('host.tls_path_refused');
     expect(await fs.readdir(path.join(m.newRoot, 'etc/dkimkeys'))).toEqual([]);
   });
 });
