@@ -138,6 +138,10 @@ export class Executor {
 
   private async fetch(a: Act<'fetch'>): Promise<void> {
     const { summary, writer } = this.ctx;
+    // A fetch may wait on the sender for long (a big file, a slow link): what earlier actions
+    // put in place must be on record first, or a kill while waiting orphans it, and the next
+    // pass takes it for a file cmmigrate did not write (as run() does before the queue waits).
+    writer?.flush();
     const r = await this.ctx.fetch!.receive(a.rel, a.abs, (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel));
     if (r === null) {
       this.ctx.readErrors = true;
