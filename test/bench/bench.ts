@@ -51,6 +51,7 @@ import { descendants, foreignSeconds, foreignTicks } from './busy';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { SSH_DELAYED, SSH_DIRECT, rsyncSsh, runShell, sh, tarLocal, tarSsh, writeSshConfig } from './peers';
 import { controllerStartup } from './startup';
+import { cpuSeconds, passEntries, peakRssMiB } from './proc';
 import { computeRatios, formatTable, machineFacts, type CaseResult, type Machine } from './report';
 
 const MAILBOXES = 'home/vmail/mail';
@@ -170,19 +171,6 @@ function checkPrerequisites(): void {
   if (missing.length) throw new UsageError(`the bench needs: ${missing.join('; ')}`);
 }
 
-async function peakRssMiB(pid: number): Promise<number> {
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 function runOrThrow(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -663,10 +651,6 @@ interface OpResult {
 }
 
 /** The entries a pass decided on: sent, renamed, deleted or found unchanged, of every type. */
-function passEntries(out: Record<string, unknown>): number {
-  return ['files', 'dirs', 'symlinks', 'hardlinks', 'fifos', 'renamed', 'deleted', 'unchanged'].reduce((n, k) => n + (Number(out[k]) || 0), 0);
-}
-
 const SYNC_FIELDS = ['files', 'bytes', 'renamed', 'deleted', 'unchanged', 'hardlinks', 'seconds', 'wire_bytes'];
 
 /** Which code was measured: the commit, and the files changed since. */

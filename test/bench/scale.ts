@@ -1,25 +1,26 @@
 /**
  * `npm run scale -- --files N`: pass a relay tree of N files (default 1,000,000, small
  * messages) between two agents on loopback, and report each agent's peak RSS (VmHWM) and
- * the time of each step. Not part of `npm test`: it takes many minutes and gigabytes.
+ * the time of each step. Then, with nothing changed, `--runs` rounds (default 3) of a final
+ * pass against `rsync -aH --delete` over ssh of the same roots (to a copy of its own, made
+ * untimed first), alternating, with each agent's CPU per entry. Not part of `npm test`: it
+ * takes many minutes and gigabytes. It needs root, `rsync` and `openssh-server`.
  *
  * The tree is generated once into --dir (default /var/tmp/cmmigrate-scale) and reused.
  */
+import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { cmmigrate, freePort, startAgentProcess, type AgentProcess } from '../support/harness';
+import { ALL_ROOT_PATHS, cmmigrate, freePort, startAgentProcess, type AgentProcess } from '../support/harness';
 import { generateRelayTree, writeIdentity } from '../support/relay-tree';
+import { startSshd } from '../support/sshd';
 import { AGENT_PEAK_RSS_BYTES, AGENT_PEAK_RSS_MB } from '../support/bounds';
+import { SSH_DIRECT, rsyncSsh, runShell, writeSshConfig } from './peers';
+import { cpuSeconds, passEntries, peakRssMiB } from './proc';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : dflt;
-}
-
-async function peakRss(pid: number): Promise<number> {
-  const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) * 1024 : NaN;
 }
 
 async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
@@ -76,11 +77,12 @@ async function main(): Promise<void> {
       const out = JSON.parse(r.stdout);
       result[label] = { seconds: out.seconds, files: out.files, bytes: out.bytes, unchanged: out.unchanged, ok: out.ok };
       result[`${label} peak RSS MiB`] = {
-        old: Math.round((await peakRss(agents[0].child.pid!)) / 2 ** 20),
-        new: Math.round((await peakRss(agents[1].child.pid!)) / 2 ** 20),
+        old: Math.round((await peakRssMiB(agents[0].child.pid!))),
+        new: Math.round((await peakRssMiB(agents[1].child.pid!))),
       };
       console.log(JSON.stringify(result[`${label} peak RSS MiB`]));
     }
+    result['nothing changed'] = await unchangedRounds(Number(arg('runs', '3')), plan, oldRoot, path.join(dir, 'rsync'), agents);
   } finally {
     await Promise.all(agents.map((a) => a.stop()));
     await fs.writeFile(path.join(dir, 'old.log'), agents[0].log());
@@ -94,6 +96,54 @@ async function main(): Promise<void> {
   if (over.length) {
     console.error(`scale: over the README's bound of ${AGENT_PEAK_RSS_MB} MB per agent: ${over.join('; ')}`);
     process.exitCode = 1;
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * Nothing changed: rounds of `cmmigrate sync --phase final` (the running agents; their CPU
+ * from /proc) against `rsync -aH --delete` over ssh into a copy of its own, alternating.
+ */
+async function unchangedRounds(runs: number, plan: string, oldRoot: string, rsyncRoot: string, agents: AgentProcess[]): Promise<Record<string, unknown>> {
+  const roots = ALL_ROOT_PATHS.map((p) => p.slice(1)).filter((p) => existsSync(path.join(oldRoot, p)));
+  const sshd = await startSshd({ aliases: ['scale-unused'] });
+  try {
+    const config = await writeSshConfig(sshd, path.dirname(rsyncRoot), sshd.port);
+    await fs.mkdir(rsyncRoot, { recursive: true });
+    const first = await timed('rsync -aH over ssh (untimed copy for the rounds)', () => runShell(rsyncSsh(config, SSH_DIRECT, oldRoot, roots, rsyncRoot, false), 4 * 3600_000));
+    if (first.code !== 0) throw new Error(`rsync failed: ${first.stderr}`);
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    const cpu: { old: number; new: number }[] = [];
+    let entries = 0;
+    for (let i = 0; i < runs; i++) {
+      const c0 = await Promise.all(agents.map((a) => cpuSeconds(a.child.pid!)));
+      const r = await cmmigrate(['sync', '--plan', plan, '--phase', 'final', '--json'], { timeoutMs: 4 * 3600_000 });
+      const c1 = await Promise.all(agents.map((a) => cpuSeconds(a.child.pid!)));
+      if (r.code !== 0) throw new Error(`final pass failed: ${r.stderr}`);
+      const out = JSON.parse(r.stdout) as Record<string, unknown>;
+      if (Number(out.files) > 0 || Number(out.deleted) > 0 || Number(out.renamed) > 0) throw new Error(`a pass with nothing changed moved something: ${r.stdout}`);
+      entries = passEntries(out);
+      ours.push(Number(out.seconds));
+      cpu.push({ old: c1[0] - c0[0], new: c1[1] - c0[1] });
+      const rs = await runShell(rsyncSsh(config, SSH_DIRECT, oldRoot, roots, rsyncRoot, true), 4 * 3600_000);
+      if (rs.code !== 0) throw new Error(`rsync --delete failed: ${rs.stderr}`);
+      theirs.push(rs.seconds);
+      console.log(`round ${i + 1}/${runs}: cmmigrate final ${ours[i].toFixed(1)} s (agents' CPU ${cpu[i].old.toFixed(1)} / ${cpu[i].new.toFixed(1)} s), rsync -aH --delete ${rs.seconds.toFixed(1)} s`);
+    }
+    const perEntry = (s: number): number => Math.round((s / entries) * 1e7) / 10;
+    const summary = {
+      entries,
+      cmmigrate_seconds: ours,
+      rsync_seconds: theirs.map((x) => Math.round(x * 100) / 100),
+      ratio_of_medians: Math.round((median(ours) / median(theirs)) * 100) / 100,
+      agent_cpu_us_per_entry: { old: median(cpu.map((c) => perEntry(c.old))), new: median(cpu.map((c) => perEntry(c.new))) },
+    };
+    console.log(`nothing changed, ${entries} entries: cmmigrate ${median(ours).toFixed(1)} s, rsync ${median(theirs).toFixed(1)} s (medians of ${runs}): ${summary.ratio_of_medians}× rsync; agents' CPU per entry ${summary.agent_cpu_us_per_entry.old} / ${summary.agent_cpu_us_per_entry.new} µs (old / new)`);
+    return summary;
+  } finally {
+    await sshd.stop();
   }
 }
 
