@@ -1,11 +1,13 @@
 /**
  * The README's Reliability section is the text test/bench/reliability.ts made from a real
  * run's log, the same that test/RELIABILITY.md holds: a figure edited by hand in one of them,
- * or a table regenerated into one only, fails here (issue 15, Figures).
+ * or a table regenerated into one only, fails here (issue 15, Figures). The same holds for the
+ * Performance section and the bench results in test/bench/results/ (issue 13).
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PERF_END, PERF_START, performanceSection, readResults, targetRows, withPerformance } from './bench/performance';
 import { SECTION_AFTER, SECTION_START, withSection } from './bench/reliability';
 
 const ROOT = path.join(__dirname, '..');
@@ -34,5 +36,38 @@ describe('README figures', () => {
       expect(r).not.toContain('FAILED in this run');
     }
     expect(generated).not.toContain('This run had problems');
+  });
+});
+
+describe('README performance figures', () => {
+  it('the generated part of the Performance section is what test/bench/results/ makes', async () => {
+    const readme = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const results = readResults();
+    expect(results.length).toBeGreaterThan(0);
+    const text = performanceSection(results);
+    const a = readme.indexOf(PERF_START);
+    const b = readme.indexOf(PERF_END);
+    expect(a).toBeGreaterThan(0);
+    expect(readme.slice(a, b + PERF_END.length)).toBe(text);
+    expect(withPerformance(readme, text)).toBe(readme);
+    // A figure changed in a result file, or a result file left out, shows.
+    const first = results[results.length - 1];
+    const bumped = JSON.parse(JSON.stringify(first)) as typeof first;
+    if (bumped.kind === 'scale') bumped.files += 1;
+    else bumped.cases[0].seconds[0] += 1;
+    expect(performanceSection([...results.slice(0, -1), bumped])).not.toBe(text);
+    if (results.length > 1) expect(performanceSection(results.slice(1))).not.toBe(text);
+  });
+
+  it('each target row says met only when the measured figure is within its target', () => {
+    const rows = targetRows(readResults());
+    const measured = rows.filter((r) => r.measured !== undefined);
+    expect(measured.length).toBeGreaterThan(0);
+    for (const r of measured) {
+      const value = Number(/^([\d.]+)/.exec(r.measured!)![1]);
+      const limit = Number(/([\d.]+)/.exec(r.target)![1]);
+      const inMiB = r.measured!.includes('MiB') ? (value * 2 ** 20) / 1e6 : value;
+      expect(r.met, `${r.what}: ${r.measured} against ${r.target}`).toBe(inMiB <= limit);
+    }
   });
 });

@@ -52,7 +52,7 @@ import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { SSH_DELAYED, SSH_DIRECT, rsyncSsh, runShell, sh, tarLocal, tarSsh, writeSshConfig } from './peers';
 import { controllerStartup } from './startup';
 import { cpuSeconds, passEntries, peakRssMiB } from './proc';
-import { computeRatios, formatTable, machineFacts, type CaseResult, type Machine } from './report';
+import { computeRatios, formatTable, gitState, machineFacts, type CaseResult, type Machine } from './report';
 
 const MAILBOXES = 'home/vmail/mail';
 const HOUR = 3_600_000;
@@ -652,12 +652,6 @@ interface OpResult {
 
 /** The entries a pass decided on: sent, renamed, deleted or found unchanged, of every type. */
 const SYNC_FIELDS = ['files', 'bytes', 'renamed', 'deleted', 'unchanged', 'hardlinks', 'seconds', 'wire_bytes'];
-
-/** Which code was measured: the commit, and the files changed since. */
-function gitState(): { commit: string; changed: string[] } {
-  const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
-  return { commit: git(['rev-parse', 'HEAD']) || 'unknown', changed: git(['status', '--porcelain']).split('\n').filter(Boolean) };
-}
 
 function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
   return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]]));

@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
+import { REPO } from '../support/harness';
 
 export interface CaseResult {
   name: string;
@@ -119,4 +120,10 @@ export function machineFacts(): Machine {
     rsync: firstLine('rsync', ['--version']),
     ssh: firstLine('ssh', ['-V']),
   };
+}
+
+/** Which code was measured: the commit, and the files changed since. */
+export function gitState(): { commit: string; changed: string[] } {
+  const git = (args: string[]): string => spawnSync('git', args, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() ?? '';
+  return { commit: git(['rev-parse', 'HEAD']) || 'unknown', changed: git(['status', '--porcelain']).split('\n').filter(Boolean) };
 }

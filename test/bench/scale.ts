@@ -11,12 +11,14 @@
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { ALL_ROOT_PATHS, cmmigrate, freePort, startAgentProcess, type AgentProcess } from '../support/harness';
+import { ALL_ROOT_PATHS, REPO, cmmigrate, freePort, startAgentProcess, type AgentProcess } from '../support/harness';
 import { generateRelayTree, writeIdentity } from '../support/relay-tree';
 import { startSshd } from '../support/sshd';
 import { AGENT_PEAK_RSS_BYTES, AGENT_PEAK_RSS_MB } from '../support/bounds';
 import { SSH_DIRECT, rsyncSsh, runShell, writeSshConfig } from './peers';
 import { cpuSeconds, passEntries, peakRssMiB } from './proc';
+import { gitState, machineFacts } from './report';
+import * as os from 'node:os';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -65,7 +67,9 @@ async function main(): Promise<void> {
     await startAgentProcess({ listen: `127.0.0.2:${po}`, root: oldRoot, tlsDir: path.join(tls, 'old'), extra: logArgs }),
     await startAgentProcess({ listen: `127.0.0.3:${pn}`, root: newRoot, tlsDir: path.join(tls, 'new'), extra: logArgs }),
   ];
-  const result: Record<string, unknown> = { files, stats };
+  const started = new Date();
+  const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  const result: Record<string, unknown> = { kind: 'scale', date: started.toISOString(), command: `npm run scale -- ${process.argv.slice(2).join(' ')}`.trim(), machine: machineFacts(), code: gitState(), files, stats };
   try {
     for (const [label, args] of [
       ['initial', ['sync', '--plan', plan, '--phase', 'initial', '--json']],
@@ -88,7 +92,13 @@ async function main(): Promise<void> {
     await fs.writeFile(path.join(dir, 'old.log'), agents[0].log());
     await fs.writeFile(path.join(dir, 'new.log'), agents[1].log());
   }
+  result.loadavg = { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) };
+  result.seconds = (Date.now() - started.getTime()) / 1000;
   console.log(JSON.stringify(result, null, 2));
+  const out = path.resolve(arg('out', path.join(REPO, 'bench-results', `scale-${started.toISOString().replace(/[:.]/g, '-').slice(0, 19)}-${files}.json`)));
+  await fs.mkdir(path.dirname(out), { recursive: true });
+  await fs.writeFile(out, JSON.stringify(result, null, 2) + '\n');
+  console.log(`written to ${out}`);
   // The README's bound holds for every agent in every phase, or the run fails.
   const over = Object.entries(result)
     .filter(([k]) => k.endsWith('peak RSS MiB'))
