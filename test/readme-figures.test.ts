@@ -5,10 +5,13 @@
  * Performance section and the bench results in test/bench/results/ (issue 13).
  */
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PERF_END, PERF_START, performanceSection, readResults, targetRows, withPerformance } from './bench/performance';
 import { SECTION_AFTER, SECTION_START, withSection } from './bench/reliability';
+import { generateRelayTree } from './support/relay-tree';
+import { DEMO_TREE } from './support/rehearsal';
 
 const ROOT = path.join(__dirname, '..');
 
@@ -69,5 +72,33 @@ describe('README performance figures', () => {
       const inMiB = r.measured!.includes('MiB') ? (value * 2 ** 20) / 1e6 : value;
       expect(r.met, `${r.what}: ${r.measured} against ${r.target}`).toBe(inMiB <= limit);
     }
+  });
+});
+
+describe('README sizes', () => {
+  const text = (s: string): string => s.replace(/\s+/g, ' ');
+
+  it('the demo relay is as big as the README says', async () => {
+    const readme = text(await fs.readFile(path.join(ROOT, 'README.md'), 'utf8'));
+    const m = /old relay \((\d+) addresses, about ([\d,]+) files, (\d+) MiB/.exec(readme);
+    expect(m, 'the README states the demo relay\'s size').not.toBeNull();
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cmmigrate-demo-size-'));
+    try {
+      const s = await generateRelayTree({ root: dir, ...DEMO_TREE });
+      expect(Number(m![1])).toBe(DEMO_TREE.addresses);
+      const files = Number(m![2].replace(/,/g, ''));
+      expect(Math.abs(files - s.files) / s.files, `about ${files} files, generated ${s.files}`).toBeLessThan(0.05);
+      expect(Number(m![3])).toBe(Math.round(s.bytes / 2 ** 20));
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('the shipped agent is as big as the README says', async () => {
+    const readme = text(await fs.readFile(path.join(ROOT, 'README.md'), 'utf8'));
+    const m = /`dist\/cmmigrate-agent\.js`, about (\d+) MiB/.exec(readme);
+    expect(m).not.toBeNull();
+    const size = (await fs.stat(path.join(ROOT, 'dist', 'cmmigrate-agent.js'))).size;
+    expect(Number(m![1])).toBe(Math.round(size / 2 ** 20));
   });
 });

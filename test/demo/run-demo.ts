@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { formatBytes } from '../../controller/report';
 import { CONTROLLER_CLI } from '../support/harness';
-import { MAIL_DOMAIN, OLD_HOST, setupRehearsal, type Rehearsal } from '../support/rehearsal';
+import { DEMO_TREE, MAIL_DOMAIN, OLD_HOST, setupRehearsal, type Rehearsal } from '../support/rehearsal';
 import { RELAY_UNITS, unitState } from '../support/standin-relay';
 
 /** How long the "operator" takes to change the DNS records once step 5 shows them. */
@@ -158,9 +158,9 @@ async function summary(r: Rehearsal): Promise<void> {
 async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
   const bridge = process.argv.includes('--bridge');
-  const addresses = Number(process.env.DEMO_ADDRESSES ?? 100);
+  const addresses = Number(process.env.DEMO_ADDRESSES ?? DEMO_TREE.addresses);
   console.log(`cmmigrate demo: a rehearsal of the whole move, with a relay of ${addresses} addresses ...`);
-  const r = await setupRehearsal({ tree: { addresses, messagesPerAddress: 20, seed: 7 } });
+  const r = await setupRehearsal({ tree: { ...DEMO_TREE, addresses } });
   // Ctrl-C reaches cmmigrate too (same process group): let it stop, then clean up below.
   let interrupted = false;
   process.on('SIGINT', () => (interrupted = true));

@@ -28,6 +28,9 @@ import { makeStandinRelay, setUnitState, upstreamRunningUnits, type LoggedCall, 
 import { selfSignedCertificate } from './test-certs';
 
 
+/** The demo's relay (`DEMO_ADDRESSES` overrides the addresses): the README states its size. */
+export const DEMO_TREE = { addresses: 100, messagesPerAddress: 20, seed: 7 } as const;
+
 export const MAIL_DOMAIN = 'mail.example.org';
 export const ZONE = 'example.org';
 export const OLD_HOST = '127.0.0.2';
