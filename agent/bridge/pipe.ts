@@ -90,6 +90,8 @@ function useOnRead(sock: net.Socket, callback: OnRead): boolean {
  */
 export class Pipe implements LiveConnection {
   readonly target: net.Socket;
+  /** The client's reads go through the pooled `onread` path, not pipe(); known once the new host accepts. */
+  pooled = false;
   private idle = false;
 
   constructor(
@@ -100,6 +102,8 @@ export class Pipe implements LiveConnection {
     onTargetFailed: () => void,
     onIdle: () => void,
     onClosed: () => void,
+    /** false: the client's side takes pipe(), the path of a runtime without net's onread keys. */
+    pooledReads = true,
   ) {
     const hwm = limits.highWaterMark;
     // Assigned once `target` exists; the new host sends nothing before it connects.
@@ -155,7 +159,8 @@ export class Pipe implements LiveConnection {
       // Each side's FIN ends the other's writable half (allowHalfOpen on both sockets keeps
       // the reverse direction open). resume() starts the client's reads (it was accepted
       // paused) and makes both streams flowing, without which 'end' is not emitted.
-      if (useOnRead(client, relay(client, target, hwm))) client.resume();
+      this.pooled = pooledReads && useOnRead(client, relay(client, target, hwm));
+      if (this.pooled) client.resume();
       else client.pipe(target);
       target.resume();
     });
