@@ -15,12 +15,17 @@
  * `<root>.<pass>.jsonl` in walk order and commits it (fsync, rename) when it ends. Readers
  * merge every file of a root in walk order, holding one line of each, and later files win,
  * so memory stays bounded whatever the tree's size, and a killed pass's records still count.
+ *
+ * Each line is one JSON object. Writers put the keys in one fixed order, path last
+ * (`{"h":…,"d":…,"i":…,"s":…,"m":…,"c":…,"p":…}`), which a reader takes apart without a JSON
+ * parse; any other line (older agents wrote `p` first) goes through JSON.parse, and a line
+ * that parses neither way ends that file (a torn last line): its files are read again.
  */
 import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
-import { LineReader, nextRecord } from './line-reader';
+import { LineReader } from './line-reader';
 import type { ResolvedRoot } from './paths';
 
 export interface DigestRecord {
@@ -44,6 +49,66 @@ const MAX_JOURNALS = 4;
 /** The record a file's current stat and digest make. */
 export function digestRecord(p: string, st: BigIntStats, sha256: string): DigestRecord {
   return { p, d: String(st.dev), i: String(st.ino), s: String(st.size), m: String(st.mtimeNs), c: String(st.ctimeNs), h: sha256 };
+}
+
+/** A record as its line: keys in the order `parseRecord` takes apart without JSON.parse. */
+export function recordText(r: DigestRecord): string {
+  return `{"h":${JSON.stringify(r.h)},"d":${JSON.stringify(r.d)},"i":${JSON.stringify(r.i)},"s":${JSON.stringify(r.s)},"m":${JSON.stringify(r.m)},"c":${JSON.stringify(r.c)},"p":${JSON.stringify(r.p)}}`;
+}
+
+const KEYS = ['h', 'd', 'i', 's', 'm', 'c'] as const;
+const QUOTE = 34;
+
+/**
+ * The record of one line, or null when it is not one (a torn line). The fixed layout
+ * `recordText` writes is read by position; every other line goes through JSON.parse.
+ */
+export function parseRecord(line: string): DigestRecord | null {
+  const fast = parseFixed(line);
+  if (fast) return fast;
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  if (typeof o.p !== 'string' || typeof o.h !== 'string') return null;
+  for (const k of KEYS) if (typeof o[k] !== 'string') return null;
+  return { p: o.p, d: o.d as string, i: o.i as string, s: o.s as string, m: o.m as string, c: o.c as string, h: o.h };
+}
+
+/** `{"h":"…","d":"…",…,"p":"…"}` with plain values (no escapes but maybe in the path), or null. */
+function parseFixed(line: string): DigestRecord | null {
+  const v: string[] = [];
+  let at = 0;
+  for (const k of KEYS) {
+    const head = (k === 'h' ? '{"' : ',"') + k + '":"';
+    if (!line.startsWith(head, at)) return null;
+    const from = at + head.length;
+    const end = line.indexOf('"', from);
+    if (end < 0) return null;
+    const value = line.slice(from, end);
+    if (value.indexOf('\\') >= 0) return null;
+    v.push(value);
+    at = end + 1;
+  }
+  if (!line.startsWith(',"p":"', at)) return null;
+  const last = line.length - 1;
+  // The path is a JSON string from the quote after `"p":` to the quote before the closing brace.
+  if (line.charCodeAt(last) !== 125 || line.charCodeAt(last - 1) !== QUOTE || last - 1 < at + 5) return null;
+  let p = line.slice(at + 6, last - 1);
+  if (p.indexOf('\\') >= 0 || p.indexOf('"') >= 0) {
+    try {
+      p = JSON.parse(line.slice(at + 5, last)) as string;
+    } catch {
+      return null;
+    }
+    if (typeof p !== 'string') return null;
+  }
+  for (let i = 0; i < p.length; i++) if (p.charCodeAt(i) < 32) return null; // JSON escapes control characters
+  return { h: v[0], d: v[1], i: v[2], s: v[3], m: v[4], c: v[5], p };
 }
 
 /** Whether `rec`, taken from a records file stamped `stampNs`, still gives the content of a file with stat `st`. */
@@ -75,6 +140,8 @@ function rootFiles(dir: string, root: string): string[] {
 
 interface Head {
   rec: DigestRecord | null;
+  /** `rec`'s line when it is in `recordText`'s layout, so that a writer can copy it as it is. */
+  line: string | null;
   stamp: bigint;
   lines: LineReader;
 }
@@ -95,15 +162,29 @@ export class DigestReader {
       } catch {
         continue; // a journal committed or removed meanwhile: its records are elsewhere
       }
-      const h: Head = { rec: null, stamp: lines.mtimeNs(), lines };
+      const h: Head = { rec: null, line: null, stamp: lines.mtimeNs(), lines };
       r.heads.push(h);
       r.advance(h);
     }
     return r;
   }
 
+  /** The next record of a file; a line that is no record ends the file (torn by a kill). */
   private advance(h: Head): void {
-    h.rec = nextRecord<DigestRecord>(h.lines);
+    for (;;) {
+      const line = h.lines.next();
+      if (line === null) break;
+      if (!line) continue;
+      const fixed = parseFixed(line);
+      const rec = fixed ?? parseRecord(line);
+      if (!rec) break;
+      h.rec = rec;
+      h.line = fixed ? line : null;
+      return;
+    }
+    h.lines.close();
+    h.rec = null;
+    h.line = null;
   }
 
   /**
@@ -112,9 +193,26 @@ export class DigestReader {
    */
   sha256(p: string, st: BigIntStats): string | undefined {
     const found = this.newest(p);
+    this.hitLine = null;
     if (!found || !recordHolds(found.rec, st, found.stamp)) return undefined;
     this.hits++;
+    this.hitLine = found.line;
     return found.rec.h;
+  }
+
+  /**
+   * After `sha256` answered from a record: that record's line when a writer may copy it as
+   * it is (`DigestWriter.appendLine`), else null.
+   */
+  hitLine: string | null = null;
+
+  /**
+   * The line of `p`'s newest record when that holds for `st` and can be copied as it is,
+   * else null; not counted as a hit (for the further links of a hard-link group).
+   */
+  lineFor(p: string, st: BigIntStats): string | null {
+    const found = this.newest(p);
+    return found && found.line !== null && recordHolds(found.rec, st, found.stamp) ? found.line : null;
   }
 
   /** The newest record of `p` as stored, whether or not it holds. Calls must come in walk order. */
@@ -123,12 +221,12 @@ export class DigestReader {
   }
 
   /** Advances every file past `p`; the record of `p` in the newest file that has one, with that file's stamp. */
-  private newest(p: string): { rec: DigestRecord; stamp: bigint } | undefined {
-    let found: { rec: DigestRecord; stamp: bigint } | undefined;
+  private newest(p: string): { rec: DigestRecord; line: string | null; stamp: bigint } | undefined {
+    let found: { rec: DigestRecord; line: string | null; stamp: bigint } | undefined;
     for (const h of this.heads) {
-      while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
+      while (h.rec && h.rec.p !== p && comparePaths(h.rec.p, p) < 0) this.advance(h);
       if (h.rec && h.rec.p === p) {
-        found = { rec: h.rec, stamp: h.stamp }; // later files (newer passes) win
+        found = { rec: h.rec, line: h.line, stamp: h.stamp }; // later files (newer passes) win
         this.advance(h);
       }
     }
@@ -180,10 +278,15 @@ export class DigestWriter {
   }
 
   append(rec: DigestRecord): void {
-    if (this.last !== null && comparePaths(this.last, rec.p) >= 0) return;
-    this.last = rec.p;
-    this.buf.push(JSON.stringify(rec));
-    if (this.buf.length >= 64) this.flush();
+    this.appendLine(rec.p, recordText(rec));
+  }
+
+  /** Append the record of `p` as its line, already in `recordText`'s layout. */
+  appendLine(p: string, line: string): void {
+    if (this.last !== null && comparePaths(this.last, p) >= 0) return;
+    this.last = p;
+    this.buf.push(line);
+    if (this.buf.length >= 256) this.flush();
   }
 
   /** Write what is buffered. */
@@ -253,7 +356,7 @@ export function compactDigests(stateDir: string, root: string): void {
   try {
     let buf: string[] = [];
     for (const rec of reader.all()) {
-      buf.push(JSON.stringify(rec));
+      buf.push(recordText(rec));
       if (buf.length >= 256) {
         fsSync.writeSync(fd, buf.join('\n') + '\n');
         buf = [];

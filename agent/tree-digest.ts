@@ -8,11 +8,10 @@ import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { CmError, type RootName, type VerifyBatch, type VerifyEntry } from '../proto';
-import * as fs from 'node:fs/promises';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
 import { nameOr, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
-import { walkRoot, type WalkEntry } from './walk';
+import { walkBatches, type WalkEntry } from './walk';
 
 export interface DigestOptions {
   identity: Identity;
@@ -38,13 +37,13 @@ export interface RootResult {
   read: number;
 }
 
-const HASH_AHEAD = 8;
-
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
-const SMALL_FILE = 1024 * 1024;
+const SMALL_FILE = 1024n * 1024n;
 
-async function hashFile(abs: string, size: bigint, signal?: AbortSignal): Promise<string> {
-  if (size <= BigInt(SMALL_FILE)) return crypto.createHash('sha256').update(fsSync.readFileSync(abs)).digest('hex');
+/** The root digest is fed this much record text at a time: one hash update per entry costs more than the hashing. */
+const ROOT_HASH_CHUNK = 64 * 1024;
+
+async function hashLarge(abs: string, signal?: AbortSignal): Promise<string> {
   const h = crypto.createHash('sha256');
   for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024, signal })) h.update(data as Buffer);
   return h.digest('hex');
@@ -56,98 +55,132 @@ export function recordLine(e: VerifyEntry): string {
 }
 
 /**
- * Yield the records of a root in walk order, hashing up to a few files ahead, then the
- * root's digest.
+ * Yield the records of a root in walk order, in the walk's batches, then the root's digest.
+ * A file's content comes from its record while that holds (quick), else it is read; small
+ * files are read synchronously, so an entry costs a promise only when a big file streams.
  */
-export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<VerifyEntry | RootResult> {
+export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<VerifyEntry[] | RootResult> {
   const rule = opts.owners[root.name];
   const rootHash = crypto.createHash('sha256');
+  let pending = '';
   // Hard-link groups still open: forgotten once all their links are seen.
-  const groups = new Map<string, { path: string; sha: Promise<string>; left: bigint }>();
+  const groups = new Map<string, { path: string; sha: string; left: bigint }>();
   let present = false;
   let entries = 0;
   let sockets = 0;
   let read = 0;
-  const queue: { rec: Promise<VerifyEntry>; e: WalkEntry }[] = [];
   const reader = opts.records?.quick ? DigestReader.open(opts.records.stateDir, root.name) : null;
   const writer = opts.records ? new DigestWriter(opts.records.stateDir, root.name) : null;
+  // Most entries share an owner: the last answer saves a lookup and a string per entry.
+  let lastUid = -1;
+  let lastUser = '';
+  let lastGid = -1;
+  let lastGroup = '';
+  const userOf = (uid: number): string => {
+    if (uid !== lastUid) {
+      lastUid = uid;
+      lastUser = nameOr(uid, opts.identity.userName(uid));
+    }
+    return lastUser;
+  };
+  const groupOf = (gid: number): string => {
+    if (gid !== lastGid) {
+      lastGid = gid;
+      lastGroup = nameOr(gid, opts.identity.groupName(gid));
+    }
+    return lastGroup;
+  };
+  const cancelled = (): CmError => new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
 
-  const record = async (e: WalkEntry, sha: Promise<string> | null, hardlink: string): Promise<VerifyEntry> => {
-    const uid = Number(e.st.uid);
-    const gid = Number(e.st.gid);
-    return {
-      path: e.rel,
-      type: e.type,
-      size: e.type === 'file' ? String(e.st.size) : '0',
-      mode: e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
-      user: rule?.user ?? nameOr(uid, opts.identity.userName(uid)),
-      group: rule?.group ?? nameOr(gid, opts.identity.groupName(gid)),
-      mtime_us: root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
-      sha256: sha ? await sha : '',
-      link: e.type === 'symlink' ? await fs.readlink(e.abs) : '',
-      hardlink,
-    };
-  };
-  /** A file's digest: from its record while that holds (quick), else read. */
-  const contentOf = (e: WalkEntry): Promise<string> => {
+  /** A file's digest: from its record while that holds (quick), else read; its record is written either way. */
+  const contentOf = async (e: WalkEntry): Promise<string> => {
     const recorded = reader?.sha256(e.rel, e.st);
-    if (recorded !== undefined) return Promise.resolve(recorded);
+    if (recorded !== undefined) {
+      if (writer) {
+        if (reader!.hitLine !== null) writer.appendLine(e.rel, reader!.hitLine);
+        else writer.append(digestRecord(e.rel, e.st, recorded));
+      }
+      return recorded;
+    }
     read++;
-    const sha = hashFile(e.abs, e.st.size, opts.signal);
-    sha.catch(() => undefined);
+    let sha: string;
+    if (e.st.size <= SMALL_FILE) {
+      sha = crypto.createHash('sha256').update(fsSync.readFileSync(e.abs)).digest('hex');
+    } else {
+      try {
+        sha = await hashLarge(e.abs, opts.signal);
+      } catch (err) {
+        if (opts.signal?.aborted) throw cancelled();
+        throw err;
+      }
+    }
+    writer?.append(digestRecord(e.rel, e.st, sha));
     return sha;
-  };
-  const emit = async (): Promise<VerifyEntry> => {
-    const q = queue.shift()!;
-    const rec = await q.rec;
-    rootHash.update(recordLine(rec) + '\n');
-    entries++;
-    if (writer && q.e.type === 'file' && rec.sha256) writer.append(digestRecord(q.e.rel, q.e.st, rec.sha256));
-    return rec;
-  };
-  const cancelled = async (): Promise<CmError> => {
-    // The reads under way end with the signal; wait for them so that no descriptor stays open.
-    await Promise.allSettled(queue.map((q) => q.rec));
-    return new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
   };
 
   try {
-    for await (const e of walkRoot(root)) {
-      if (opts.signal?.aborted) throw await cancelled();
+    for await (const batch of walkBatches(root)) {
+      if (opts.signal?.aborted) throw cancelled();
       present = true;
-      if (e.type === 'socket') {
-        sockets++;
-        continue;
-      }
-      let sha: Promise<string> | null = null;
-      let hardlink = '';
-      if (e.type === 'file') {
-        const key = `${e.st.dev}:${e.st.ino}`;
-        const g = e.st.nlink > 1n ? groups.get(key) : undefined;
-        if (g) {
-          hardlink = g.path;
-          sha = g.sha;
-          if (--g.left <= 0n) groups.delete(key);
-        } else {
-          sha = contentOf(e);
-          if (e.st.nlink > 1n) groups.set(key, { path: e.rel, sha, left: e.st.nlink - 1n });
+      const out: VerifyEntry[] = [];
+      for (const e of batch) {
+        if (e.type === 'socket') {
+          sockets++;
+          continue;
         }
+        let sha = '';
+        let hardlink = '';
+        if (e.type === 'file') {
+          const st = e.st;
+          const key = st.nlink > 1n ? `${st.dev}:${st.ino}` : '';
+          const g = key ? groups.get(key) : undefined;
+          if (g) {
+            hardlink = g.path;
+            sha = g.sha;
+            if (--g.left <= 0n) groups.delete(key);
+            if (writer) {
+              const line = reader?.lineFor(e.rel, st);
+              if (line) writer.appendLine(e.rel, line);
+              else writer.append(digestRecord(e.rel, st, sha));
+            }
+          } else {
+            sha = await contentOf(e);
+            if (opts.signal?.aborted) throw cancelled();
+            if (key) groups.set(key, { path: e.rel, sha, left: st.nlink - 1n });
+          }
+        }
+        const uid = Number(e.st.uid);
+        const gid = Number(e.st.gid);
+        const rec: VerifyEntry = {
+          path: e.rel,
+          type: e.type,
+          size: e.type === 'file' ? String(e.st.size) : '0',
+          mode: e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
+          user: rule?.user ?? userOf(uid),
+          group: rule?.group ?? groupOf(gid),
+          mtime_us: root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
+          sha256: sha,
+          link: e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
+          hardlink,
+        };
+        pending += recordLine(rec) + '\n';
+        if (pending.length >= ROOT_HASH_CHUNK) {
+          rootHash.update(pending);
+          pending = '';
+        }
+        entries++;
+        out.push(rec);
       }
-      const p = record(e, sha, hardlink);
-      p.catch(() => undefined);
-      queue.push({ rec: p, e });
-      if (queue.length >= HASH_AHEAD) yield await emit();
+      if (out.length) yield out;
     }
-    while (queue.length) {
-      if (opts.signal?.aborted) throw await cancelled();
-      yield await emit();
-    }
+    if (opts.signal?.aborted) throw cancelled();
     // The walk saw every file of the root: its records replace the older ones.
     if (present) writer?.commit();
   } finally {
     reader?.close();
     writer?.close();
   }
+  rootHash.update(pending);
   yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets, fromRecords: reader?.hits ?? 0, read };
 }
 
@@ -159,11 +192,13 @@ export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions)
   for (const root of roots) {
     let batch: VerifyEntry[] = [];
     for await (const item of digestRoot(root, opts)) {
-      if ('present' in item) {
+      if (!Array.isArray(item)) {
         yield { entries: batch, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped, from_records: item.fromRecords, read: item.read } };
         batch = [];
-      } else {
-        batch.push(item);
+        continue;
+      }
+      for (const e of item) {
+        batch.push(e);
         if (batch.length >= VERIFY_BATCH) {
           yield { entries: batch };
           batch = [];

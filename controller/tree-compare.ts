@@ -26,16 +26,57 @@ export interface Comparison {
   roots: RootComparison[];
 }
 
-type Item = { rootIdx: number; entry: VerifyEntry__Output } | { rootIdx: number; done: RootDigest__Output };
+/**
+ * One agent's listing as a cursor: the entries of the batch at hand are taken without a
+ * promise, and the next batch is awaited only when these are used up.
+ */
+class Listing {
+  private readonly it: AsyncIterator<VerifyBatch__Output>;
+  private batch: VerifyBatch__Output | null = null;
+  private i = 0;
+  /** The root the cursor is in: a batch's root_done ends it. */
+  rootIdx = 0;
+  ended = false;
 
-async function* items(batches: AsyncIterable<VerifyBatch__Output>): AsyncGenerator<Item> {
-  let rootIdx = 0;
-  for await (const b of batches) {
-    for (const entry of b.entries) yield { rootIdx, entry };
-    if (b.root_done) {
-      yield { rootIdx, done: b.root_done };
-      rootIdx++;
+  constructor(batches: AsyncIterable<VerifyBatch__Output>) {
+    this.it = batches[Symbol.asyncIterator]();
+  }
+
+  /** Make sure an entry or a root's end is at hand (or the listing ended). */
+  async fill(): Promise<void> {
+    while (!this.ended && (this.batch === null || (this.i >= this.batch.entries.length && !this.batch.root_done))) {
+      const n = await this.it.next();
+      if (n.done) this.ended = true;
+      else {
+        this.batch = n.value;
+        this.i = 0;
+      }
     }
+  }
+
+  /** The entry at hand, or null when the root's end (or the listing's) is. Call after fill(). */
+  entry(): VerifyEntry__Output | null {
+    return this.batch && this.i < this.batch.entries.length ? this.batch.entries[this.i] : null;
+  }
+
+  /** The root's end at hand, if it is. */
+  done(): RootDigest__Output | null {
+    return this.batch && this.i >= this.batch.entries.length ? this.batch.root_done : null;
+  }
+
+  /** Step past the entry or root end at hand. */
+  skip(): void {
+    if (!this.batch) return;
+    if (this.i < this.batch.entries.length) this.i++;
+    else if (this.batch.root_done) {
+      this.batch = null;
+      this.rootIdx++;
+    }
+  }
+
+  /** Whether another entry or root end is at hand without waiting. */
+  ready(): boolean {
+    return this.ended || (this.batch !== null && (this.i < this.batch.entries.length || this.batch.root_done !== null));
   }
 }
 
@@ -53,6 +94,15 @@ function show(field: keyof VerifyEntry__Output, v: unknown): string {
 
 /** What differs between two records of the same path, or '' when they match. */
 export function describeDifference(a: VerifyEntry__Output, b: VerifyEntry__Output): string {
+  // Nearly every pair matches: compare as decoded before turning anything into text.
+  let same = true;
+  for (const f of FIELDS) {
+    if (a[f] !== b[f]) {
+      same = false;
+      break;
+    }
+  }
+  if (same) return '';
   const parts: string[] = [];
   for (const f of FIELDS) {
     if (String(a[f]) !== String(b[f])) {
@@ -62,57 +112,54 @@ export function describeDifference(a: VerifyEntry__Output, b: VerifyEntry__Outpu
   return parts.join(', ');
 }
 
-/** Walk order of merged items: by root, then path, a root's end after its entries. */
-function order(x: Item | undefined, y: Item | undefined): number {
-  if (!x) return 1;
-  if (!y) return -1;
-  if (x.rootIdx !== y.rootIdx) return x.rootIdx - y.rootIdx;
-  const xd = 'done' in x;
-  const yd = 'done' in y;
-  if (xd || yd) return xd && yd ? 0 : xd ? 1 : -1;
-  return comparePaths((x as { entry: VerifyEntry__Output }).entry.path, (y as { entry: VerifyEntry__Output }).entry.path);
-}
-
 /** Merge the old and new listings; keep the first `keep` differences, count them all. */
 export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, newB: AsyncIterable<VerifyBatch__Output>, keep = 20): Promise<Comparison> {
-  const a = items(oldB);
-  const b = items(newB);
-  let x = await a.next();
-  let y = await b.next();
+  const a = new Listing(oldB);
+  const b = new Listing(newB);
   const result: Comparison = { differences: 0, first: [], roots: [] };
   const diff = (path: string, what: string): void => {
     result.differences++;
     if (result.first.length < keep) result.first.push({ path: '/' + path, what });
   };
-  while (!x.done || !y.done) {
-    const xi = x.done ? undefined : x.value;
-    const yi = y.done ? undefined : y.value;
-    const o = order(xi, yi);
+  for (;;) {
+    if (!a.ready() || !b.ready()) await Promise.all([a.fill(), b.fill()]);
+    if (a.ended && b.ended) break;
+    const xe = a.ended ? null : a.entry();
+    const ye = b.ended ? null : b.entry();
+    // Walk order: by root, then path, a root's end after its entries; an ended listing last.
+    let o: number;
+    if (a.ended) o = 1;
+    else if (b.ended) o = -1;
+    else if (a.rootIdx !== b.rootIdx) o = a.rootIdx - b.rootIdx;
+    else if (!xe || !ye) o = !xe && !ye ? 0 : !xe ? 1 : -1;
+    else o = xe.path === ye.path ? 0 : comparePaths(xe.path, ye.path);
     if (o < 0) {
-      if (xi && 'entry' in xi) diff(xi.entry.path, 'missing on the new host');
-      x = await a.next();
+      if (xe) diff(xe.path, 'missing on the new host');
+      a.skip();
     } else if (o > 0) {
-      if (yi && 'entry' in yi) diff(yi.entry.path, 'only on the new host');
-      y = await b.next();
+      if (ye) diff(ye.path, 'only on the new host');
+      b.skip();
     } else {
-      if (xi && yi && 'entry' in xi && 'entry' in yi) {
-        const what = describeDifference(xi.entry, yi.entry);
-        if (what) diff(xi.entry.path, what);
-      } else if (xi && yi && 'done' in xi && 'done' in yi) {
-        const d1 = xi.done;
-        const d2 = yi.done;
-        result.roots.push({
-          root: d1.root,
-          entries: { old: Number(d1.entries), new: Number(d2.entries) },
-          sha256: { old: d1.sha256, new: d2.sha256 },
-          present: { old: d1.present, new: d2.present },
-          match: d1.sha256 === d2.sha256 && d1.present === d2.present,
-          fromRecords: { old: Number(d1.from_records), new: Number(d2.from_records) },
-          read: { old: Number(d1.read), new: Number(d2.read) },
-        });
+      if (xe && ye) {
+        const what = describeDifference(xe, ye);
+        if (what) diff(xe.path, what);
+      } else {
+        const d1 = a.done();
+        const d2 = b.done();
+        if (d1 && d2) {
+          result.roots.push({
+            root: d1.root,
+            entries: { old: Number(d1.entries), new: Number(d2.entries) },
+            sha256: { old: d1.sha256, new: d2.sha256 },
+            present: { old: d1.present, new: d2.present },
+            match: d1.sha256 === d2.sha256 && d1.present === d2.present,
+            fromRecords: { old: Number(d1.from_records), new: Number(d2.from_records) },
+            read: { old: Number(d1.read), new: Number(d2.read) },
+          });
+        }
       }
-      x = await a.next();
-      y = await b.next();
+      a.skip();
+      b.skip();
     }
   }
   return result;
