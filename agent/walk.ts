@@ -1,8 +1,8 @@
 /**
- * The tree walk that sender, verifier and later passes share: one lstat per entry (lstatBig:
- * nanosecond times without Node's per-call Dates), never
- * following symlinks, in walk order (proto/order.ts), holding at most one directory's
- * names and a small batch of stats at a time.
+ * The tree walk that sender, verifier and later passes share: one lstat per entry
+ * (fast-lstat.ts: nanosecond times without Node's Dates per call), never following
+ * symlinks, in walk order (proto/order.ts), holding at most one directory's names and a
+ * small batch of stats at a time.
  */
 import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
