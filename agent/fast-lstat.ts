@@ -1,12 +1,12 @@
 /**
  * An lstat for the walk that keeps nanosecond times without what Node's BigIntStats costs
- * per call: Node 18 to 22 build it eagerly, 22 BigInts (four of them by BigInt division)
+ * per call: Node 18 and 20 build it eagerly, 22 BigInts (four of them by BigInt division)
  * and 4 Dates per entry, a good part of the walk's garbage. This takes the numbers of
  * Node's own fs binding (seconds and nanoseconds apart, both exact in a double) and hands
  * out BigInts only for the fields that are read.
  *
  * The binding is Node's internal API, so it is used only on the majors whose signature is
- * known here (18, 20, 22), and only after a probe on a real path gave exactly what
+ * known and tested here (18, 20), and only after a probe on a real path gave exactly what
  * fs.lstatSync gives; otherwise, and for an inode number beyond 2^53, fs.lstatSync does.
  */
 import type { BigIntStats } from 'node:fs';
@@ -159,7 +159,7 @@ interface FsBinding {
 /** The binding's lstat in the calling convention of this Node major, or null. */
 function bindingLstat(): Lstat | null {
   const major = Number(process.versions.node.split('.')[0]);
-  if (major !== 18 && major !== 20 && major !== 22) return null;
+  if (major !== 18 && major !== 20) return null;
   let b: FsBinding;
   try {
     b = (process as unknown as { binding(name: string): FsBinding }).binding('fs');
