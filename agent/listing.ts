@@ -7,8 +7,11 @@
  * are skipped and counted; device nodes stop the pass before anything is sent.
  */
 import * as fsSync from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../proto';
 import { nameOr, type Identity } from './identity';
+import { PackedWriter, unpackEntries } from './packed-entries';
 import type { ResolvedRoot } from './paths';
 import { nextTurn, TreeWalk, type WalkEntry } from './walk';
 
@@ -45,10 +48,13 @@ export function checkRequiredRoots(phase: Phase, roots: ResolvedRoot[], announce
 /** Entries the walk takes between two turns of the event loop. */
 const WALK_BATCH = 256;
 
-/** Entries that the announcing walk keeps for the listing, at most: up to this many, one walk does. */
+/** Listed entries kept in memory, at most: the rest waits in a spill file until it goes out. */
 const LIST_AHEAD = 32_768;
 
-/** Turns one root's walk into listed entries: hard-link leaders, sockets, vanished entries. */
+/** Entries per List message. */
+const LIST_BATCH = 512;
+
+/** Turns one root's walk into packed entries: hard-link leaders, sockets, vanished entries. */
 class RootLister {
   readonly end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
   private readonly leaders = new Map<string, { rel: string; left: bigint }>();
@@ -69,27 +75,29 @@ class RootLister {
     this.onWarning?.('source entry vanished during a live pass; the final pass settles it', { path: '/' + rel });
   };
 
-  /** The listed form of a walked entry, or null (a socket, or gone meanwhile). */
-  entry(e: WalkEntry): ListedEntry | null {
+  /** Pack a walked entry into `out`; false when it is not listed (a socket, or gone meanwhile). */
+  entry(e: WalkEntry, out: PackedWriter): boolean {
     if (e.type === 'socket') {
       this.end.sockets_skipped++;
-      return null;
+      return false;
     }
     if (e.type === 'device') throw deviceNode(e.rel);
-    const uid = Number(e.st.uid);
-    const gid = Number(e.st.gid);
-    const ino = `${e.st.dev}:${e.st.ino}`;
+    const st = e.st;
+    const uid = Number(st.uid);
+    const gid = Number(st.gid);
     let user = this.users.get(uid);
     if (user === undefined) this.users.set(uid, (user = nameOr(uid, this.identity.userName(uid))));
     let group = this.groups.get(gid);
     if (group === undefined) this.groups.set(gid, (group = nameOr(gid, this.identity.groupName(gid))));
     let leader = '';
-    if (e.type === 'file' && e.st.nlink > 1n) {
+    const nlink = st.nlink;
+    if (e.type === 'file' && nlink > 1n) {
+      const ino = `${st.dev}:${st.ino}`;
       const l = this.leaders.get(ino);
       if (l) {
         leader = l.rel;
         if (--l.left <= 0n) this.leaders.delete(ino);
-      } else this.leaders.set(ino, { rel: e.rel, left: e.st.nlink - 1n });
+      } else this.leaders.set(ino, { rel: e.rel, left: nlink - 1n });
     }
     let link = '';
     if (e.type === 'symlink') {
@@ -98,48 +106,109 @@ class RootLister {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
           this.vanished(e.rel);
-          return null;
+          return false;
         }
         throw err;
       }
     }
-    return {
+    out.add({
       path: e.rel,
       type: e.type,
-      size: e.type === 'file' ? Number(e.st.size) : 0,
-      mtime_ns: String(e.st.mtimeNs),
-      mode: Number(e.st.mode & 0o7777n),
+      size: e.type === 'file' ? st.size : 0n,
+      mtimeNs: st.mtimeNs,
+      mode: Number(st.mode & 0o7777n),
       user,
       group,
       link,
-      ino,
+      dev: st.dev,
+      ino: st.ino,
       leader,
-      nlink: Number(e.st.nlink),
-    };
+      nlink,
+    });
+    return true;
   }
+}
+
+/** One List message's worth of a root's entries, packed: in memory, or where it lies in the spill file. */
+interface Run {
+  packed?: Buffer;
+  at: number;
+  length: number;
+  /** Set on a root's last run. */
+  end?: ListEnd;
+}
+
+/**
+ * Packed runs beyond what the listing keeps in memory, in a file of the agent's state dir
+ * that is unlinked as soon as it is open: the data lives as long as the descriptor, so no
+ * end of the call (error, cancel, a killed agent) leaves it behind. Only a kill between
+ * the open and the unlink can; the next listing removes such leftovers.
+ */
+class SpillFile {
+  private fd: number | null = null;
+  private size = 0;
+
+  constructor(private readonly dir: string) {}
+
+  write(data: Buffer): number {
+    if (this.fd === null) this.fd = openSpill(this.dir);
+    const at = this.size;
+    for (let done = 0; done < data.length; ) done += fsSync.writeSync(this.fd, data, done, data.length - done, at + done);
+    this.size += data.length;
+    return at;
+  }
+
+  read(at: number, length: number): Buffer {
+    const out = Buffer.allocUnsafe(length);
+    for (let done = 0; done < length; ) {
+      const n = fsSync.readSync(this.fd!, out, done, length - done, at + done);
+      if (n === 0) throw new Error('the listing\'s spill file ended early');
+      done += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.fd !== null) fsSync.closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+const SPILL_PREFIX = 'list-spill.';
+let spillSeq = 0;
+
+function openSpill(dir: string): number {
+  fsSync.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const name of fsSync.readdirSync(dir)) {
+    // Left by an agent killed between open and unlink; a live listing's file has no name.
+    if (name.startsWith(SPILL_PREFIX)) fsSync.rmSync(path.join(dir, name), { force: true });
+  }
+  const file = path.join(dir, `${SPILL_PREFIX}${process.pid}.${++spillSeq}`);
+  const fd = fsSync.openSync(file, 'wx+', 0o600);
+  fsSync.rmSync(file, { force: true });
+  return fd;
 }
 
 /** A listing: the announcement, then the entries. */
 export interface Listing {
   /** Every root: presence, totals, and the owner names it uses. */
   announced: RootAnnouncement[];
-  /** Every entry of the roots in walk order, each root's entries followed by its end record. */
+  /** Every entry of the roots in walk order, each root's entries followed by its end record (for tests: unpacked). */
   entries: AsyncGenerator<ListedEntry | ListEnd>;
   /**
-   * The same entries as runs of at most LIST_BATCH, a root's end record ending its run (the
-   * List messages): a promise per run, not per entry. Take either this or `entries`.
+   * The same entries as the List messages carry them: runs of at most LIST_BATCH entries,
+   * packed, a root's end record with its last run. Take either this or `entries`.
    */
-  runs: AsyncGenerator<(ListedEntry | ListEnd)[]>;
+  runs: AsyncGenerator<{ packed: Buffer; end?: ListEnd }>;
+  /** Let the spill file go (taking all the runs does too). */
+  close(): void;
 }
 
-/** Entries per List message. */
-const LIST_BATCH = 512;
-
 /**
- * Announce the roots, then list them. The walk that counts for the announcement keeps the
- * first LIST_AHEAD entries it lists, so a tree of that size is walked once; beyond it the
- * listing walks again from where the kept entries stop. Sockets are left out and counted;
- * a device node stops the pass.
+ * Announce the roots, then list them, from one walk: the walk that counts for the
+ * announcement packs the entries as it goes, keeps the first `keep` of them in memory and
+ * writes the rest to a spill file in `spillDir`, which goes when the listing ends. Sockets
+ * are left out and counted; a device node stops the pass.
  */
 export async function announceAndList(
   roots: ResolvedRoot[],
@@ -147,104 +216,92 @@ export async function announceAndList(
   identity: Identity,
   onWarning?: (msg: string, fields: Record<string, unknown>) => void,
   keep = LIST_AHEAD,
+  spillDir = os.tmpdir(),
 ): Promise<Listing> {
   const strict = phase === 'final';
   const announced: RootAnnouncement[] = [];
-  let kept: (ListedEntry | ListEnd | null)[] = [];
-  let resume: { index: number; after: string | undefined; lister: RootLister } | null = null;
-  for (const [index, root] of roots.entries()) {
-    const uids = new Set<number>();
-    const gids = new Set<number>();
-    const seen = new Set<string>();
-    let files = 0;
-    let bytes = 0;
-    let entries = 0;
-    let present = false;
-    const keeping = resume === null;
-    const lister = new RootLister(strict, identity, onWarning);
-    let lastKept: string | undefined;
-    // Vanished entries count where they are listed: here while keeping, else in the second walk.
-    const onVanished = (rel: string): void => {
-      if (keeping && resume === null) lister.vanished(rel);
-    };
-    const walk = new TreeWalk(root, { onVanished });
-    for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
-      for (const e of batch) {
-        present = true;
-        if (e.type === 'device') throw deviceNode(e.rel);
-        if (keeping && resume === null) {
-          if (kept.length < keep) {
-            const listed = lister.entry(e);
-            if (listed) kept.push(listed);
-            lastKept = e.rel;
-          } else resume = { index, after: lastKept, lister };
+  const runs: (Run | null)[] = [];
+  const spill = new SpillFile(spillDir);
+  const writer = new PackedWriter();
+  let kept = 0;
+  try {
+    for (const root of roots) {
+      const uids = new Set<number>();
+      const gids = new Set<number>();
+      const seen = new Set<string>();
+      let files = 0;
+      let bytes = 0;
+      let entries = 0;
+      let present = false;
+      const lister = new RootLister(strict, identity, onWarning);
+      const cut = (end?: ListEnd): void => {
+        const n = writer.count;
+        if (kept + n <= keep) {
+          kept += n;
+          const packed = writer.take();
+          runs.push({ packed, at: 0, length: packed.length, end });
+        } else {
+          const data = writer.peek();
+          const at = data.length > 0 ? spill.write(data) : 0;
+          runs.push({ at, length: data.length, end });
+          writer.reset();
         }
-        if (e.type === 'socket') continue;
-        entries++;
-        uids.add(Number(e.st.uid));
-        gids.add(Number(e.st.gid));
-        if (e.type === 'file') {
-          if (e.st.nlink > 1n) {
-            const key = `${e.st.dev}:${e.st.ino}`;
-            if (seen.has(key)) continue;
-            seen.add(key);
-          }
-          files++;
-          bytes += Number(e.st.size);
-        }
-      }
-      await nextTurn();
-    }
-    if (keeping && resume === null) kept.push(lister.end);
-    const users = new Set([...uids].map((u) => nameOr(u, identity.userName(u))));
-    const groups = new Set([...gids].map((g) => nameOr(g, identity.groupName(g))));
-    announced.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });
-  }
-  const rest = resume as { index: number; after: string | undefined; lister: RootLister } | null;
-  const runs = async function* (): AsyncGenerator<(ListedEntry | ListEnd)[]> {
-    let out: (ListedEntry | ListEnd)[] = [];
-    for (let i = 0; i < kept.length; i++) {
-      const item = kept[i]!;
-      kept[i] = null; // gone out: let it go
-      out.push(item);
-      if (out.length >= LIST_BATCH || !('path' in item)) {
-        yield out;
-        out = [];
-      }
-    }
-    kept = [];
-    if (!rest) return;
-    for (let i = rest.index; i < roots.length; i++) {
-      const resuming = i === rest.index;
-      const lister = resuming ? rest.lister : new RootLister(strict, identity, onWarning);
-      const walk = new TreeWalk(roots[i], { onVanished: lister.vanished, after: resuming ? rest.after : undefined });
+      };
+      const walk = new TreeWalk(root, { onVanished: lister.vanished });
       for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
         for (const e of batch) {
-          const listed = lister.entry(e);
-          if (!listed) continue;
-          out.push(listed);
-          if (out.length >= LIST_BATCH) {
-            yield out;
-            out = [];
+          present = true;
+          if (e.type === 'device') throw deviceNode(e.rel);
+          if (lister.entry(e, writer) && writer.count >= LIST_BATCH) cut();
+          if (e.type === 'socket') continue;
+          entries++;
+          uids.add(Number(e.st.uid));
+          gids.add(Number(e.st.gid));
+          if (e.type === 'file') {
+            if (e.st.nlink > 1n) {
+              const key = `${e.st.dev}:${e.st.ino}`;
+              if (seen.has(key)) continue;
+              seen.add(key);
+            }
+            files++;
+            bytes += Number(e.st.size);
           }
         }
         await nextTurn();
       }
-      out.push(lister.end);
-      yield out;
-      out = [];
+      cut(lister.end);
+      const users = new Set([...uids].map((u) => nameOr(u, identity.userName(u))));
+      const groups = new Set([...gids].map((g) => nameOr(g, identity.groupName(g))));
+      announced.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });
+    }
+  } catch (err) {
+    spill.close();
+    throw err;
+  }
+  const out = async function* (): AsyncGenerator<{ packed: Buffer; end?: ListEnd }> {
+    try {
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[i]!;
+        runs[i] = null; // gone out: let it go
+        yield { packed: run.packed ?? (run.length > 0 ? spill.read(run.at, run.length) : Buffer.alloc(0)), end: run.end };
+      }
+    } finally {
+      spill.close();
     }
   };
-  const flat = async function* (r: AsyncGenerator<(ListedEntry | ListEnd)[]>): AsyncGenerator<ListedEntry | ListEnd> {
-    for await (const run of r) yield* run;
+  const flat = async function* (r: AsyncGenerator<{ packed: Buffer; end?: ListEnd }>): AsyncGenerator<ListedEntry | ListEnd> {
+    for await (const run of r) {
+      for (const e of unpackEntries(run.packed)) yield { ...e, size: Number(e.size), nlink: Number(e.nlink) };
+      if (run.end) yield run.end;
+    }
   };
-  const r = runs();
-  return { announced, entries: flat(r), runs: r };
+  const r = out();
+  return { announced, entries: flat(r), runs: r, close: () => spill.close() };
 }
 
 /**
  * The List answer as messages: the announcement first (after checking the roots a final
- * pass needs), then the entries in batches, each root's last batch with its end record.
+ * pass needs), then the entries packed in batches, each root's last batch with its end record.
  */
 export async function* listBatches(
   roots: ResolvedRoot[],
@@ -253,15 +310,19 @@ export async function* listBatches(
   signal: AbortSignal,
   onWarning?: (msg: string, fields: Record<string, unknown>) => void,
   onAnnounced?: (announced: RootAnnouncement[]) => void,
+  spillDir?: string,
 ): AsyncGenerator<ListBatch> {
-  const { announced, runs } = await announceAndList(roots, phase, identity, onWarning);
-  checkRequiredRoots(phase, roots, announced);
-  onAnnounced?.(announced);
-  yield { protocol: PROTOCOL_VERSION, roots: announced };
-  for await (const run of runs) {
-    if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
-    const last = run[run.length - 1];
-    if (last !== undefined && !('path' in last)) yield { entries: run.slice(0, -1) as ListedEntry[], root_end: last };
-    else yield { entries: run as ListedEntry[] };
+  const listing = await announceAndList(roots, phase, identity, onWarning, LIST_AHEAD, spillDir);
+  const { announced, runs } = listing;
+  try {
+    checkRequiredRoots(phase, roots, announced);
+    onAnnounced?.(announced);
+    yield { protocol: PROTOCOL_VERSION, roots: announced };
+    for await (const run of runs) {
+      if (signal.aborted) throw new CmError('transfer.cancelled', 'the receiver went away');
+      yield run.end ? { packed: run.packed, root_end: run.end } : { packed: run.packed };
+    }
+  } finally {
+    listing.close();
   }
 }

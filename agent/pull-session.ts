@@ -21,11 +21,13 @@ import {
 } from '../proto';
 import type { FetchChannel } from './fetch-reader';
 import { loadIdentity } from './identity';
+import { unpackEntries } from './packed-entries';
 import type { Logger } from './log';
 import { resolveRoots, type AgentRoots } from './paths';
 import { pull } from './pull';
 import { ownersMap, phaseOf, rootsOfScope, type PullRequestChecked } from './requests';
 import { peerCredentials, type AgentTls } from './tls';
+import { wireError } from './wire-format';
 
 /** What a session needs of the agent it runs in. */
 export interface PullSessionEnv {
@@ -75,6 +77,23 @@ async function* translated<T>(s: AsyncIterable<T>, peer: string): AsyncGenerator
 }
 
 /**
+ * The listing as the merge takes it: a batch's packed entries (protocol 2) unpacked into
+ * its `entries`. A batch may carry entries one way or the other, not both.
+ */
+async function* unpacked(list: AsyncIterable<ListBatch__Output>): AsyncGenerator<ListBatch__Output> {
+  for await (const b of list) {
+    if (b.packed && b.packed.length > 0) {
+      if (b.entries.length > 0) throw wireError('a listing batch carried entries both packed and unpacked');
+      b.entries = unpackEntries(b.packed);
+      b.packed = EMPTY;
+    }
+    yield b;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
  * Run one Pull against the sending agent `req.source`: progress (and in a dry run, each
  * item) goes to `onEvent`; resolves with the pass's summary.
  */
@@ -120,7 +139,7 @@ export async function pullFromPeer(req: PullRequestChecked, env: PullSessionEnv,
       owners,
       identity,
       stateDir: env.stateDir,
-      list: translated(listCall as AsyncIterable<ListBatch__Output>, peer),
+      list: unpacked(translated(listCall as AsyncIterable<ListBatch__Output>, peer)),
       openFetch,
       dryRun: req.dry_run,
       maxDelete: Number(req.max_delete),

@@ -91,7 +91,7 @@ export class AgentService {
     const log = this.opts.log.child({ method: 'List', phase, peer: call.getPeer() });
     const onAnnounced = (announced: { name: string; present: boolean; files: number; bytes: number }[]): void =>
       log.info({ roots: announced.map((a) => ({ name: a.name, present: a.present, files: a.files, bytes: a.bytes })) }, 'listing');
-    await writeAll(call, listBatches(roots, phase, identity, signal, (msg, f) => log.warn(f, msg), onAnnounced), signal, 'the receiver went away');
+    await writeAll(call, listBatches(roots, phase, identity, signal, (msg, f) => log.warn(f, msg), onAnnounced, this.opts.stateDir), signal, 'the receiver went away');
   }
 
   private async fetch(call: Duplex, signal: AbortSignal): Promise<void> {

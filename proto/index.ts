@@ -50,7 +50,7 @@ export * from './numbered';
 export * from './roles';
 
 /** The version of the wire protocol; agents of different protocol versions refuse each other. */
-export const PROTOCOL_VERSION = '1';
+export const PROTOCOL_VERSION = '2';
 
 /** The one set of loader options, as grpc-node recommends. */
 export const LOADER_OPTIONS: protoLoader.Options = {

@@ -243,7 +243,7 @@ describe('install-agent, agents, uninstall-agent over ssh', { timeout: 240_000 }
       expect(r.stderr).toContain('checking root@127.0.0.3');
       expect(r.stderr).toContain('[$ ssh -F ');
       expect(r.stderr).toContain('uploading cmmigrate-agent.js');
-      expect(r.stdout).toMatch(new RegExp(`new  ${newAddress.replace(/\./g, '\\.')}  cmmigrate-agent \\d+\\.\\d+\\.\\d+ \\(protocol 1, node v\\d+`));
+      expect(r.stdout).toMatch(new RegExp(`new  ${newAddress.replace(/\./g, '\\.')}  cmmigrate-agent \\d+\\.\\d+\\.\\d+ \\(protocol 2, node v\\d+`));
       expect(r.stdout).toContain(`host ${os.hostname()}, Debian GNU/Linux 12 (bookworm)`);
       expect(r.stdout).toMatch(/[\d.]+ [KMGT]?i?B free under \/home\/vmail\/mail/);
 

@@ -9,6 +9,7 @@ export interface ListBatch {
   'roots'?: (_cmmigrate_v1_ListRoot)[];
   'entries'?: (_cmmigrate_v1_ListEntry)[];
   'root_end'?: (_cmmigrate_v1_ListEnd | null);
+  'packed'?: (Buffer | Uint8Array | string);
 }
 
 export interface ListBatch__Output {
@@ -16,4 +17,5 @@ export interface ListBatch__Output {
   'roots': (_cmmigrate_v1_ListRoot__Output)[];
   'entries': (_cmmigrate_v1_ListEntry__Output)[];
   'root_end': (_cmmigrate_v1_ListEnd__Output | null);
+  'packed': (Buffer);
 }

@@ -1,0 +1,226 @@
+/**
+ * An lstat for the walk that keeps nanosecond times without what Node's BigIntStats costs
+ * per call: Node 18 and 20 build it eagerly, 22 BigInts (four of them by BigInt division)
+ * and 4 Dates per entry, a good part of the walk's garbage. This takes the numbers of
+ * Node's own fs binding (seconds and nanoseconds apart, both exact in a double) and hands
+ * out BigInts only for the fields that are read.
+ *
+ * The binding is Node's internal API, so it is used only on the majors whose signature is
+ * known and tested here (18, 20), and only after a probe on a real path gave exactly what
+ * fs.lstatSync gives; otherwise, and for an inode number beyond 2^53, fs.lstatSync does.
+ */
+import type { BigIntStats } from 'node:fs';
+import * as fsSync from 'node:fs';
+import * as util from 'node:util';
+
+const S_IFMT = 0o170000;
+const NS = 1_000_000_000n;
+
+/** A BigIntStats from the binding's numbers; BigInts are made when a field is read. */
+class NumberStats implements BigIntStats {
+  private readonly d: number;
+  private readonly m: number;
+  private readonly nl: number;
+  private readonly u: number;
+  private readonly g: number;
+  private readonly rd: number;
+  private readonly bs: number;
+  private readonly i: number;
+  private readonly sz: number;
+  private readonly bl: number;
+  private readonly as: number;
+  private readonly an: number;
+  private readonly ms: number;
+  private readonly mn: number;
+  private readonly cs: number;
+  private readonly cn: number;
+  private readonly bts: number;
+  private readonly btn: number;
+
+  constructor(a: Float64Array) {
+    this.d = a[0];
+    this.m = a[1];
+    this.nl = a[2];
+    this.u = a[3];
+    this.g = a[4];
+    this.rd = a[5];
+    this.bs = a[6];
+    this.i = a[7];
+    this.sz = a[8];
+    this.bl = a[9];
+    this.as = a[10];
+    this.an = a[11];
+    this.ms = a[12];
+    this.mn = a[13];
+    this.cs = a[14];
+    this.cn = a[15];
+    this.bts = a[16];
+    this.btn = a[17];
+  }
+
+  get dev(): bigint {
+    return BigInt(this.d);
+  }
+  get mode(): bigint {
+    return BigInt(this.m);
+  }
+  get nlink(): bigint {
+    return BigInt(this.nl);
+  }
+  get uid(): bigint {
+    return BigInt(this.u);
+  }
+  get gid(): bigint {
+    return BigInt(this.g);
+  }
+  get rdev(): bigint {
+    return BigInt(this.rd);
+  }
+  get blksize(): bigint {
+    return BigInt(this.bs);
+  }
+  get ino(): bigint {
+    return BigInt(this.i);
+  }
+  get size(): bigint {
+    return BigInt(this.sz);
+  }
+  get blocks(): bigint {
+    return BigInt(this.bl);
+  }
+  get atimeNs(): bigint {
+    return BigInt(this.as) * NS + BigInt(this.an);
+  }
+  get mtimeNs(): bigint {
+    return BigInt(this.ms) * NS + BigInt(this.mn);
+  }
+  get ctimeNs(): bigint {
+    return BigInt(this.cs) * NS + BigInt(this.cn);
+  }
+  get birthtimeNs(): bigint {
+    return BigInt(this.bts) * NS + BigInt(this.btn);
+  }
+  get atimeMs(): bigint {
+    return this.atimeNs / 1_000_000n;
+  }
+  get mtimeMs(): bigint {
+    return this.mtimeNs / 1_000_000n;
+  }
+  get ctimeMs(): bigint {
+    return this.ctimeNs / 1_000_000n;
+  }
+  get birthtimeMs(): bigint {
+    return this.birthtimeNs / 1_000_000n;
+  }
+  get atime(): Date {
+    return new Date(Number(this.atimeMs));
+  }
+  get mtime(): Date {
+    return new Date(Number(this.mtimeMs));
+  }
+  get ctime(): Date {
+    return new Date(Number(this.ctimeMs));
+  }
+  get birthtime(): Date {
+    return new Date(Number(this.birthtimeMs));
+  }
+  isFile(): boolean {
+    return (this.m & S_IFMT) === 0o100000;
+  }
+  isDirectory(): boolean {
+    return (this.m & S_IFMT) === 0o040000;
+  }
+  isSymbolicLink(): boolean {
+    return (this.m & S_IFMT) === 0o120000;
+  }
+  isFIFO(): boolean {
+    return (this.m & S_IFMT) === 0o010000;
+  }
+  isSocket(): boolean {
+    return (this.m & S_IFMT) === 0o140000;
+  }
+  isBlockDevice(): boolean {
+    return (this.m & S_IFMT) === 0o060000;
+  }
+  isCharacterDevice(): boolean {
+    return (this.m & S_IFMT) === 0o020000;
+  }
+}
+
+type Lstat = (p: string) => BigIntStats | undefined;
+
+/** Node's lstat, without the throw for a missing entry. */
+const plain: Lstat = (p) => fsSync.lstatSync(p, { bigint: true, throwIfNoEntry: false });
+
+interface FsBinding {
+  lstat(p: string, bigint: boolean, req: undefined, last: unknown): Float64Array | undefined;
+}
+
+/** The binding's lstat in the calling convention of this Node major, or null. */
+function bindingLstat(): Lstat | null {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major !== 18 && major !== 20) return null;
+  let b: FsBinding;
+  try {
+    b = (process as unknown as { binding(name: string): FsBinding }).binding('fs');
+  } catch {
+    return null;
+  }
+  if (typeof b?.lstat !== 'function') return null;
+  const numbers =
+    major === 18
+      ? (p: string): Float64Array | undefined => {
+          // Node 18 reports errors in a context object instead of throwing.
+          const ctx: { errno?: number; syscall?: string } = {};
+          const a = b.lstat(p, false, undefined, ctx);
+          if (ctx.errno === undefined) return a;
+          const code = util.getSystemErrorName(ctx.errno);
+          if (code === 'ENOENT') return undefined;
+          throw Object.assign(new Error(`${code}: lstat '${p}'`), { errno: ctx.errno, code, syscall: ctx.syscall ?? 'lstat', path: p });
+        }
+      : (p: string): Float64Array | undefined => b.lstat(p, false, undefined, false);
+  return (p) => {
+    const a = numbers(p);
+    if (a === undefined) return undefined;
+    // A double holds an inode number exactly only up to 2^53.
+    if (a[7] > Number.MAX_SAFE_INTEGER || a[0] > Number.MAX_SAFE_INTEGER) return plain(p);
+    return new NumberStats(a);
+  };
+}
+
+const FIELDS = ['dev', 'ino', 'mode', 'nlink', 'uid', 'gid', 'rdev', 'size', 'blocks', 'atimeNs', 'mtimeNs', 'ctimeNs', 'birthtimeNs'] as const;
+
+/** Whether `fast` gives what fs.lstatSync gives, on / and on a path that does not exist. */
+function agrees(fast: Lstat): boolean {
+  try {
+    const want = plain('/');
+    const got = fast('/');
+    if (want === undefined || got === undefined) return false;
+    for (const f of FIELDS) if (want[f] !== got[f]) return false;
+    if (!got.isDirectory() || got.isFile() || got.isSymbolicLink()) return false;
+    return fast(`/\u0001cmmigrate-probe-absent-${process.pid}`) === undefined;
+  } catch {
+    return false;
+  }
+}
+
+let chosen: Lstat | null = null;
+
+/**
+ * lstat `p` as a BigIntStats (nanosecond times), or undefined when it does not exist; other
+ * errors throw as fs.lstatSync's do. The first call checks the fast way against
+ * fs.lstatSync and keeps the one to use.
+ */
+export function lstatBig(p: string): BigIntStats | undefined {
+  if (chosen === null) {
+    const fast = bindingLstat();
+    chosen = fast && agrees(fast) ? fast : plain;
+  }
+  return chosen(p);
+}
+
+/** Whether lstatBig takes the fast way on this Node (for tests and the bench). */
+export function lstatIsFast(): boolean {
+  lstatBig('/');
+  return chosen !== plain;
+}
