@@ -2,10 +2,8 @@
  * Writes received files to their temp names off the event loop. On a disk, open() of a new
  * file, write() and the attribute calls can each block for a millisecond or more; made
  * synchronously they stopped the receiver's main thread (TLS, HTTP/2, tar parsing, hashing)
- * for a quarter of an initial copy. Here each file's open() goes through libuv's thread
- * pool, several files at once, so that their waits overlap with each other and with the
- * stream; the calls after it are synchronous (a trip through the pool each cost more CPU
- * than it saved wall time, measured on ext4 and tmpfs).
+ * for a quarter of an initial copy. Here each file's calls go through libuv's thread pool,
+ * several files at once, so that their waits overlap with each other and with the stream.
  * How much is in flight is bounded (files and bytes held), so memory stays bounded and the
  * sender is slowed down, not outrun.
  *
@@ -18,6 +16,13 @@ import { promisify } from 'node:util';
 import { utimesSeconds } from './walk';
 
 const open = promisify(fsCb.open);
+function write(fd: number, b: Buffer, off: number, len: number): Promise<number> {
+  return new Promise((resolve, reject) => fsCb.write(fd, b, off, len, null, (err, n) => (err ? reject(err) : resolve(n))));
+}
+const fchown = promisify(fsCb.fchown);
+const fchmod = promisify(fsCb.fchmod);
+const futimes = promisify(fsCb.futimes);
+const close = promisify(fsCb.close);
 
 /** Files being written at once; libuv's pool has 4 threads, more files keep it fed. */
 export const FILES_IN_FLIGHT = 16;
@@ -101,14 +106,12 @@ export class LandingFile {
     try {
       if (this.cancelled) throw new Error('cancelled');
       const fd = await open(this.tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
-      // The rest synchronously: on the page cache a call costs microseconds, where a trip
-      // through the pool costs tens, measured; open() of a new file is where a disk blocks.
       try {
         for (;;) {
           const b = this.pieces.shift();
           if (b) {
             let off = 0;
-            while (off < b.length) off += fsCb.writeSync(fd, b, off, b.length - off);
+            while (off < b.length) off += await write(fd, b, off, b.length - off);
             this.pool.release(b.length);
             continue;
           }
@@ -117,12 +120,12 @@ export class LandingFile {
         }
         if (this.cancelled) throw new Error('cancelled');
         const a = this.attrs!;
-        fsCb.fchownSync(fd, a.uid, a.gid);
-        fsCb.fchmodSync(fd, a.mode);
+        await fchown(fd, a.uid, a.gid);
+        await fchmod(fd, a.mode);
         const t = utimesSeconds(a.mtimeNs);
-        fsCb.futimesSync(fd, t, t);
+        await futimes(fd, t, t);
       } finally {
-        fsCb.closeSync(fd);
+        await close(fd);
       }
     } finally {
       this.pool.free();
