@@ -11,7 +11,6 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { ListEntry__Output } from '../proto';
 import type { Action, Meta, Where } from './action-queue';
-import type { OwnerOf, Received } from './fetch-reader';
 import { lstatOrNull, renameIntoPlace, tmpName, typeConflict } from './landing';
 import type { ManifestRecord } from './manifest';
 import { REPORT_LIMIT, type PassContext } from './pass';
@@ -31,38 +30,14 @@ export class Executor {
   async run(): Promise<void> {
     const { queue } = this.ctx;
     for (;;) {
-      // Files still on their way into place keep the queue busy, so that keep() queues its
-      // record behind theirs (the journal stays in walk order); with nothing more queued,
-      // they land first.
-      if (this.inFlight() && this.nothingQueued()) await this.landed();
-      if (!this.inFlight()) queue.busy = false;
       // About to wait: what was applied must be on record, or a kill now orphans it.
       if (queue.empty) this.ctx.writer?.flush();
       const a = await queue.shift();
       if (!a) return;
       await this.apply(a);
-      if (!this.inFlight()) queue.busy = false;
+      queue.busy = false;
       this.ctx.activity();
     }
-  }
-
-  private inFlight(): boolean {
-    return (this.ctx.fetch?.inFlight ?? 0) > 0;
-  }
-
-  /** Whether the queue holds no action, busy or not. */
-  private nothingQueued(): boolean {
-    const { queue } = this.ctx;
-    const busy = queue.busy;
-    queue.busy = false;
-    const empty = queue.empty;
-    queue.busy = busy;
-    return empty;
-  }
-
-  /** Every file received so far is in place and on record. */
-  private async landed(): Promise<void> {
-    if (this.inFlight()) await this.ctx.fetch!.landed();
   }
 
   /**
@@ -98,9 +73,6 @@ export class Executor {
   }
 
   private async apply(a: Action): Promise<void> {
-    // Only fetches overlap: any other action waits until the files before it are in place
-    // (a link needs its leader, every record goes after theirs).
-    if (a.k !== 'fetch') await this.landed();
     if (a.k !== 'keep' && a.k !== 'sync' && !this.ctx.wrote) {
       this.ctx.writer?.open();
       this.ctx.wrote = true;
@@ -165,32 +137,23 @@ export class Executor {
   }
 
   private async fetch(a: Act<'fetch'>): Promise<void> {
-    const { writer } = this.ctx;
+    const { summary, writer } = this.ctx;
     // A fetch may wait on the sender for long (a big file, a slow link): what earlier actions
     // put in place must be on record first, or a kill while waiting orphans it, and the next
     // pass takes it for a file cmmigrate did not write (as run() does before the queue waits).
     writer?.flush();
-    const owner: OwnerOf = (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel);
-    const sent = await this.ctx.fetch!.receive(a.rel, a.abs, owner, (r) => this.fetched(a, r));
-    if (!sent) this.vanished(a.rel);
-  }
-
-  /** A fetched file is in place (or was dropped): its record, in want order. */
-  private fetched(a: Act<'fetch'>, r: Received | null): void {
-    if (r === null) return this.vanished(a.rel);
-    const { summary } = this.ctx;
+    const r = await this.ctx.fetch!.receive(a.rel, a.abs, (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel));
+    if (r === null) {
+      this.ctx.readErrors = true;
+      summary.vanished++;
+      if (summary.vanished_paths.length < REPORT_LIMIT) summary.vanished_paths.push('/' + a.rel);
+      return;
+    }
     summary.files++;
     summary.bytes += r.size;
     this.ctx.progress.sent_bytes += r.size;
     this.ctx.tick(1, r.size);
-    this.ctx.writer?.append({ p: a.rel, t: 'file', s: r.size, m: String(us(r.mtimeNs)), i: r.ino, si: a.s.ino }, a.where);
-  }
-
-  private vanished(rel: string): void {
-    const { summary } = this.ctx;
-    this.ctx.readErrors = true;
-    summary.vanished++;
-    if (summary.vanished_paths.length < REPORT_LIMIT) summary.vanished_paths.push('/' + rel);
+    writer?.append({ p: a.rel, t: 'file', s: r.size, m: String(us(r.mtimeNs)), i: r.ino, si: a.s.ino }, a.where);
   }
 
   private async link(a: Act<'link'>): Promise<void> {

@@ -3,19 +3,15 @@
  * receiver's wants in batches, reads the answering tar stream in order, writes each file
  * to a hidden temp file and renames it into place once its size and SHA-256 (which come
  * with the next entry) match. A file the sender skipped or saw torn never lands.
- *
- * Files are written off the event loop, several at once (file-lander.ts), while the stream
- * goes on; they are renamed into place in the order they were asked for, each in the same
- * turn of the event loop as its record (the caller's onCommit) and a flush of the journal,
- * so that nothing is in place without its record when the receiver next waits.
  */
 import * as crypto from 'node:crypto';
+import { constants as C } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as tar from 'tar-stream';
 import { CmError, RERUN } from '../proto';
-import { LanderPool, LandingFile } from './file-lander';
-import { diskFull, renameIntoPlaceSync, tmpName } from './landing';
+import { diskFull, renameIntoPlace, tmpName } from './landing';
+import { utimesSeconds } from './walk';
 import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN, parsePaxTime, wireError, type FetchWant } from './wire-format';
 
 /** The wire side of a Fetch call, as the receiver sees it. */
@@ -46,23 +42,7 @@ export interface Received {
 /** Owner ids for the names a file's header carries. */
 export type OwnerOf = (user: string, group: string) => { uid: number; gid: number };
 
-/** Called in want order once a received file is in place (or null: it was dropped); appends its record. */
-export type OnCommit = (r: Received | null) => void;
-
 type TarEntry = AsyncIterable<Buffer> & { header: tar.Header };
-
-/** A received file on its way into place. */
-interface Landing {
-  rel: string;
-  abs: string;
-  file: LandingFile;
-  size: number;
-  mtimeNs: bigint;
-  sha256: string;
-  /** Set by the entry after it: its digest matched, or the sender saw it torn. */
-  verdict: 'ok' | 'torn' | null;
-  onCommit: OnCommit;
-}
 
 const WANT_BATCH = 256;
 
@@ -70,16 +50,12 @@ export class FetchReader {
   wireBytes = 0;
   private readonly entries: AsyncIterator<TarEntry>;
   private peeked: TarEntry | null = null;
-  /** The last file received, until the next entry brings its digest. */
-  private pending: Landing | null = null;
-  /** Received and not yet in place, in want order. */
-  private landings: Landing[] = [];
-  private readonly pool = new LanderPool();
-  private landWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
-  private stopped: unknown = null;
+  private pending: { rel: string; abs: string; tmp: string; sha256: string } | null = null;
+  private currentTmp: string | null = null;
   private batch: FetchWant[] = [];
   private ended = false;
   private feedError: unknown = null;
+  private lastTorn: string | null = null;
 
   private readonly extract: ReturnType<typeof tar.extract>;
 
@@ -112,52 +88,7 @@ export class FetchReader {
   /** Stop: whatever waits for the stream gets `err`. */
   abort(err: unknown): void {
     if (!this.feedError) this.feedError = err;
-    if (!this.stopped) this.stopped = err;
     this.extract.destroy(err instanceof Error ? err : new Error(String(err)));
-    for (const w of this.landWaiters.splice(0)) w.reject(err);
-  }
-
-  /** Files received and not yet in place. */
-  get inFlight(): number {
-    return this.landings.length;
-  }
-
-  /** Wait until every file received so far is in place (and committed), or the failure. */
-  landed(): Promise<void> {
-    if (this.stopped) return Promise.reject(this.stopped);
-    if (!this.landings.length) return Promise.resolve();
-    return new Promise((resolve, reject) => this.landWaiters.push({ resolve, reject }));
-  }
-
-  /**
-   * Put in place, in want order, every file that is written and whose digest matched; each
-   * rename, its record and the journal's flush in one turn of the event loop.
-   */
-  private commit(): void {
-    let n = 0;
-    try {
-      while (!this.stopped && this.landings.length) {
-        const l = this.landings[0];
-        if (l.verdict === null || !l.file.done) break;
-        if (l.file.failed) throw diskFull(l.file.failed, '/' + l.rel);
-        this.landings.shift();
-        n++;
-        if (l.verdict === 'torn') {
-          unlinkQuiet(l.file.tmp);
-          l.onCommit(null);
-          continue;
-        }
-        renameIntoPlaceSync(l.file.tmp, l.abs, l.rel);
-        const st = fsSync.lstatSync(l.abs, { bigint: true });
-        if (this.hooks.onLanded) this.hooks.onLanded(l.rel, st, l.sha256);
-        l.onCommit({ size: l.size, mtimeNs: l.mtimeNs, ino: String(st.ino) });
-      }
-    } catch (err) {
-      this.abort(err);
-      return;
-    }
-    if (n) this.hooks.beforeWait();
-    if (!this.landings.length) for (const w of this.landWaiters.splice(0)) w.resolve();
   }
 
   /** Ask for a file; wants go out in batches, and before the reader waits for data. */
@@ -205,29 +136,27 @@ export class FetchReader {
     if (pax[PAX_SHA256_PATH] !== p.rel) throw wireError(`/${p.rel}: its digest did not follow it`);
     this.pending = null;
     if (torn) {
-      p.verdict = 'torn';
-      this.commit();
+      await fs.rm(p.tmp, { force: true });
+      this.lastTorn = p.rel;
       return;
     }
     if (digest !== p.sha256) {
-      // Its temp file goes in cleanup(), once its writes are over.
+      await fs.rm(p.tmp, { force: true });
       throw new CmError('transfer.digest_mismatch', `/${p.rel}: SHA-256 of the received data does not match the sender's; the file was not written`, {
         hint: `the data was damaged on the way or the sender is faulty; run ${RERUN}, and check the network and both hosts' disks if it recurs`,
       });
     }
-    p.verdict = 'ok';
-    this.commit();
+    await renameIntoPlace(p.tmp, p.abs, p.rel);
+    if (this.hooks.onLanded) this.hooks.onLanded(p.rel, fsSync.lstatSync(p.abs, { bigint: true }), p.sha256);
   }
 
   /**
-   * Receive the file just asked for. Its data is read from the stream and its digest checked;
-   * it is written and put in place later, in want order, and `onCommit` then tells the caller
-   * (null: it was dropped, it changed while read). Returns false when the sender skipped it
-   * (it vanished or kept changing during a live pass; onCommit is not called).
+   * Receive the file just asked for: its content into place, or null when the sender
+   * skipped it (it vanished or kept changing during a live pass).
    */
-  async receive(rel: string, abs: string, owner: OwnerOf, onCommit: OnCommit): Promise<boolean> {
+  async receive(rel: string, abs: string, owner: OwnerOf): Promise<Received | null> {
     try {
-      return await this.receiveOne(rel, abs, owner, onCommit);
+      return await this.receiveOne(rel, abs, owner);
     } catch (err) {
       // Name the file the stream broke on.
       if (err instanceof CmError && err.code === 'wire.protocol' && !err.message.includes(`/${rel}`)) {
@@ -237,7 +166,7 @@ export class FetchReader {
     }
   }
 
-  private async receiveOne(rel: string, abs: string, owner: OwnerOf, onCommit: OnCommit): Promise<boolean> {
+  private async receiveOne(rel: string, abs: string, owner: OwnerOf): Promise<Received | null> {
     let e = await this.next();
     const ctl = (x: TarEntry): string | undefined => ((x.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL];
     while (ctl(e) === 'digest') {
@@ -248,7 +177,7 @@ export class FetchReader {
     if (ctl(e) === 'skipped') {
       await this.drain(e);
       if (e.header.name !== CONTROL_NAME || pax[PAX_SKIPPED] !== rel) throw wireError(`expected /${rel}, the sender skipped ${JSON.stringify(pax[PAX_SKIPPED])}`);
-      return false;
+      return null;
     }
     if (ctl(e) !== undefined) throw wireError(`expected /${rel}, got a ${ctl(e)} entry`);
     const name = e.header.name.replace(/\/$/, '');
@@ -262,35 +191,37 @@ export class FetchReader {
     const mtimeNs = parsePaxTime(pax.mtime ?? '');
     if (mtimeNs === undefined) throw wireError(`/${rel}: missing or bad mtime`);
     const { uid, gid } = owner(pax.uname ?? '', pax.gname ?? '');
-    await this.pool.room();
-    const file = new LandingFile(this.pool, tmpName(abs));
-    const l: Landing = { rel, abs, file, size: 0, mtimeNs, sha256: '', verdict: null, onCommit };
-    this.landings.push(l);
-    file.written.then(
-      () => this.commit(),
-      (err: unknown) => {
-        if (!file.cancelled) this.abort(diskFull(err, '/' + rel));
-      },
-    );
+    const tmp = tmpName(abs);
+    this.currentTmp = tmp;
+    // Synchronous calls: a few microseconds each on the page cache, where a trip through
+    // the thread pool costs tens; the socket buffers meanwhile.
+    const fd = fsSync.openSync(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
     const hash = crypto.createHash('sha256');
     let size = 0;
+    let ino = '';
     try {
       for await (const data of e) {
         hash.update(data);
         size += data.length;
-        file.push(data);
-        await this.pool.room();
+        let off = 0;
+        while (off < data.length) off += fsSync.writeSync(fd, data, off, data.length - off);
       }
       if (size !== e.header.size) throw wireError(`/${rel}: size header says ${e.header.size}, got ${size} bytes`);
+      fsSync.fchownSync(fd, uid, gid);
+      fsSync.fchmodSync(fd, e.header.mode & 0o7777);
+      const t = utimesSeconds(mtimeNs);
+      fsSync.futimesSync(fd, t, t);
+      ino = String(fsSync.fstatSync(fd, { bigint: true }).ino);
     } catch (err) {
-      file.cancel();
+      fsSync.closeSync(fd);
+      await fs.rm(tmp, { force: true });
+      this.currentTmp = null;
       // The stream was destroyed under us: the reason is the error that destroyed it.
       throw diskFull(this.feedError ?? translateTarError(err), '/' + rel);
     }
-    file.end({ uid, gid, mode: e.header.mode & 0o7777, mtimeNs });
-    l.size = size;
-    l.sha256 = hash.digest('hex');
-    this.pending = l;
+    fsSync.closeSync(fd);
+    this.currentTmp = null;
+    this.pending = { rel, abs, tmp, sha256: hash.digest('hex') };
     // Its digest comes with the next entry: the next file, or a digest the sender sends
     // when it has nothing more to send.
     this.peeked = await this.next();
@@ -298,8 +229,10 @@ export class FetchReader {
       await this.drain(this.peeked);
       this.peeked = null;
     }
-    return true;
+    if (this.lastTorn === rel) return null; // it changed while read: dropped, left for the final pass
+    return { size, mtimeNs, ino };
   }
+
   /** Read an entry to its end; a stream destroyed meanwhile reports why. */
   private async drain(entry: TarEntry): Promise<void> {
     try {
@@ -326,18 +259,14 @@ export class FetchReader {
     });
     if (!n.done) throw wireError('entries after the end of the stream');
     if (this.feedError) throw this.feedError;
-    await this.landed();
   }
 
   /** After a failure: remove the temp files of this call and end it. */
   async cleanup(): Promise<void> {
-    if (!this.stopped) this.stopped = new Error('cleaned up');
-    const ls = this.landings.splice(0);
+    const tmps = [this.pending?.tmp, this.currentTmp].filter((t): t is string => !!t);
     this.pending = null;
-    for (const l of ls) l.file.cancel();
-    // Removed once their writes are over, or a write still under way could make one again.
-    await Promise.all(ls.map((l) => l.file.written.catch(() => undefined)));
-    await Promise.all(ls.map((l) => fs.rm(l.file.tmp, { force: true })));
+    this.currentTmp = null;
+    await Promise.all(tmps.map((t) => fs.rm(t, { force: true })));
     if (!this.ended) {
       this.ended = true;
       try {
@@ -354,14 +283,6 @@ function translateTarError(err: unknown): unknown {
   const msg = (err as Error)?.message ?? String(err);
   if (/Unexpected end of data|Invalid tar header|size mismatch|unknown format|Invalid|Header exceeds max size/i.test(msg)) return wireError(`bad tar stream: ${msg}`, err);
   return err;
-}
-
-function unlinkQuiet(p: string): void {
-  try {
-    fsSync.unlinkSync(p);
-  } catch {
-    /* gone already */
-  }
 }
 
 async function drain(entry: TarEntry): Promise<void> {

@@ -40,22 +40,6 @@ export async function renameIntoPlace(tmp: string, abs: string, rel: string): Pr
   }
 }
 
-/** renameIntoPlace with synchronous calls: the rename and the record that follows it must happen in one turn of the event loop. */
-export function renameIntoPlaceSync(tmp: string, abs: string, rel: string): void {
-  try {
-    fsSync.renameSync(tmp, abs);
-  } catch (err) {
-    try {
-      fsSync.unlinkSync(tmp);
-    } catch {
-      /* gone already */
-    }
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') throw typeConflict(rel, 'not a directory');
-    throw err;
-  }
-}
-
 /** lstat, or null when there is nothing (or nothing readable) at `p`. */
 export function lstatOrNull(p: string): fsSync.BigIntStats | null {
   try {
