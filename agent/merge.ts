@@ -19,6 +19,7 @@ import { TMP_PREFIX, typeConflict } from './landing';
 import type { ManifestReader, ManifestRecord, StoredRecord } from './manifest';
 import { manifestLine } from './manifest-line';
 import { REPORT_LIMIT, type PassContext } from './pass';
+import { checkListedPath } from './listed-path';
 import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
 import { GoneIndex, maildirFolder } from './renames';
 import { us, type LocalWalk, type WalkEntry } from './walk';
@@ -123,7 +124,7 @@ export class RootMerge {
 
   /** Check a listed path: sound, inside this root, in walk order. */
   private checkPath(s: ListEntry__Output): string {
-    const rel = checkWirePath(s.path, 'listed path');
+    const rel = checkListedPath(s.path, 'listed path');
     const { root } = this;
     if (!this.started) {
       if (rel !== root.rel) throw wireError(`root ${root.name} began with /${rel}, not /${root.rel}`);
