@@ -5,7 +5,22 @@
  * another order, an escape in a string) goes through JSON.parse, so every line an earlier
  * release wrote stays readable.
  */
-import type { ManifestRecord } from './manifest';
+
+/** One entry of a root's manifest: what a pass put on this host. */
+export interface ManifestRecord {
+  /** Path relative to --root. */
+  p: string;
+  /** Type: file, dir, symlink, fifo. */
+  t: string;
+  /** Size (files). */
+  s: number;
+  /** The target's mtime in microseconds, as written. */
+  m: string;
+  /** The target's inode, as written. */
+  i: string;
+  /** The source's dev:ino, to recognise a file the source renamed. */
+  si: string;
+}
 
 /**
  * A record as one JSON line, the same text as JSON.stringify(rec) gives (the keys in this

@@ -14,24 +14,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
 import { LineReader } from './line-reader';
-import { manifestLine, parseManifestLine, type StoredRecord } from './manifest-line';
+import { manifestLine, parseManifestLine, type ManifestRecord, type StoredRecord } from './manifest-line';
 
-export type { StoredRecord } from './manifest-line';
+export type { ManifestRecord, StoredRecord } from './manifest-line';
 
-export interface ManifestRecord {
-  /** Path relative to --root. */
-  p: string;
-  /** Type: file, dir, symlink, fifo. */
-  t: string;
-  /** Size (files). */
-  s: number;
-  /** The target's mtime in microseconds, as written. */
-  m: string;
-  /** The target's inode, as written. */
-  i: string;
-  /** The source's dev:ino, to recognise a file the source renamed. */
-  si: string;
-}
 
 const MANIFEST = 'manifest';
 
