@@ -144,7 +144,7 @@ export class ManifestWriter {
       f.fd = null;
       return;
     }
-    if (f.buf.length >= (f.fresh ? 32 : 1024)) this.flushOne(which);
+    if (f.buf.length >= (f.fresh ? 32 : 256)) this.flushOne(which);
   }
 
   /** Write what is buffered (cheap: one write per file). */
