@@ -124,9 +124,10 @@ export class ManifestWriter {
   }
 
   /**
-   * Append the record of an entry an earlier pass recorded and this one leaves as it is.
-   * Such lines wait in larger batches: until this pass commits, the manifest or journal that
-   * recorded the entry stays and still counts, so a kill loses nothing they say.
+   * Append the record of an entry this pass leaves as it is. Such lines wait in larger
+   * batches: this pass changed nothing they describe, and until it commits the manifest and
+   * journals that recorded those entries stay and still count, so a kill that loses such a
+   * line leaves the entry as ours as it was before, and the next pass records it again.
    */
   appendKept(line: string): void {
     this.push(line, 'main');
