@@ -4,7 +4,6 @@
  * bounded however large the tree.
  */
 import type { ListEntry__Output } from '../proto';
-import type { ManifestRecord } from './manifest';
 import type { ResolvedRoot } from './paths';
 
 /** The attributes an entry gets on the new host (owner ids already mapped from names). */
@@ -27,7 +26,7 @@ export type Action =
   | { k: 'symlink'; rel: string; abs: string; target: string; meta: Meta; s: ListEntry__Output }
   | { k: 'fifo'; rel: string; abs: string; meta: Meta; s: ListEntry__Output }
   | { k: 'attrs'; rel: string; abs: string; meta: Meta; s: ListEntry__Output; symlink: boolean }
-  | { k: 'keep'; rec: ManifestRecord }
+  | { k: 'keep'; line: string }
   | { k: 'rename'; from: string; fromAbs: string; rel: string; abs: string; meta: Meta; s: ListEntry__Output; where: Where }
   | { k: 'rmtmp'; abs: string }
   | { k: 'delete'; rel: string; abs: string; dir: boolean }

@@ -12,7 +12,6 @@ import { promisify } from 'node:util';
 import type { ListEntry__Output } from '../proto';
 import type { Action, Meta, Where } from './action-queue';
 import { lstatOrNull, renameIntoPlace, tmpName, typeConflict } from './landing';
-import type { ManifestRecord } from './manifest';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { us, utimesSeconds } from './walk';
 
@@ -41,17 +40,17 @@ export class Executor {
   }
 
   /**
-   * The record of an entry this pass leaves as it is. When nothing waits in the queue before
-   * it, it goes straight into the journal: the journal stays in walk order, and an unchanged
-   * entry costs no trip through the executor.
+   * The record of an entry this pass leaves as it is, as its manifest line. When nothing
+   * waits in the queue before it, it goes straight into the journal: the journal stays in
+   * walk order, and an unchanged entry costs no trip through the executor.
    */
-  keep(rec: ManifestRecord): Promise<void> | undefined {
+  keep(line: string): Promise<void> | undefined {
     const { writer, queue } = this.ctx;
     if (writer && queue.empty) {
-      writer.append(rec);
+      writer.appendKept(line);
       return undefined;
     }
-    return queue.push({ k: 'keep', rec });
+    return queue.push({ k: 'keep', line });
   }
 
   /** Ask for the file now, so that its data streams in while earlier actions run. */
@@ -93,7 +92,7 @@ export class Executor {
       case 'attrs':
         return this.attrs(a);
       case 'keep':
-        this.ctx.writer?.append(a.rec);
+        this.ctx.writer?.appendKept(a.line);
         return;
       case 'rename':
         return this.rename(a);

@@ -13,32 +13,13 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
-import { LineReader, nextRecord } from './line-reader';
+import { LineReader } from './line-reader';
+import { manifestLine, parseManifestLine, type ManifestRecord, type StoredRecord } from './manifest-line';
 
-export interface ManifestRecord {
-  /** Path relative to --root. */
-  p: string;
-  /** Type: file, dir, symlink, fifo. */
-  t: string;
-  /** Size (files). */
-  s: number;
-  /** The target's mtime in microseconds, as written. */
-  m: string;
-  /** The target's inode, as written. */
-  i: string;
-  /** The source's dev:ino, to recognise a file the source renamed. */
-  si: string;
-}
+export type { ManifestRecord, StoredRecord } from './manifest-line';
+
 
 const MANIFEST = 'manifest';
-
-/**
- * A record as one JSON line, the same text as JSON.stringify(rec) gives (the keys in this
- * order), without walking an object per entry: type, mtime and inode are plain words or digits.
- */
-function recordLine(r: ManifestRecord): string {
-  return `{"p":${JSON.stringify(r.p)},"t":${JSON.stringify(r.t)},"s":${r.s},"m":${JSON.stringify(r.m)},"i":${JSON.stringify(r.i)},"si":${JSON.stringify(r.si)}}`;
-}
 
 function filesOf(dir: string, root: string, names: string[]): string[] {
   return names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl')).map((n) => path.join(dir, n));
@@ -47,7 +28,7 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
 
 /** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
 export class ManifestReader {
-  private heads: { rec: ManifestRecord | null; lines: LineReader }[] = [];
+  private heads: { rec: StoredRecord | null; lines: LineReader }[] = [];
   /**
    * Only a committed manifest, no journal of an interrupted pass: every record in it was
    * made durable (sync) before that pass committed it.
@@ -65,20 +46,34 @@ export class ManifestReader {
     const committed = new Set([`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`].map((n) => path.join(dir, n)));
     for (const file of filesOf(dir, root, names)) {
       if (!committed.has(file)) r.clean = false;
-      const head = { rec: null as ManifestRecord | null, lines: new LineReader(file) };
+      const head = { rec: null as StoredRecord | null, lines: new LineReader(file) };
       r.heads.push(head);
       r.advance(head);
     }
     return r;
   }
 
-  private advance(h: { rec: ManifestRecord | null; lines: LineReader }): void {
-    h.rec = nextRecord<ManifestRecord>(h.lines);
+  /**
+   * The next record of a file, skipping empty lines; null at its end, and at a line that is
+   * no record: a torn last line of a killed pass makes the rest of that file unusable.
+   */
+  private advance(h: { rec: StoredRecord | null; lines: LineReader }): void {
+    for (;;) {
+      const line = h.lines.next();
+      if (line === null) {
+        h.rec = null;
+        return;
+      }
+      if (!line) continue;
+      h.rec = parseManifestLine(line);
+      if (!h.rec) h.lines.close();
+      return;
+    }
   }
 
-  /** The record of `p`, if any. Calls must come in walk order. */
-  at(p: string): ManifestRecord | undefined {
-    let found: ManifestRecord | undefined;
+  /** The record of `p`, if any, with its line. Calls must come in walk order. */
+  at(p: string): StoredRecord | undefined {
+    let found: StoredRecord | undefined;
     for (const h of this.heads) {
       while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
       if (h.rec && h.rec.p === p) {
@@ -103,15 +98,15 @@ export class ManifestReader {
  */
 export class ManifestWriter {
   private readonly id = `pass-${Date.now()}-${process.pid}`;
-  private readonly files: Record<'main' | 'extra', { path: string; fd: number | null; buf: string[] }>;
+  private readonly files: Record<'main' | 'extra', { path: string; fd: number | null; buf: string[]; fresh: number }>;
 
   constructor(
     private readonly dir: string,
     private readonly root: string,
   ) {
     this.files = {
-      main: { path: path.join(dir, `${root}.${this.id}.jsonl`), fd: null, buf: [] },
-      extra: { path: path.join(dir, `${root}.${this.id}.extra.jsonl`), fd: null, buf: [] },
+      main: { path: path.join(dir, `${root}.${this.id}.jsonl`), fd: null, buf: [], fresh: 0 },
+      extra: { path: path.join(dir, `${root}.${this.id}.extra.jsonl`), fd: null, buf: [], fresh: 0 },
     };
   }
 
@@ -119,8 +114,28 @@ export class ManifestWriter {
   private closed = false;
 
   append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): void {
+    this.appendLine(manifestLine(rec), which);
+  }
+
+  /** Append a record given as its line (manifestLine, or a line read back from a manifest). */
+  appendLine(line: string, which: 'main' | 'extra' = 'main'): void {
+    this.files[which].fresh++;
+    this.push(line, which);
+  }
+
+  /**
+   * Append the record of an entry this pass leaves as it is. Such lines wait in larger
+   * batches: this pass changed nothing they describe, and until it commits the manifest and
+   * journals that recorded those entries stay and still count, so a kill that loses such a
+   * line leaves the entry as ours as it was before, and the next pass records it again.
+   */
+  appendKept(line: string): void {
+    this.push(line, 'main');
+  }
+
+  private push(line: string, which: 'main' | 'extra'): void {
     const f = this.files[which];
-    f.buf.push(recordLine(rec));
+    f.buf.push(line);
     if (this.closed) {
       // The executor finished an action (a link or rename it awaited) after the pass was
       // stopped: its file is in place, so its record goes to the journal at once, or the
@@ -130,7 +145,7 @@ export class ManifestWriter {
       f.fd = null;
       return;
     }
-    if (f.buf.length >= 32) this.flushOne(which);
+    if (f.buf.length >= (f.fresh ? 32 : 256)) this.flushOne(which);
   }
 
   /** Write what is buffered (cheap: one write per file). */
@@ -162,6 +177,7 @@ export class ManifestWriter {
     this.openOne(f);
     const text = f.buf.join('\n') + '\n';
     f.buf = [];
+    f.fresh = 0;
     fsSync.writeSync(f.fd!, text);
   }
 

@@ -10,15 +10,16 @@
  * the roots. Memory stays bounded: one directory stack, the entries gone on the source,
  * and Maildir messages whose old name may come later in walk order.
  */
-import * as crypto from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { CmError, comparePaths, type ListBatch__Output, type ListEntry__Output } from '../proto';
 import type { Meta, Where } from './action-queue';
 import type { Executor } from './executor';
 import { TMP_PREFIX, typeConflict } from './landing';
-import type { ManifestReader, ManifestRecord } from './manifest';
+import type { ManifestReader, ManifestRecord, StoredRecord } from './manifest';
+import { manifestLine } from './manifest-line';
 import { REPORT_LIMIT, type PassContext } from './pass';
+import { checkListedPath } from './listed-path';
 import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
 import { GoneIndex, maildirFolder } from './renames';
 import { us, type LocalWalk, type WalkEntry } from './walk';
@@ -39,8 +40,23 @@ interface Frame {
 /** A listed mtime: nanoseconds as decimal digits (whole seconds fit pax's 12 digits). */
 const MTIME_RE = /^\d{1,21}$/;
 
-/** A hard-link leader's path as a 48-bit hash: a few bytes each. */
-const pathKey = (rel: string): number => crypto.createHash('sha1').update(rel).digest().readUIntBE(0, 6);
+/**
+ * A hard-link leader's path as a 53-bit hash (cyrb53): a few bytes each, and no hash object
+ * per file as SHA-1 cost. Not a defence against a hostile sender (a truncated SHA-1 was none
+ * either): what a link may point at is checked on the leader's own path.
+ */
+function pathKey(rel: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < rel.length; i++) {
+    const c = rel.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
 
 /** Merges one root of a pass; see the module comment. */
 export class RootMerge {
@@ -108,13 +124,13 @@ export class RootMerge {
 
   /** Check a listed path: sound, inside this root, in walk order. */
   private checkPath(s: ListEntry__Output): string {
-    const rel = checkWirePath(s.path, 'listed path');
+    const rel = checkListedPath(s.path, 'listed path');
     const { root } = this;
     if (!this.started) {
       if (rel !== root.rel) throw wireError(`root ${root.name} began with /${rel}, not /${root.rel}`);
       this.started = true;
     } else {
-      if (!rel.startsWith(root.rel + '/')) {
+      if (!isUnder(rel, root.rel)) {
         throw new CmError('agent.path_outside_root', `refused /${rel}: outside root ${root.name} (/${root.rel})`, {
           hint: 'an agent writes only inside its allowlisted roots; the sender is damaged or hostile',
         });
@@ -152,7 +168,7 @@ export class RootMerge {
   /** Close the directories this entry is not in. */
   private closeDirs(s: ListEntry__Output, rel: string, te: WalkEntry | undefined): Promise<void> | undefined {
     const { stack } = this;
-    while (stack.length && !rel.startsWith(stack[stack.length - 1].rel + '/')) {
+    while (stack.length && !isUnder(rel, stack[stack.length - 1].rel)) {
       const p = this.finishDir(stack.pop()!);
       if (p) return p.then(() => this.closeDirs(s, rel, te));
     }
@@ -164,23 +180,24 @@ export class RootMerge {
     const { stack } = this;
     if (rel !== this.root.rel) {
       const top = stack[stack.length - 1];
-      if (!top || !rel.startsWith(top.rel + '/') || rel.indexOf('/', top.rel.length + 1) !== -1) throw wireError(`/${rel} is listed without its directory before it; refused`);
+      if (!top || !isUnder(rel, top.rel) || rel.indexOf('/', top.rel.length + 1) !== -1) throw wireError(`/${rel} is listed without its directory before it; refused`);
     }
     // Nanoseconds as decimal digits; as pax time, whole seconds fit in 12 digits.
     if (!MTIME_RE.test(s.mtime_ns)) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
     const abs = this.base + rel;
     const meta = this.metaOf(s, rel);
-    const m = te ? this.ours.at(rel) : undefined;
-    const isOurs = !!m && te !== undefined && m.i === String(te.st.ino);
+    // The record of an earlier pass, if this host's entry is still the one it wrote.
+    let ours = te ? this.ours.at(rel) : undefined;
+    if (ours && ours.i !== String(te!.st.ino)) ours = undefined;
     switch (s.type) {
       case 'dir':
-        return this.dir(s, rel, abs, te, meta, isOurs);
+        return this.dir(s, rel, abs, te, meta, ours);
       case 'file':
-        return s.leader ? this.hardLink(s, rel, abs, te) : this.file(s, rel, abs, te, meta, isOurs);
+        return s.leader ? this.hardLink(s, rel, abs, te) : this.file(s, rel, abs, te, meta, ours);
       case 'symlink':
-        return this.symlink(s, rel, abs, te, meta, isOurs);
+        return this.symlink(s, rel, abs, te, meta, ours);
       case 'fifo':
-        return this.fifo(s, rel, abs, te, meta, isOurs);
+        return this.fifo(s, rel, abs, te, meta, ours);
       default:
         if (s.type === 'character-device' || s.type === 'block-device' || s.type === 'device') {
           throw new CmError('wire.device_node', `refused /${rel}: device nodes are never written`, {
@@ -209,7 +226,7 @@ export class RootMerge {
     this.ctx.o.onItem?.({ op, path: p, what, from });
   }
 
-  private dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
+  private dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
     let replace = false;
     if (te && te.type !== 'dir') {
       if (te.type !== 'symlink') throw typeConflict(rel, 'a directory');
@@ -224,9 +241,9 @@ export class RootMerge {
       this.ctx.summary.dirs++;
       if (top) top.dirty = true;
       if (!this.dry) return this.ctx.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
-    } else if (!this.dry && isOurs) {
+    } else if (!this.dry && ours) {
       // Recorded before its contents: the manifest stays in walk order.
-      return this.exec.keep(record(rel, te, s));
+      return this.exec.keep(keptLine(ours, rel, te, s));
     }
     return undefined;
   }
@@ -246,7 +263,7 @@ export class RootMerge {
       // Already a link to its leader, which this pass leaves as it is: nothing to do but keep
       // its record (what the executor's link action would record: the same inode's).
       this.ctx.summary.unchanged++;
-      return this.exec.keep(record(rel, te, s));
+      return this.exec.keep(manifestLine(record(rel, te, s)));
     }
     const top = this.top;
     if (top) top.dirty = true;
@@ -262,7 +279,7 @@ export class RootMerge {
     return undefined;
   }
 
-  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
+  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
     const key = Number(s.nlink) > 1 ? pathKey(rel) : -1;
     if (key >= 0) this.leaders.set(key, null);
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
@@ -273,7 +290,7 @@ export class RootMerge {
         if (key >= 0) this.leaders.set(key, te.st.ino);
         this.ctx.summary.unchanged++;
         this.ctx.tick(1, Number(s.size));
-        return !this.dry && isOurs ? this.exec.keep(record(rel, te, s)) : undefined;
+        return !this.dry && ours ? this.exec.keep(keptLine(ours, rel, te, s)) : undefined;
       }
       this.item('changed', '/' + rel, what.join(','));
       if (!what.includes('size') && !what.includes('mtime')) {
@@ -298,19 +315,19 @@ export class RootMerge {
     return this.renameOrFetch(s, abs, meta, 'main');
   }
 
-  private symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
+  private symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a symlink');
     if (!s.link || s.link.includes('\0') || Buffer.byteLength(s.link) > 4096) throw wireError(`/${rel}: bad symlink target`);
-    if (te && te.type === 'symlink' && readlinkOrNull(te.abs) === s.link) return this.keepOrFixAttrs(s, rel, abs, te, meta, isOurs, true);
+    if (te && te.type === 'symlink' && readlinkOrNull(te.abs) === s.link) return this.keepOrFixAttrs(s, rel, abs, te, meta, ours, true);
     this.item(te ? 'changed' : 'new', '/' + rel, te ? 'link' : undefined);
     const top = this.top;
     if (top) top.dirty = true;
     return this.dry ? undefined : this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta, s });
   }
 
-  private fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, isOurs: boolean): Promise<void> | undefined {
+  private fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a FIFO');
-    if (te && te.type === 'fifo') return this.keepOrFixAttrs(s, rel, abs, te, meta, isOurs, false);
+    if (te && te.type === 'fifo') return this.keepOrFixAttrs(s, rel, abs, te, meta, ours, false);
     this.item(te ? 'changed' : 'new', '/' + rel, te ? 'type' : undefined);
     const top = this.top;
     if (top) top.dirty = true;
@@ -318,11 +335,11 @@ export class RootMerge {
   }
 
   /** The same entry of the same type here: unchanged, or only its attributes to set. */
-  private keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, meta: Meta, isOurs: boolean, symlink: boolean): Promise<void> | undefined {
+  private keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, meta: Meta, ours: StoredRecord | undefined, symlink: boolean): Promise<void> | undefined {
     const what = differs(here, s, meta);
     if (!what.length) {
       this.ctx.summary.unchanged++;
-      return !this.dry && isOurs ? this.exec.keep(record(rel, here, s)) : undefined;
+      return !this.dry && ours ? this.exec.keep(keptLine(ours, rel, here, s)) : undefined;
     }
     this.item('changed', '/' + rel, what.join(','));
     return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink });
@@ -440,6 +457,11 @@ export class RootMerge {
   }
 }
 
+/** `rel` is below `dir` (without building `dir + '/'` for every entry). */
+function isUnder(rel: string, dir: string): boolean {
+  return rel.length > dir.length && rel.charCodeAt(dir.length) === 47 /* / */ && rel.startsWith(dir);
+}
+
 /** A symlink's target, or null if it is gone or no symlink now. */
 function readlinkOrNull(abs: string): string | null {
   try {
@@ -454,13 +476,35 @@ function record(rel: string, te: WalkEntry, s: ListEntry__Output): ManifestRecor
   return { p: rel, t: te.type, s: te.type === 'file' ? Number(te.st.size) : 0, m: String(us(te.st.mtimeNs)), i: String(te.st.ino), si: s.ino };
 }
 
+/**
+ * The journal line of an entry an earlier pass wrote (`ours`: same path and inode) and this
+ * one leaves as it is: the earlier line itself when the record would say the same, so that
+ * an unchanged entry is not encoded again.
+ */
+function keptLine(ours: StoredRecord, rel: string, te: WalkEntry, s: ListEntry__Output): string {
+  const size = te.type === 'file' ? Number(te.st.size) : 0;
+  const m = String(us(te.st.mtimeNs));
+  if (ours.t === te.type && ours.s === size && ours.m === m && ours.si === s.ino) return ours.line;
+  return manifestLine({ p: rel, t: te.type, s: size, m, i: ours.i, si: s.ino });
+}
+
+/** Nothing differs (shared: most entries are unchanged). */
+const SAME: readonly string[] = Object.freeze([]);
+
 /** What differs between this host's entry and the listed one. */
-function differs(te: WalkEntry, s: ListEntry__Output, meta: Meta): string[] {
+function differs(te: WalkEntry, s: ListEntry__Output, meta: Meta): readonly string[] {
+  const { st } = te;
+  const mode = s.type !== 'symlink' && Number(st.mode & 0o7777n) !== meta.mode;
+  const owner = Number(st.uid) !== meta.uid || Number(st.gid) !== meta.gid;
+  const type = te.type !== s.type;
+  const size = s.type === 'file' && Number(st.size) !== Number(s.size);
+  const mtime = us(st.mtimeNs) !== us(meta.mtimeNs);
+  if (!(type || size || mtime || mode || owner)) return SAME;
   const out: string[] = [];
-  if (te.type !== s.type) out.push('type');
-  if (s.type === 'file' && Number(te.st.size) !== Number(s.size)) out.push('size');
-  if (us(te.st.mtimeNs) !== us(meta.mtimeNs)) out.push('mtime');
-  if (s.type !== 'symlink' && Number(te.st.mode & 0o7777n) !== meta.mode) out.push('mode');
-  if (Number(te.st.uid) !== meta.uid || Number(te.st.gid) !== meta.gid) out.push('owner');
+  if (type) out.push('type');
+  if (size) out.push('size');
+  if (mtime) out.push('mtime');
+  if (mode) out.push('mode');
+  if (owner) out.push('owner');
   return out;
 }
