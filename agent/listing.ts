@@ -151,11 +151,20 @@ class SpillFile {
   constructor(private readonly dir: string) {}
 
   write(data: Buffer): number {
-    if (this.fd === null) this.fd = openSpill(this.dir);
-    const at = this.size;
-    for (let done = 0; done < data.length; ) done += fsSync.writeSync(this.fd, data, done, data.length - done, at + done);
-    this.size += data.length;
-    return at;
+    try {
+      if (this.fd === null) this.fd = openSpill(this.dir);
+      const at = this.size;
+      for (let done = 0; done < data.length; ) done += fsSync.writeSync(this.fd, data, done, data.length - done, at + done);
+      this.size += data.length;
+      return at;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+      throw new CmError('transfer.disk_full', `the old host ${os.hostname()} ran out of ${code === 'EDQUOT' ? 'disk quota' : 'disk space'} in ${this.dir}, where a listing beyond ${LIST_AHEAD} entries waits until it is sent; nothing was written on the new host for this pass`, {
+        hint: `free space in ${this.dir} on the old host (or start its agent with --state-dir on a filesystem with room), then run ${RERUN}`,
+        cause: err,
+      });
+    }
   }
 
   read(at: number, length: number): Buffer {

@@ -1,8 +1,9 @@
 /**
- * The sender's listing walks a tree once when it is small and resumes a second walk where
- * the kept entries stop when it is not (issue 6): wherever that cut falls, the listing is
- * the same as the one of a plain walk.
+ * The sender's listing walks a tree once, keeping the first entries in memory and the rest
+ * in a spill file of its state dir (issue 13): wherever that cut falls, the listing is the
+ * same as the one of a plain walk; a full state dir stops it with a clear error.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadIdentity } from '../agent/identity';
 import type { ResolvedRoot } from '../agent/paths';
 import { announceAndList, type ListedEntry, type ListEnd } from '../agent/listing';
+import type { CmError } from '../proto';
 
 async function collect(roots: ResolvedRoot[], root: string, keep?: number): Promise<{ announced: unknown; items: (ListedEntry | ListEnd)[] }> {
   const listing = await announceAndList(roots, 'initial', await loadIdentity(root), undefined, keep);
@@ -55,6 +57,26 @@ describe('announce and list', () => {
       const cut = await collect(roots, dir, keep);
       expect(cut.announced, `keep ${keep}`).toEqual(whole.announced);
       expect(cut.items, `keep ${keep}`).toEqual(whole.items);
+    }
+  });
+
+  it('a full state dir stops the listing with a clear error before anything is sent', async () => {
+    const spill = await fs.mkdtemp(path.join(os.tmpdir(), 'cmm-spill-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', spill]);
+    try {
+      // Fill it, so the spill file's first write finds no room.
+      await fs.writeFile(path.join(spill, 'filler'), Buffer.alloc(256 * 1024)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOSPC') throw err;
+      });
+      const listing = announceAndList(roots, 'initial', await loadIdentity(dir), undefined, 0, spill);
+      await expect(listing).rejects.toMatchObject({ code: 'transfer.disk_full' });
+      const err = (await listing.catch((e: unknown) => e)) as CmError;
+      expect(err.message).toContain(spill);
+      expect(err.hint).toContain('--state-dir');
+      expect((await fs.readdir(spill)).filter((f) => f !== 'filler')).toEqual([]);
+    } finally {
+      execFileSync('umount', ['-l', spill]);
+      await fs.rm(spill, { recursive: true, force: true });
     }
   });
 });
