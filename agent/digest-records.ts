@@ -15,6 +15,9 @@
  * `<root>.<pass>.jsonl` in walk order and commits it (fsync, rename) when it ends. Readers
  * merge every file of a root in walk order, holding one line of each, and later files win,
  * so memory stays bounded whatever the tree's size, and a killed pass's records still count.
+ * A receiving pass that links to a file it landed changes that file's ctime: it makes the
+ * leader's record again after its links and writes those records, sorted, in a journal whose
+ * name sorts right after the pass's own (`<root>.pass-….z.jsonl`).
  *
  * Each line is one JSON object. Writers put the keys in one fixed order, path last
  * (`{"h":…,"d":…,"i":…,"s":…,"m":…,"c":…,"p":…}`), which a reader takes apart without a JSON
@@ -269,12 +272,22 @@ export class DigestWriter {
   private buf: string[] = [];
   private last: string | null = null;
 
+  /**
+   * A new journal of `root`; with `after` (another writer's journal), one whose name sorts
+   * right after that one, so that its records win over those.
+   */
   constructor(
     stateDir: string,
     private readonly root: string,
+    after?: string,
   ) {
     this.dir = path.join(stateDir, DIR);
-    this.file = path.join(this.dir, `${root}.pass-${Date.now()}-${process.pid}.jsonl`);
+    this.file = after ? after.replace(/\.jsonl$/, '.z.jsonl') : path.join(this.dir, `${root}.pass-${Date.now()}-${process.pid}.jsonl`);
+  }
+
+  /** The journal's path. */
+  get journal(): string {
+    return this.file;
   }
 
   append(rec: DigestRecord): void {
@@ -378,6 +391,12 @@ export function compactDigests(stateDir: string, root: string): void {
  */
 export class PassDigests {
   private readonly writers = new Map<string, DigestWriter>();
+  /** The last record added: a landed file whose hard links this pass is about to make. */
+  private last: DigestRecord | null = null;
+  /** Landed files that this pass links to, by path: their record and the links still to make. */
+  private readonly linking = new Map<string, { rec: DigestRecord; left: number }>();
+  /** Records made again after a link changed the file's ctime; written, sorted, at close. */
+  private readonly relinkedRecs = new Map<string, DigestRecord>();
 
   constructor(
     private readonly stateDir: string,
@@ -386,19 +405,74 @@ export class PassDigests {
 
   /** Record the digest of `rel`, whose stat while it was hashed or after it landed is `st`. */
   add(rel: string, st: BigIntStats, sha256: string): void {
-    const root = this.roots.find((r) => rel === r.rel || rel.startsWith(r.rel + '/'));
+    const root = this.rootOf(rel);
     if (!root) return;
     let w = this.writers.get(root.name);
     if (!w) {
       w = new DigestWriter(this.stateDir, root.name);
       this.writers.set(root.name, w);
     }
-    w.append(digestRecord(rel, st, sha256));
+    this.last = digestRecord(rel, st, sha256);
+    w.append(this.last);
+  }
+
+  /**
+   * `rel`, just added, is the leader of `links` hard links this pass makes: each link changes
+   * its ctime, so its record would no longer hold and a quick verify would read it again.
+   * Bounded: past RELINK_MAX leaders waiting, the rest are simply read again.
+   */
+  expectLinks(rel: string, links: number): void {
+    if (links <= 0 || this.last?.p !== rel || this.linking.size >= RELINK_MAX) return;
+    this.linking.set(rel, { rec: this.last, left: links });
+  }
+
+  /**
+   * A link to `leader` was made: `before` and `after` are the leader's stat around it. When
+   * the leader's record held for `before` (nothing else changed the file since it landed), it
+   * is made again for `after`, with the digest it had.
+   */
+  relinked(leader: string, before: BigIntStats, after: BigIntStats | null): void {
+    const l = this.linking.get(leader);
+    if (!l) return;
+    const r = l.rec;
+    if (!after || r.i !== String(before.ino) || r.d !== String(before.dev) || r.s !== String(before.size) || r.m !== String(before.mtimeNs) || r.c !== String(before.ctimeNs)) {
+      this.linking.delete(leader);
+      this.relinkedRecs.delete(leader);
+      return;
+    }
+    l.rec = digestRecord(leader, after, r.h);
+    this.relinkedRecs.set(leader, l.rec);
+    if (--l.left <= 0) this.linking.delete(leader);
   }
 
   /** Keep every root's records (journals beside the committed sets). */
   close(): void {
     for (const w of this.writers.values()) w.close();
+    // The records made again go in a journal of their own, in walk order, named to sort after
+    // the pass's journal so that they win over the records they replace.
+    const byRoot = new Map<string, DigestRecord[]>();
+    for (const rec of this.relinkedRecs.values()) {
+      const root = this.rootOf(rec.p);
+      if (!root) continue;
+      const list = byRoot.get(root.name);
+      if (list) list.push(rec);
+      else byRoot.set(root.name, [rec]);
+    }
+    for (const [name, recs] of byRoot) {
+      const w = new DigestWriter(this.stateDir, name, this.writers.get(name)?.journal);
+      recs.sort((a, b) => comparePaths(a.p, b.p));
+      for (const rec of recs) w.append(rec);
+      w.close();
+    }
     this.writers.clear();
+    this.linking.clear();
+    this.relinkedRecs.clear();
+  }
+
+  private rootOf(rel: string): ResolvedRoot | undefined {
+    return this.roots.find((r) => rel === r.rel || rel.startsWith(r.rel + '/'));
   }
 }
+
+/** Hard-link leaders a pass keeps the record of while it makes their links, at most. */
+const RELINK_MAX = 65_536;

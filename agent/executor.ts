@@ -148,6 +148,8 @@ export class Executor {
       if (summary.vanished_paths.length < REPORT_LIMIT) summary.vanished_paths.push('/' + a.rel);
       return;
     }
+    // Its hard links will change its ctime: keep its record to make again after them.
+    if (Number(a.s.nlink) > 1) this.ctx.digests?.expectLinks(a.rel, Number(a.s.nlink) - 1);
     summary.files++;
     summary.bytes += r.size;
     this.ctx.progress.sent_bytes += r.size;
@@ -167,6 +169,7 @@ export class Executor {
       fsSync.linkSync(a.leaderAbs, tmp);
       await renameIntoPlace(tmp, a.abs, a.rel);
       this.ctx.summary.hardlinks++;
+      this.ctx.digests?.relinked(a.s.leader, x, lstatOrNull(a.leaderAbs));
     }
     writer?.append({ p: a.rel, t: 'file', s: Number(x.size), m: String(us(x.mtimeNs)), i: String(x.ino), si: a.s.ino }, a.where);
   }

@@ -4,6 +4,7 @@
  */
 import type { Item, ListBatch__Output, PassProgress, PassSummary, Phase, RootName } from '../proto';
 import type { ActionQueue } from './action-queue';
+import type { PassDigests } from './digest-records';
 import type { FetchChannel, FetchReader } from './fetch-reader';
 import type { Identity } from './identity';
 import type { ManifestWriter } from './manifest';
@@ -50,6 +51,8 @@ export interface PassContext {
   writer: ManifestWriter | null;
   /** The Fetch call (null in a dry run). */
   readonly fetch: FetchReader | null;
+  /** The digests of the files this pass lands, for a quick verify of this host (null in a dry run). */
+  readonly digests: PassDigests | null;
   /** The sender skipped a file: this pass deletes nothing. */
   readErrors: boolean;
   /** The executor changed this host's tree in the root being merged (set per root). */

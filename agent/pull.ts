@@ -56,7 +56,7 @@ class Puller implements PassContext {
   fetch: FetchReader | null = null;
   writer: ManifestWriter | null = null;
   /** The digests of the files this pass landed, for a quick verify of this host. */
-  private digests: PassDigests | null = null;
+  digests: PassDigests | null = null;
   readErrors = false;
   wrote = false;
   progress: PassProgress = { root: '', files: 0, bytes: 0, total_files: 0, total_bytes: 0, sent_bytes: 0 };

@@ -12,6 +12,7 @@ import * as http2 from 'node:http2';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpackEntries } from '../agent/packed-entries';
 import { agentClient, clientChannelOptions, type ListBatch } from '../proto';
 import { setupMigration, type Migration } from './support/harness';
 
@@ -66,7 +67,8 @@ describe('receive window and chunk sizes', { timeout: 60_000 }, () => {
       const scope = { roots: ['mailboxes'], mailboxes_dir: '/home/vmail/mail' };
       const files: { path: string; size: string; mtime_ns: string }[] = [];
       for await (const b of c.List({ phase: 'INITIAL', scope }, { deadline: Date.now() + 20_000 }) as AsyncIterable<ListBatch>) {
-        for (const e of b.entries ?? []) if (e.type === 'file' && !e.leader) files.push({ path: e.path!, size: String(e.size), mtime_ns: String(e.mtime_ns) });
+        const entries = b.packed?.length ? unpackEntries(Buffer.from(b.packed)) : (b.entries ?? []);
+        for (const e of entries) if (e.type === 'file' && !e.leader) files.push({ path: e.path!, size: String(e.size), mtime_ns: String(e.mtime_ns) });
       }
       expect(files.length).toBeGreaterThan(100);
       const call = c.Fetch({ deadline: Date.now() + 20_000 });
