@@ -18,87 +18,62 @@ const NS = 1_000_000_000n;
 
 /** A BigIntStats from the binding's numbers; BigInts are made when a field is read. */
 class NumberStats implements BigIntStats {
-  private readonly d: number;
-  private readonly m: number;
-  private readonly nl: number;
-  private readonly u: number;
-  private readonly g: number;
-  private readonly rd: number;
-  private readonly bs: number;
-  private readonly i: number;
-  private readonly sz: number;
-  private readonly bl: number;
-  private readonly as: number;
-  private readonly an: number;
-  private readonly ms: number;
-  private readonly mn: number;
-  private readonly cs: number;
-  private readonly cn: number;
-  private readonly bts: number;
-  private readonly btn: number;
+  /** The binding's numbers, copied (the binding reuses its array): the order of Node's fs binding. */
+  private readonly n: Float64Array;
 
   constructor(a: Float64Array) {
-    this.d = a[0];
-    this.m = a[1];
-    this.nl = a[2];
-    this.u = a[3];
-    this.g = a[4];
-    this.rd = a[5];
-    this.bs = a[6];
-    this.i = a[7];
-    this.sz = a[8];
-    this.bl = a[9];
-    this.as = a[10];
-    this.an = a[11];
-    this.ms = a[12];
-    this.mn = a[13];
-    this.cs = a[14];
-    this.cn = a[15];
-    this.bts = a[16];
-    this.btn = a[17];
+    this.n = a.slice(0, 18);
+  }
+
+  private big(i: number): bigint {
+    return BigInt(this.n[i]);
+  }
+
+  private ns(i: number): bigint {
+    return BigInt(this.n[i]) * NS + BigInt(this.n[i + 1]);
   }
 
   get dev(): bigint {
-    return BigInt(this.d);
+    return this.big(0);
   }
   get mode(): bigint {
-    return BigInt(this.m);
+    return this.big(1);
   }
   get nlink(): bigint {
-    return BigInt(this.nl);
+    return this.big(2);
   }
   get uid(): bigint {
-    return BigInt(this.u);
+    return this.big(3);
   }
   get gid(): bigint {
-    return BigInt(this.g);
+    return this.big(4);
   }
   get rdev(): bigint {
-    return BigInt(this.rd);
+    return this.big(5);
   }
   get blksize(): bigint {
-    return BigInt(this.bs);
+    return this.big(6);
   }
   get ino(): bigint {
-    return BigInt(this.i);
+    return this.big(7);
   }
   get size(): bigint {
-    return BigInt(this.sz);
+    return this.big(8);
   }
   get blocks(): bigint {
-    return BigInt(this.bl);
+    return this.big(9);
   }
   get atimeNs(): bigint {
-    return BigInt(this.as) * NS + BigInt(this.an);
+    return this.ns(10);
   }
   get mtimeNs(): bigint {
-    return BigInt(this.ms) * NS + BigInt(this.mn);
+    return this.ns(12);
   }
   get ctimeNs(): bigint {
-    return BigInt(this.cs) * NS + BigInt(this.cn);
+    return this.ns(14);
   }
   get birthtimeNs(): bigint {
-    return BigInt(this.bts) * NS + BigInt(this.btn);
+    return this.ns(16);
   }
   get atimeMs(): bigint {
     return this.atimeNs / 1_000_000n;
@@ -125,25 +100,25 @@ class NumberStats implements BigIntStats {
     return new Date(Number(this.birthtimeMs));
   }
   isFile(): boolean {
-    return (this.m & S_IFMT) === 0o100000;
+    return (this.n[1] & S_IFMT) === 0o100000;
   }
   isDirectory(): boolean {
-    return (this.m & S_IFMT) === 0o040000;
+    return (this.n[1] & S_IFMT) === 0o040000;
   }
   isSymbolicLink(): boolean {
-    return (this.m & S_IFMT) === 0o120000;
+    return (this.n[1] & S_IFMT) === 0o120000;
   }
   isFIFO(): boolean {
-    return (this.m & S_IFMT) === 0o010000;
+    return (this.n[1] & S_IFMT) === 0o010000;
   }
   isSocket(): boolean {
-    return (this.m & S_IFMT) === 0o140000;
+    return (this.n[1] & S_IFMT) === 0o140000;
   }
   isBlockDevice(): boolean {
-    return (this.m & S_IFMT) === 0o060000;
+    return (this.n[1] & S_IFMT) === 0o060000;
   }
   isCharacterDevice(): boolean {
-    return (this.m & S_IFMT) === 0o020000;
+    return (this.n[1] & S_IFMT) === 0o020000;
   }
 }
 

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO } from '../support/harness';
-import { median, type CaseResult, type Machine } from './report';
+import { fmtS, median, type CaseResult, type Machine } from './report';
 
 /** The markers around the generated part of the README's Performance section. */
 export const PERF_START = '<!-- performance figures: made by test/bench/performance.ts from test/bench/results/*.json; do not edit by hand -->';
@@ -48,7 +48,6 @@ export type Result = BenchResult | ScaleResult;
 
 const isScale = (r: Result): r is ScaleResult => r.kind === 'scale';
 const short = (r: Result): string => r.code.commit.slice(0, 7) + (r.code.changed.length ? ' (with uncommitted changes)' : '');
-const fmtS = (s: number): string => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s >= 1 ? s.toFixed(2) : s.toFixed(3));
 const x = (r: number): string => `${r.toFixed(2)}×`;
 const entriesOf = (b: BenchResult): number => b.tree.files + b.tree.dirs + b.tree.symlinks + b.tree.fifos;
 const num = (n: number): string => n.toLocaleString('en-US');

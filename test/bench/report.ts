@@ -66,7 +66,8 @@ function cpuCell(c: CaseResult): string {
   return '';
 }
 
-const fmtS = (s: number): string => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s >= 1 ? s.toFixed(2) : s.toFixed(3));
+/** Seconds with three significant digits or so. */
+export const fmtS = (s: number): string => (s >= 100 ? s.toFixed(0) : s >= 10 ? s.toFixed(1) : s >= 1 ? s.toFixed(2) : s.toFixed(3));
 
 /** A Markdown table: case, median, each run, ratios, agents' peak RSS. */
 export function formatTable(cases: CaseResult[]): string {

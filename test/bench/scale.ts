@@ -19,7 +19,7 @@ import { startSshd } from '../support/sshd';
 import { AGENT_PEAK_RSS_BYTES, AGENT_PEAK_RSS_MB } from '../support/bounds';
 import { SSH_DIRECT, rsyncSsh, runShell, writeSshConfig } from './peers';
 import { cpuSeconds, passEntries, peakRssMiB } from './proc';
-import { gitState, machineFacts } from './report';
+import { gitState, machineFacts, median } from './report';
 import * as os from 'node:os';
 
 function arg(name: string, dflt: string): string {
@@ -122,8 +122,6 @@ async function main(): Promise<void> {
     process.exitCode = 1;
   }
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
  * Nothing changed: rounds of `cmmigrate sync --phase final` (the running agents; their CPU
