@@ -72,3 +72,23 @@ export async function loadIdentity(root: string): Promise<Identity> {
 export function nameOr(id: number, name: string | undefined): string {
   return name ?? `#${id}`;
 }
+
+/** Owner names by id over a walk, each looked up once: most entries share a few owners. */
+export class OwnerNames {
+  private readonly users = new Map<number, string>();
+  private readonly groups = new Map<number, string>();
+
+  constructor(private readonly identity: Identity) {}
+
+  user(uid: number): string {
+    let name = this.users.get(uid);
+    if (name === undefined) this.users.set(uid, (name = nameOr(uid, this.identity.userName(uid))));
+    return name;
+  }
+
+  group(gid: number): string {
+    let name = this.groups.get(gid);
+    if (name === undefined) this.groups.set(gid, (name = nameOr(gid, this.identity.groupName(gid))));
+    return name;
+  }
+}

@@ -10,7 +10,7 @@ import * as fsSync from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../proto';
-import { nameOr, type Identity } from './identity';
+import { nameOr, OwnerNames, type Identity } from './identity';
 import { PackedWriter, unpackEntries } from './packed-entries';
 import type { ResolvedRoot } from './paths';
 import { nextTurn, TreeWalk, type WalkEntry } from './walk';
@@ -58,15 +58,15 @@ const LIST_BATCH = 512;
 class RootLister {
   readonly end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
   private readonly leaders = new Map<string, { rel: string; left: bigint }>();
-  /** Owner names by id: most entries share a few owners. */
-  private readonly users = new Map<number, string>();
-  private readonly groups = new Map<number, string>();
+  private readonly names: OwnerNames;
 
   constructor(
     private readonly strict: boolean,
-    private readonly identity: Identity,
+    identity: Identity,
     private readonly onWarning?: (msg: string, fields: Record<string, unknown>) => void,
-  ) {}
+  ) {
+    this.names = new OwnerNames(identity);
+  }
 
   readonly vanished = (rel: string): void => {
     if (this.strict) throw strictChange(rel, 'vanished');
@@ -85,10 +85,8 @@ class RootLister {
     const st = e.st;
     const uid = Number(st.uid);
     const gid = Number(st.gid);
-    let user = this.users.get(uid);
-    if (user === undefined) this.users.set(uid, (user = nameOr(uid, this.identity.userName(uid))));
-    let group = this.groups.get(gid);
-    if (group === undefined) this.groups.set(gid, (group = nameOr(gid, this.identity.groupName(gid))));
+    const user = this.names.user(uid);
+    const group = this.names.group(gid);
     let leader = '';
     const nlink = st.nlink;
     if (e.type === 'file' && nlink > 1n) {

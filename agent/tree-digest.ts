@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { CmError, type RootName, type VerifyBatch, type VerifyEntry } from '../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
-import { nameOr, type Identity } from './identity';
+import { OwnerNames, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
 import { walkBatches, type WalkEntry } from './walk';
 
@@ -71,25 +71,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   let read = 0;
   const reader = opts.records?.quick ? DigestReader.open(opts.records.stateDir, root.name) : null;
   const writer = opts.records ? new DigestWriter(opts.records.stateDir, root.name) : null;
-  // Most entries share an owner: the last answer saves a lookup and a string per entry.
-  let lastUid = -1;
-  let lastUser = '';
-  let lastGid = -1;
-  let lastGroup = '';
-  const userOf = (uid: number): string => {
-    if (uid !== lastUid) {
-      lastUid = uid;
-      lastUser = nameOr(uid, opts.identity.userName(uid));
-    }
-    return lastUser;
-  };
-  const groupOf = (gid: number): string => {
-    if (gid !== lastGid) {
-      lastGid = gid;
-      lastGroup = nameOr(gid, opts.identity.groupName(gid));
-    }
-    return lastGroup;
-  };
+  const names = new OwnerNames(opts.identity);
   const cancelled = (): CmError => new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
 
   /** A file's digest: from its record while that holds (quick), else read; its record is written either way. */
@@ -156,8 +138,8 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
           type: e.type,
           size: e.type === 'file' ? String(e.st.size) : '0',
           mode: e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
-          user: rule?.user ?? userOf(uid),
-          group: rule?.group ?? groupOf(gid),
+          user: rule?.user ?? names.user(uid),
+          group: rule?.group ?? names.group(gid),
           mtime_us: root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
           sha256: sha,
           link: e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
