@@ -18,11 +18,15 @@ const NS = 1_000_000_000n;
 
 /** A BigIntStats from the binding's numbers; BigInts are made when a field is read. */
 class NumberStats implements BigIntStats {
-  /** The binding's numbers, copied (the binding reuses its array): the order of Node's fs binding. */
-  private readonly n: Float64Array;
+  /**
+   * The binding's numbers, copied (the binding reuses its array), in the order of Node's fs
+   * binding. A plain array of doubles lives on the heap; a Float64Array copy of this size gets
+   * a backing store of its own outside it, which cost more than the lstat itself.
+   */
+  private readonly n: number[];
 
   constructor(a: Float64Array) {
-    this.n = a.slice(0, 18);
+    this.n = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16], a[17]];
   }
 
   private big(i: number): bigint {
