@@ -7,7 +7,7 @@
 import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { CmError, type RootName, type VerifyBatch, type VerifyEntry } from '../proto';
+import { CmError, verifyLine, type RootName, type VerifyBatch } from '../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
 import { OwnerNames, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
@@ -40,29 +40,21 @@ export interface RootResult {
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
 const SMALL_FILE = 1024n * 1024n;
 
-/** The root digest is fed this much record text at a time: one hash update per entry costs more than the hashing. */
-const ROOT_HASH_CHUNK = 64 * 1024;
-
 async function hashLarge(abs: string, signal?: AbortSignal): Promise<string> {
   const h = crypto.createHash('sha256');
   for await (const data of createReadStream(abs, { highWaterMark: 1024 * 1024, signal })) h.update(data as Buffer);
   return h.digest('hex');
 }
 
-/** The record of one entry, as text; the root digest hashes these, one per line. */
-export function recordLine(e: VerifyEntry): string {
-  return JSON.stringify([e.path, e.type, String(e.size), e.mode, e.user, e.group, e.mtime_us, e.sha256, e.link, e.hardlink]);
-}
-
 /**
- * Yield the records of a root in walk order, in the walk's batches, then the root's digest.
- * A file's content comes from its record while that holds (quick), else it is read; small
- * files are read synchronously, so an entry costs a promise only when a big file streams.
+ * Yield the records of a root in walk order as their lines (proto/verify-record.ts), a walk
+ * batch's lines at a time as UTF-8, then the root's digest over those bytes. A file's content comes
+ * from its record while that holds (quick), else it is read; small files are read
+ * synchronously, so an entry costs a promise only when a big file streams.
  */
-export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<VerifyEntry[] | RootResult> {
+export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<Buffer | RootResult> {
   const rule = opts.owners[root.name];
   const rootHash = crypto.createHash('sha256');
-  let pending = '';
   // Hard-link groups still open: forgotten once all their links are seen.
   const groups = new Map<string, { path: string; sha: string; left: bigint }>();
   let present = false;
@@ -72,6 +64,11 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   const reader = opts.records?.quick ? DigestReader.open(opts.records.stateDir, root.name) : null;
   const writer = opts.records ? new DigestWriter(opts.records.stateDir, root.name) : null;
   const names = new OwnerNames(opts.identity);
+  // Owner names as JSON strings, as the lines carry them: the plan's rule, else by id.
+  const ruleUser = rule ? JSON.stringify(rule.user) : null;
+  const ruleGroup = rule ? JSON.stringify(rule.group) : null;
+  const userJson = new Map<number, string>();
+  const groupJson = new Map<number, string>();
   const cancelled = (): CmError => new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
 
   /** A file's digest: from its record while that holds (quick), else read; its record is written either way. */
@@ -104,7 +101,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
     for await (const batch of walkBatches(root)) {
       if (opts.signal?.aborted) throw cancelled();
       present = true;
-      const out: VerifyEntry[] = [];
+      let lines = '';
       for (const e of batch) {
         if (e.type === 'socket') {
           sockets++;
@@ -131,29 +128,39 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
             if (key) groups.set(key, { path: e.rel, sha, left: st.nlink - 1n });
           }
         }
-        const uid = Number(e.st.uid);
-        const gid = Number(e.st.gid);
-        const rec: VerifyEntry = {
-          path: e.rel,
-          type: e.type,
-          size: e.type === 'file' ? String(e.st.size) : '0',
-          mode: e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
-          user: rule?.user ?? names.user(uid),
-          group: rule?.group ?? names.group(gid),
-          mtime_us: root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
-          sha256: sha,
-          link: e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
-          hardlink,
-        };
-        pending += recordLine(rec) + '\n';
-        if (pending.length >= ROOT_HASH_CHUNK) {
-          rootHash.update(pending);
-          pending = '';
+        let user: string | undefined = ruleUser ?? undefined;
+        if (user === undefined) {
+          const uid = Number(e.st.uid);
+          user = userJson.get(uid);
+          if (user === undefined) userJson.set(uid, (user = JSON.stringify(names.user(uid))));
         }
+        let group: string | undefined = ruleGroup ?? undefined;
+        if (group === undefined) {
+          const gid = Number(e.st.gid);
+          group = groupJson.get(gid);
+          if (group === undefined) groupJson.set(gid, (group = JSON.stringify(names.group(gid))));
+        }
+        lines +=
+          verifyLine(
+            e.rel,
+            e.type,
+            e.type === 'file' ? String(e.st.size) : '0',
+            e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
+            user,
+            group,
+            root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
+            sha,
+            e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
+            hardlink,
+          ) + '\n';
         entries++;
-        out.push(rec);
       }
-      if (out.length) yield out;
+      if (lines) {
+        // Encoded once: the root digest hashes these bytes and the Verify answer sends them.
+        const bytes = Buffer.from(lines, 'utf8');
+        rootHash.update(bytes);
+        yield bytes;
+      }
     }
     if (opts.signal?.aborted) throw cancelled();
     // The walk saw every file of the root: its records replace the older ones.
@@ -162,30 +169,22 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
     reader?.close();
     writer?.close();
   }
-  rootHash.update(pending);
   yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets, fromRecords: reader?.hits ?? 0, read };
 }
 
-/** Records per Verify message. */
-const VERIFY_BATCH = 256;
-
-/** The Verify answer as messages: each root's records in batches, its last batch with the root's digest. */
+/** The Verify answer as messages: each root's record lines a walk batch at a time, the root's digest on its last. */
 export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions): AsyncGenerator<VerifyBatch> {
   for (const root of roots) {
-    let batch: VerifyEntry[] = [];
+    // One batch held back, so that the root's digest travels with the root's last lines.
+    let held: Buffer = Buffer.alloc(0);
     for await (const item of digestRoot(root, opts)) {
-      if (!Array.isArray(item)) {
-        yield { entries: batch, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped, from_records: item.fromRecords, read: item.read } };
-        batch = [];
+      if (Buffer.isBuffer(item)) {
+        if (held.length) yield { lines: held };
+        held = item;
         continue;
       }
-      for (const e of item) {
-        batch.push(e);
-        if (batch.length >= VERIFY_BATCH) {
-          yield { entries: batch };
-          batch = [];
-        }
-      }
+      yield { lines: held, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped, from_records: item.fromRecords, read: item.read } };
+      held = Buffer.alloc(0);
     }
   }
 }

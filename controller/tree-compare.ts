@@ -1,8 +1,9 @@
 /**
  * Compare two agents' verify listings as they stream in: both come in walk order, root by
- * root, so one merge pass finds every differing path while holding only a few batches.
+ * root, as record lines (proto/verify-record.ts), so one merge pass finds every differing
+ * path while holding only a few batches, and parses only the lines that differ.
  */
-import { comparePaths, type RootDigest__Output, type VerifyBatch__Output, type VerifyEntry__Output } from '../proto';
+import { CmError, comparePaths, parseVerifyLine, type RootDigest__Output, type VerifyBatch__Output, type VerifyFields } from '../proto';
 
 export interface Difference {
   path: string;
@@ -26,63 +27,100 @@ export interface Comparison {
   roots: RootComparison[];
 }
 
+const NL = 0x0a;
+
 /**
- * One agent's listing as a cursor: the entries of the batch at hand are taken without a
- * promise, and the next batch is awaited only when these are used up.
+ * One agent's listing as a cursor over its record lines: the line at hand is located in its
+ * batch's bytes without being copied out, and the next batch is awaited only when these are
+ * used up.
  */
 class Listing {
   private readonly it: AsyncIterator<VerifyBatch__Output>;
   private batch: VerifyBatch__Output | null = null;
-  private i = 0;
+  /** The batch's lines, the line at hand (start, end before its newline), or -1 past them. */
+  private buf: Buffer = Buffer.alloc(0);
+  start = 0;
+  end = -1;
   /** The root the cursor is in: a batch's root_done ends it. */
   rootIdx = 0;
   ended = false;
 
-  constructor(batches: AsyncIterable<VerifyBatch__Output>) {
+  constructor(
+    batches: AsyncIterable<VerifyBatch__Output>,
+    private readonly side: 'old' | 'new',
+  ) {
     this.it = batches[Symbol.asyncIterator]();
   }
 
-  /** Make sure an entry or a root's end is at hand (or the listing ended). */
+  /** Make sure a line or a root's end is at hand (or the listing ended). */
   async fill(): Promise<void> {
-    while (!this.ended && (this.batch === null || (this.i >= this.batch.entries.length && !this.batch.root_done))) {
+    while (!this.ended && (this.batch === null || (this.end < 0 && !this.batch.root_done))) {
       const n = await this.it.next();
       if (n.done) this.ended = true;
       else {
         this.batch = n.value;
-        this.i = 0;
+        this.buf = n.value.lines;
+        this.locate(0);
       }
     }
   }
 
-  /** The entry at hand, or null when the root's end (or the listing's) is. Call after fill(). */
-  entry(): VerifyEntry__Output | null {
-    return this.batch && this.i < this.batch.entries.length ? this.batch.entries[this.i] : null;
+  private locate(from: number): void {
+    this.start = from;
+    if (from >= this.buf.length) {
+      this.end = -1;
+      return;
+    }
+    this.end = this.buf.indexOf(NL, from);
+    if (this.end < 0) throw new CmError('wire.protocol', `the ${this.side} agent's verify listing has a line without its end; its batches must hold whole lines`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
+  }
+
+  /** Whether a line is at hand (else the root's end, or the listing's). Call after fill(). */
+  hasLine(): boolean {
+    return this.batch !== null && this.end >= 0;
+  }
+
+  /** The line at hand as text. */
+  text(): string {
+    return this.buf.toString('utf8', this.start, this.end);
+  }
+
+  /** The line at hand as fields; a line that is no record is a bad peer. */
+  fields(): VerifyFields {
+    const f = parseVerifyLine(this.text());
+    if (!f) throw new CmError('wire.protocol', `the ${this.side} agent sent a verify line that is not a record: ${JSON.stringify(this.text().slice(0, 200))}`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
+    return f;
+  }
+
+  /** Whether the line at hand is byte for byte the other listing's. */
+  sameLine(o: Listing): boolean {
+    return this.end - this.start === o.end - o.start && this.buf.compare(o.buf, o.start, o.end, this.start, this.end) === 0;
   }
 
   /** The root's end at hand, if it is. */
   done(): RootDigest__Output | null {
-    return this.batch && this.i >= this.batch.entries.length ? this.batch.root_done : null;
+    return this.batch && this.end < 0 ? this.batch.root_done : null;
   }
 
-  /** Step past the entry or root end at hand. */
+  /** Step past the line or root end at hand. */
   skip(): void {
     if (!this.batch) return;
-    if (this.i < this.batch.entries.length) this.i++;
+    if (this.end >= 0) this.locate(this.end + 1);
     else if (this.batch.root_done) {
       this.batch = null;
       this.rootIdx++;
     }
   }
 
-  /** Whether another entry or root end is at hand without waiting. */
+  /** Whether another line or root end is at hand without waiting. */
   ready(): boolean {
-    return this.ended || (this.batch !== null && (this.i < this.batch.entries.length || this.batch.root_done !== null));
+    return this.ended || (this.batch !== null && (this.end >= 0 || this.batch.root_done !== null));
   }
 }
 
-const FIELDS: (keyof VerifyEntry__Output)[] = ['type', 'size', 'mode', 'user', 'group', 'mtime_us', 'sha256', 'link', 'hardlink'];
+const FIELDS: (keyof VerifyFields)[] = ['type', 'size', 'mode', 'user', 'group', 'mtime_us', 'sha256', 'link', 'hardlink'];
 
-function show(field: keyof VerifyEntry__Output, v: unknown): string {
+function show(field: keyof VerifyFields, v: unknown): string {
   if (field === 'mode') return Number(v).toString(8).padStart(4, '0');
   if (field === 'sha256') return String(v).slice(0, 12);
   if (field === 'mtime_us') {
@@ -93,16 +131,7 @@ function show(field: keyof VerifyEntry__Output, v: unknown): string {
 }
 
 /** What differs between two records of the same path, or '' when they match. */
-export function describeDifference(a: VerifyEntry__Output, b: VerifyEntry__Output): string {
-  // Nearly every pair matches: compare as decoded before turning anything into text.
-  let same = true;
-  for (const f of FIELDS) {
-    if (a[f] !== b[f]) {
-      same = false;
-      break;
-    }
-  }
-  if (same) return '';
+export function describeDifference(a: VerifyFields, b: VerifyFields): string {
   const parts: string[] = [];
   for (const f of FIELDS) {
     if (String(a[f]) !== String(b[f])) {
@@ -114,8 +143,8 @@ export function describeDifference(a: VerifyEntry__Output, b: VerifyEntry__Outpu
 
 /** Merge the old and new listings; keep the first `keep` differences, count them all. */
 export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, newB: AsyncIterable<VerifyBatch__Output>, keep = 20): Promise<Comparison> {
-  const a = new Listing(oldB);
-  const b = new Listing(newB);
+  const a = new Listing(oldB, 'old');
+  const b = new Listing(newB, 'new');
   const result: Comparison = { differences: 0, first: [], roots: [] };
   const diff = (path: string, what: string): void => {
     result.differences++;
@@ -124,8 +153,16 @@ export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, 
   for (;;) {
     if (!a.ready() || !b.ready()) await Promise.all([a.fill(), b.fill()]);
     if (a.ended && b.ended) break;
-    const xe = a.ended ? null : a.entry();
-    const ye = b.ended ? null : b.entry();
+    const xl = !a.ended && a.hasLine();
+    const yl = !b.ended && b.hasLine();
+    // Nearly every pair of lines is the same: compared as bytes, neither is parsed.
+    if (xl && yl && a.rootIdx === b.rootIdx && a.sameLine(b)) {
+      a.skip();
+      b.skip();
+      continue;
+    }
+    const xe = xl ? a.fields() : null;
+    const ye = yl ? b.fields() : null;
     // Walk order: by root, then path, a root's end after its entries; an ended listing last.
     let o: number;
     if (a.ended) o = 1;

@@ -16,7 +16,6 @@ export type { AgentClient, AgentHandlers } from './generated/cmmigrate/v1/Agent'
 export type { PullEvent__Output, PullEvent } from './generated/cmmigrate/v1/PullEvent';
 export type { Summary__Output, Summary } from './generated/cmmigrate/v1/Summary';
 export type { Progress, Progress__Output } from './generated/cmmigrate/v1/Progress';
-export type { VerifyEntry, VerifyEntry__Output } from './generated/cmmigrate/v1/VerifyEntry';
 export type { VerifyBatch, VerifyBatch__Output } from './generated/cmmigrate/v1/VerifyBatch';
 export type { RootDigest, RootDigest__Output } from './generated/cmmigrate/v1/RootDigest';
 export type { InfoReply, InfoReply__Output } from './generated/cmmigrate/v1/InfoReply';
@@ -42,6 +41,7 @@ export type { BridgeLimits as BridgeLimitsWire, BridgeLimits__Output as BridgeLi
 export * from './errors';
 export * from './roots';
 export * from './order';
+export * from './verify-record';
 export * from './address';
 export * from './host-ops';
 export * from './external-tls';
@@ -50,7 +50,7 @@ export * from './numbered';
 export * from './roles';
 
 /** The version of the wire protocol; agents of different protocol versions refuse each other. */
-export const PROTOCOL_VERSION = '2';
+export const PROTOCOL_VERSION = '3';
 
 /** The one set of loader options, as grpc-node recommends. */
 export const LOADER_OPTIONS: protoLoader.Options = {

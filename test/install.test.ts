@@ -10,7 +10,7 @@ import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as os from 'node:os';
-import { AGENT_NODE_FLAGS } from '../proto';
+import { AGENT_NODE_FLAGS, PROTOCOL_VERSION } from '../proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_ROOT_PATHS, cmmigrate, freePort, REPO, startAgentProcess, type AgentProcess, type CliResult } from './support/harness';
 import { generateRelayTree, writeIdentity } from './support/relay-tree';
@@ -243,7 +243,7 @@ describe('install-agent, agents, uninstall-agent over ssh', { timeout: 240_000 }
       expect(r.stderr).toContain('checking root@127.0.0.3');
       expect(r.stderr).toContain('[$ ssh -F ');
       expect(r.stderr).toContain('uploading cmmigrate-agent.js');
-      expect(r.stdout).toMatch(new RegExp(`new  ${newAddress.replace(/\./g, '\\.')}  cmmigrate-agent \\d+\\.\\d+\\.\\d+ \\(protocol 2, node v\\d+`));
+      expect(r.stdout).toMatch(new RegExp(`new  ${newAddress.replace(/\./g, '\\.')}  cmmigrate-agent \\d+\\.\\d+\\.\\d+ \\(protocol ${PROTOCOL_VERSION}, node v\\d+`));
       expect(r.stdout).toContain(`host ${os.hostname()}, Debian GNU/Linux 12 (bookworm)`);
       expect(r.stdout).toMatch(/[\d.]+ [KMGT]?i?B free under \/home\/vmail\/mail/);
 

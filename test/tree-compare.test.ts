@@ -5,20 +5,21 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compareListings } from '../controller/tree-compare';
-import type { RootDigest__Output, VerifyBatch__Output, VerifyEntry__Output } from '../proto';
+import { CmError, parseVerifyLine, verifyLineOf, type RootDigest__Output, type VerifyBatch__Output, type VerifyFields } from '../proto';
 
-const entry = (path: string, over: Partial<VerifyEntry__Output> = {}): VerifyEntry__Output => ({ path, type: 'file', size: '3', mode: 0o600, user: 'vmail', group: 'vmail', mtime_us: '1700000000000000', sha256: 'a'.repeat(64), link: '', hardlink: '', ...over });
+const entry = (path: string, over: Partial<VerifyFields> = {}): VerifyFields => ({ path, type: 'file', size: '3', mode: 0o600, user: 'vmail', group: 'vmail', mtime_us: '1700000000000000', sha256: 'a'.repeat(64), link: '', hardlink: '', ...over });
 const done = (root: string, entries: number, sha256: string, present = true): RootDigest__Output => ({ root, present, entries: String(entries), sha256, sockets_skipped: '0', from_records: '1', read: '2' });
 
 /** A listing in batches of `size` entries, with an empty batch thrown in, each root's end on its last batch. */
-async function* listing(roots: { entries: VerifyEntry__Output[]; done: RootDigest__Output }[], size: number): AsyncGenerator<VerifyBatch__Output> {
+async function* listing(roots: { entries: VerifyFields[]; done: RootDigest__Output }[], size: number): AsyncGenerator<VerifyBatch__Output> {
+  const lines = (es: VerifyFields[]): Buffer => Buffer.from(es.map((e) => verifyLineOf(e) + '\n').join(''));
   for (const r of roots) {
-    yield { entries: [], root_done: null };
+    yield { lines: Buffer.alloc(0), root_done: null };
     for (let i = 0; i < r.entries.length; i += size) {
       const last = i + size >= r.entries.length;
-      yield { entries: r.entries.slice(i, i + size), root_done: last ? r.done : null };
+      yield { lines: lines(r.entries.slice(i, i + size)), root_done: last ? r.done : null };
     }
-    if (r.entries.length === 0) yield { entries: [], root_done: r.done };
+    if (r.entries.length === 0) yield { lines: Buffer.alloc(0), root_done: r.done };
   }
 }
 
@@ -62,5 +63,31 @@ describe('compareListings', () => {
     expect(cmp.first).toEqual(expected.slice(0, 2));
     expect(cmp.differences).toBe(6); // the four, and dkimkeys' two entries missing on the new host
     expect(cmp.roots.map((r) => r.root)).toEqual(['mailboxes']);
+  });
+
+  it('refuses a listing whose lines are not records, or whose batch ends inside a line, naming the agent', async () => {
+    async function* raw(text: string): AsyncGenerator<VerifyBatch__Output> {
+      yield { lines: Buffer.from(text), root_done: done('mailboxes', 1, 'x') };
+    }
+    const good = verifyLineOf(entry('m/a')) + '\n';
+    for (const bad of ['{"not":"a record"}\n', '["m/a","file"]\n', good.slice(0, -1)]) {
+      const err = await compareListings(raw(good), raw(bad)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CmError);
+      expect((err as CmError).code).toBe('wire.protocol');
+      expect((err as CmError).message).toMatch(/the new agent/);
+    }
+  });
+});
+
+describe('verify record lines', () => {
+  it('are the JSON array of the fields, one line whatever the path holds, and read back as the same fields', () => {
+    for (const path of ['m/a', 'm/"quoted" \\ back', 'm/new\nline\ttab', 'm/ünï €', 'm/\u{1F600}', 'm/\u0001ctl']) {
+      const e = entry(path, { link: path, hardlink: path, user: 'vm"ail', group: 'grüp' });
+      const line = verifyLineOf(e);
+      expect(line).toBe(JSON.stringify([e.path, e.type, e.size, e.mode, e.user, e.group, e.mtime_us, e.sha256, e.link, e.hardlink]));
+      expect(line).not.toMatch(/\n/);
+      expect(parseVerifyLine(line)).toEqual(e);
+    }
+    expect(parseVerifyLine('["a","file","1","x","u","g","0","","",""]')).toBeNull();
   });
 });

@@ -32,7 +32,6 @@ import type { Scope as _cmmigrate_v1_Scope, Scope__Output as _cmmigrate_v1_Scope
 import type { Summary as _cmmigrate_v1_Summary, Summary__Output as _cmmigrate_v1_Summary__Output } from './cmmigrate/v1/Summary';
 import type { UnitState as _cmmigrate_v1_UnitState, UnitState__Output as _cmmigrate_v1_UnitState__Output } from './cmmigrate/v1/UnitState';
 import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from './cmmigrate/v1/VerifyBatch';
-import type { VerifyEntry as _cmmigrate_v1_VerifyEntry, VerifyEntry__Output as _cmmigrate_v1_VerifyEntry__Output } from './cmmigrate/v1/VerifyEntry';
 import type { VerifyRequest as _cmmigrate_v1_VerifyRequest, VerifyRequest__Output as _cmmigrate_v1_VerifyRequest__Output } from './cmmigrate/v1/VerifyRequest';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -74,7 +73,6 @@ export interface ProtoGrpcType {
       Summary: MessageTypeDefinition<_cmmigrate_v1_Summary, _cmmigrate_v1_Summary__Output>
       UnitState: MessageTypeDefinition<_cmmigrate_v1_UnitState, _cmmigrate_v1_UnitState__Output>
       VerifyBatch: MessageTypeDefinition<_cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyBatch__Output>
-      VerifyEntry: MessageTypeDefinition<_cmmigrate_v1_VerifyEntry, _cmmigrate_v1_VerifyEntry__Output>
       VerifyRequest: MessageTypeDefinition<_cmmigrate_v1_VerifyRequest, _cmmigrate_v1_VerifyRequest__Output>
     }
   }
