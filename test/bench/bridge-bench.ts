@@ -183,6 +183,7 @@ async function main(): Promise<void> {
   const bytes = Math.round(Number(values.gib) * GiB);
 
   const started = new Date();
+  const code = gitState();
   const loadBefore = readFileSync('/proc/loadavg', 'utf8').trim();
   const srv = await startServers();
   const bridgeNode = values['bridge-node'] ?? process.execPath;
@@ -227,7 +228,7 @@ async function main(): Promise<void> {
       kind: 'bridge',
       date: started.toISOString(),
       command: `node dist-test/test/bench/bridge-bench.js --rounds ${rounds} --trips ${trips} --gib ${values.gib}${values['bridge-node'] ? ` --bridge-node ${bridgeNode}` : ''}`,
-      code: gitState(),
+      code,
       machine: { cpus: (await import('node:os')).cpus().length, loadavgBefore: loadBefore, loadavgAfter: readFileSync('/proc/loadavg', 'utf8').trim(), node: process.version },
       agentNode: spawnSync(bridgeNode, ['--version'], { encoding: 'utf8' }).stdout.trim(),
       agentPid,

@@ -68,11 +68,13 @@ export function bridgeLines(r: BridgeResult): string[] {
 
 /** The generated part of the bridge's "Speed." paragraph, markers included. */
 export function bridgeSection(r: BridgeResult): string {
-  const load = (s: string): string => Number(s.split(' ')[0]).toFixed(1);
+  const load = (s: string): number => Number(s.split(' ')[0]);
+  // The load before the run is other work's (the bench adds its own during the run).
+  const busy = load(r.machine.loadavgBefore) >= 1 ? ': other work was running' : '';
   const short = r.code.commit.slice(0, 7) + (r.code.changed.length ? ' (with uncommitted changes)' : '');
   return [
     BRIDGE_START,
-    `\`${r.command}\` on ${r.date.slice(0, 16).replace('T', ' ')} UTC at commit ${short}, on ${r.machine.cpus} CPUs shared with other work (load average ${load(r.machine.loadavgBefore)} before, ${load(r.machine.loadavgAfter)} after), printed:`,
+    `\`${r.command}\` on ${r.date.slice(0, 16).replace('T', ' ')} UTC at commit ${short}, on ${r.machine.cpus} CPUs (load average ${load(r.machine.loadavgBefore).toFixed(1)} before, ${load(r.machine.loadavgAfter).toFixed(1)} after${busy}), printed:`,
     '',
     '```text',
     ...bridgeLines(r),
