@@ -232,7 +232,8 @@ export function fuzzPackedPull(opts: FuzzOptions): Promise<FuzzFigures> {
   return fuzzReceiver(opts, packedInput, {});
 }
 
-interface FuzzOptions {
+/** How long to fuzz and from which seed; `log` hears each problem as it is found. */
+export interface FuzzOptions {
   seed: number;
   seconds: number;
   minIterations?: number;
