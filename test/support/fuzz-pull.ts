@@ -212,7 +212,7 @@ async function* receiverListing(list: ListBatch__Output[]): AsyncGenerator<ListB
   for (const b of list) {
     if (b.packed && b.packed.length > 0) {
       if (b.entries.length > 0) throw wireError('a listing batch carried entries both packed and unpacked');
-      b.entries = unpackEntries(Buffer.from(b.packed));
+      b.entries = unpackEntries(b.packed);
       b.packed = Buffer.alloc(0);
     }
     yield b;
