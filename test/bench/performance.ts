@@ -239,6 +239,11 @@ function main(): void {
     process.stderr.write('usage: performance.js [--readme README.md] RESULT.json ...\n');
     process.exit(2);
   }
+  const bridge = args.filter((f) => !isResultFile(path.basename(f)));
+  if (bridge.length) {
+    process.stderr.write(`not a bench or scale result (bridge-*.json goes to bridge-figures.js): ${bridge.join(', ')}\n`);
+    process.exit(2);
+  }
   const results = args.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as Result);
   const text = performanceSection(results);
   process.stdout.write(text + '\n');
