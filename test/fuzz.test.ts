@@ -1,6 +1,7 @@
 /**
  * Fuzzing, short and seeded, in every CI run (issue 7): the receiving side's listing and
- * tar parsing (test/support/fuzz-pull.ts), the plan file and the command line
+ * tar parsing (test/support/fuzz-pull.ts), unpacked and packed as the sender sends it since
+ * protocol 2 (test/support/fuzz-packed.ts), the plan file and the command line
  * (test/support/fuzz-plan.ts). `npm run fuzz` runs the same for longer with other seeds.
  * CMM_FUZZ_SEED picks the seed (default 1) to replay a failure.
  */
@@ -9,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportFigure } from './support/fault-checks';
-import { fuzzPull } from './support/fuzz-pull';
+import { fuzzPackedPull, fuzzPull } from './support/fuzz-pull';
 import { fuzzCli, fuzzPlan } from './support/fuzz-plan';
 import { cmmigrate } from './support/harness';
 
@@ -35,6 +36,18 @@ describe('fuzz', () => {
     expect(f.failures).toEqual([]);
     expect(f.succeeded).toBeGreaterThan(0);
     expect(f.refused).toBeGreaterThan(f.iterations / 4);
+  }, 60_000);
+
+  it('the receiver unpacks damaged packed listings into success or a CmError, never more', async () => {
+    const f = await fuzzPackedPull({ seed: SEED, seconds: 4, minIterations: 200 });
+    reportFigure('fuzz-packed', { seed: SEED, iterations: f.iterations, succeeded: f.succeeded, refused: f.refused, protocol: f.codes['wire.protocol'] ?? 0, codes: Object.keys(f.codes).length, failures: f.failures.length });
+    console.log(JSON.stringify(f.codes), JSON.stringify(f.packed));
+    expect(f.failures).toEqual([]);
+    expect(f.succeeded).toBeGreaterThan(0);
+    // Most damaged packed bytes are refused by the unpacking itself, as the sender's protocol error.
+    expect(f.codes['wire.protocol']).toBeGreaterThan(f.iterations / 4);
+    // Every kind of damage was tried.
+    expect(Object.keys(f.packed!).sort()).toEqual(['both', 'byte', 'cut', 'entries', 'extend', 'flip', 'length', 'none', 'split', 'varint']);
   }, 60_000);
 
   it('damaged plan files load or are refused with a CmError', async () => {

@@ -2,12 +2,14 @@
  * The README's Reliability section is the text test/bench/reliability.ts made from a real
  * run's log, the same that test/RELIABILITY.md holds: a figure edited by hand in one of them,
  * or a table regenerated into one only, fails here (issue 15, Figures). The same holds for the
- * Performance section and the bench results in test/bench/results/ (issue 13).
+ * Performance section and the bench results in test/bench/results/ (issue 13), and for the
+ * bridge's speed figures and the bridge bench's result kept there.
  */
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { BRIDGE_END, BRIDGE_START, bridgeLines, bridgeSection, readBridgeResult, withBridge } from './bench/bridge-figures';
 import { PERF_END, PERF_START, performanceSection, readResults, targetRows, withPerformance } from './bench/performance';
 import { SECTION_AFTER, SECTION_START, withSection } from './bench/reliability';
 import { generateRelayTree } from './support/relay-tree';
@@ -72,6 +74,37 @@ describe('README performance figures', () => {
       const inMiB = r.measured!.includes('MiB') ? (value * 2 ** 20) / 1e6 : value;
       expect(r.met, `${r.what}: ${r.measured} against ${r.target}`).toBe(inMiB <= limit);
     }
+  });
+});
+
+describe('README bridge figures', () => {
+  it('the bridge\'s speed figures are what test/bench/results/bridge-*.json makes', async () => {
+    const readme = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const result = readBridgeResult();
+    const text = bridgeSection(result);
+    const a = readme.indexOf(BRIDGE_START);
+    const b = readme.indexOf(BRIDGE_END);
+    expect(a).toBeGreaterThan(0);
+    expect(readme.slice(a, b + BRIDGE_END.length)).toBe(text);
+    expect(withBridge(readme, text)).toBe(readme);
+    // The block holds the bench's own console lines, each figure of the result in them.
+    for (const line of bridgeLines(result)) expect(text).toContain(line);
+    expect(text).toContain(result.agentCpuSecondsPerGiB.toFixed(2));
+    // A figure changed in the result file shows.
+    const bumped = JSON.parse(JSON.stringify(result)) as typeof result;
+    bumped.throughputMBps.uploadBridged.median += 10;
+    expect(bridgeSection(bumped)).not.toBe(text);
+  });
+
+  it('the prose around the bridge figures types none of its own', async () => {
+    const readme = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const a = readme.indexOf('**Speed.**');
+    const end = readme.indexOf('**What the new host sees while bridging.**', a);
+    expect(a).toBeGreaterThan(0);
+    const generated = readme.slice(readme.indexOf(BRIDGE_START, a), readme.indexOf(BRIDGE_END, a) + BRIDGE_END.length);
+    const prose = readme.slice(a, end).replace(generated, '');
+    // Options and the path of /proc/<pid>/stat aside, no number of a measurement.
+    expect(prose.replace(/--rounds 3\s+--gib 1/, '').match(/\d+(\.\d+)?\s*(ms|us|µs|MB\/s|s per GiB|%)|load average \d/g)).toBeNull();
   });
 });
 

@@ -14,18 +14,23 @@
  *
  * The agent runs in a process of its own, the servers in another, the client here. The
  * load average is printed before and after: on a shared machine the figures move with it.
- * Run after a build:
+ * The results are written as JSON to `--out` (default bench-results/bridge-<date>.json);
+ * bridge-figures.ts makes the README's figures from such a file. Run after a build:
  *   npm run build:tools && node dist-test/test/bench/bridge-bench.js [--rounds N] [--trips N] [--gib N]
- *     [--bridge-node PATH (the agent's runtime, e.g. Node 18.19)] [--json FILE]
+ *     [--bridge-node PATH (the agent's runtime, e.g. Node 18.19)] [--out FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { bridgeStatusOn, startBridgeOn, stopBridgeOn } from '../../controller/bridge-client';
 import { processTicks, startBridgeAgent } from '../support/bridge-agent';
+import { REPO } from '../support/harness';
+import { bridgeLines, type BridgeResult } from './bridge-figures';
+import { gitState } from './report';
 
 const BRIDGE = '127.0.8.1';
 const TARGET = '127.0.8.2';
@@ -167,7 +172,8 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '5' },
       trips: { type: 'string', default: '2000' },
       gib: { type: 'string', default: '1' },
-      json: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'string' }, // the old name of --out
       'bridge-node': { type: 'string' },
     },
   });
@@ -176,6 +182,8 @@ async function main(): Promise<void> {
   const trips = Number(values.trips);
   const bytes = Math.round(Number(values.gib) * GiB);
 
+  const started = new Date();
+  const code = gitState();
   const loadBefore = readFileSync('/proc/loadavg', 'utf8').trim();
   const srv = await startServers();
   const bridgeNode = values['bridge-node'] ?? process.execPath;
@@ -216,9 +224,14 @@ async function main(): Promise<void> {
       downloadDirect: through('downloadDirect'),
       downloadBridged: through('downloadBridged'),
     };
-    const result = {
+    const result: BridgeResult = {
+      kind: 'bridge',
+      date: started.toISOString(),
+      command: `node dist-test/test/bench/bridge-bench.js --rounds ${rounds} --trips ${trips} --gib ${values.gib}${values['bridge-node'] ? ` --bridge-node ${bridgeNode}` : ''}`,
+      code,
       machine: { cpus: (await import('node:os')).cpus().length, loadavgBefore: loadBefore, loadavgAfter: readFileSync('/proc/loadavg', 'utf8').trim(), node: process.version },
       agentNode: spawnSync(bridgeNode, ['--version'], { encoding: 'utf8' }).stdout.trim(),
+      agentPid,
       rounds,
       tripsPerRound: trips,
       bytesPerTransfer: bytes,
@@ -235,17 +248,11 @@ async function main(): Promise<void> {
       agentCpuSecondsPerGiB: agentTicks / TICKS / (bridgedBytes / GiB),
       bridgeCounted: { total: port.total, bytesToTarget: port.bytes_to_target, bytesFromTarget: port.bytes_from_target },
     };
-    const l = result.latencyMs;
-    const mbps = (x: { median: number; best: number }): string => `${x.median.toFixed(0)} (best ${x.best.toFixed(0)})`;
-    console.log(`round trip, median: direct ${l.directMedian.toFixed(3)} ms, bridged ${l.bridgedMedian.toFixed(3)} ms, added ${(l.addedMedian * 1000).toFixed(0)} us (target < 1000 us)`);
-    console.log(`round trip, p99:    direct ${l.directP99.toFixed(3)} ms, bridged ${l.bridgedP99.toFixed(3)} ms`);
-    console.log(`one connection, MB/s median of ${rounds} x ${values.gib} GiB (target >= 200 bridged):`);
-    console.log(`  upload   (client -> new host): direct ${mbps(t.uploadDirect)}, bridged ${mbps(t.uploadBridged)}, bridged/direct ${result.bridgedToDirect.upload.toFixed(2)}`);
-    console.log(`  download (new host -> client): direct ${mbps(t.downloadDirect)}, bridged ${mbps(t.downloadBridged)}, bridged/direct ${result.bridgedToDirect.download.toFixed(2)}`);
-    // What one core of the agent could move if nothing else ran: the figure the shared machine's load does not move much.
-    console.log(`agent process CPU: ${result.agentCpuSecondsPerGiB.toFixed(2)} s per GiB bridged (user + system, /proc/${agentPid}/stat), so one core moves up to ${(GiB / result.agentCpuSecondsPerGiB / MB).toFixed(0)} MB/s`);
-    console.log(`machine: ${result.machine.cpus} CPUs, load before ${loadBefore.split(' ').slice(0, 3).join(' ')}, after ${result.machine.loadavgAfter.split(' ').slice(0, 3).join(' ')}; client node ${result.machine.node}, agent node ${result.agentNode}`);
-    if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + '\n');
+    for (const line of bridgeLines(result)) console.log(line);
+    const out = path.resolve(values.out ?? values.json ?? path.join(REPO, 'bench-results', `bridge-${started.toISOString().replace(/[:.]/g, '-').slice(0, 19)}.json`));
+    mkdirSync(path.dirname(out), { recursive: true });
+    writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+    console.log(`written to ${out}`);
   } finally {
     await stopBridgeOn(old.handle).catch(() => undefined);
     await old.close();

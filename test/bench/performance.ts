@@ -219,11 +219,14 @@ export function withPerformance(readme: string, section: string): string {
   return readme.slice(0, a) + section + readme.slice(b + PERF_END.length);
 }
 
+/** The bench's and scale's files; the bridge bench's (`bridge-*.json`) are bridge-figures.ts's. */
+const isResultFile = (f: string): boolean => f.endsWith('.json') && !f.startsWith('bridge-');
+
 /** The result files kept in `dir`, in date order. */
 export function readResults(dir = RESULTS_DIR): Result[] {
   return fs
     .readdirSync(dir)
-    .filter((f) => f.endsWith('.json'))
+    .filter(isResultFile)
     .map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Result)
     .sort((a, b) => a.date.localeCompare(b.date));
 }
@@ -236,12 +239,17 @@ function main(): void {
     process.stderr.write('usage: performance.js [--readme README.md] RESULT.json ...\n');
     process.exit(2);
   }
+  const bridge = args.filter((f) => !isResultFile(path.basename(f)));
+  if (bridge.length) {
+    process.stderr.write(`not a bench or scale result (bridge-*.json goes to bridge-figures.js): ${bridge.join(', ')}\n`);
+    process.exit(2);
+  }
   const results = args.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')) as Result);
   const text = performanceSection(results);
   process.stdout.write(text + '\n');
   if (readme) {
     fs.mkdirSync(RESULTS_DIR, { recursive: true });
-    for (const f of fs.readdirSync(RESULTS_DIR)) if (f.endsWith('.json')) fs.rmSync(path.join(RESULTS_DIR, f));
+    for (const f of fs.readdirSync(RESULTS_DIR)) if (isResultFile(f)) fs.rmSync(path.join(RESULTS_DIR, f));
     for (const f of args) fs.copyFileSync(f, path.join(RESULTS_DIR, path.basename(f)));
     fs.writeFileSync(readme, withPerformance(fs.readFileSync(readme, 'utf8'), text));
   }

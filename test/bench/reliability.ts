@@ -67,6 +67,7 @@ function main(): void {
   const modes = of('modes')[0] ?? {};
   const grep = of('log-grep')[0] ?? {};
   const fp = of('fuzz-pull')[0] ?? {};
+  const fpk = of('fuzz-packed')[0] ?? {};
   const fplan = of('fuzz-plan')[0] ?? {};
   const fcli = of('fuzz-cli')[0] ?? {};
   const hostile = of('hostile')[0] ?? {};
@@ -96,10 +97,16 @@ function main(): void {
   out.push(row('test/roles.test.ts', Number(roles.refused ?? 0), 'Peers of the right CA, right SAN and key usage, wrong role (server side and both client sides)', `${roles.refused ?? 0}`, 'refused by the role check itself (`auth.wrong_role` on the server side, the role message on the client side)'));
   out.push(row('test/peers.test.ts', Number(load.connections ?? 0), 'Bogus connections during a pass (garbage, TLS without certificate, half-open, slow-loris)', `${load.connections ?? 0}`, 'pass completed and verified'));
   out.push(row('test/fuzz.test.ts', Number(fp.iterations ?? 0), `Fuzz: receiver's listing and tar parsing, CI run (seed ${fp.seed ?? '?'})`, `${fp.iterations ?? 0}`, `${fp.succeeded ?? 0} applied, ${fp.refused ?? 0} refused with a CmError, ${fp.undecodable ?? 0} not decodable; ${fp.failures ?? 0} problems`));
+  out.push(row('test/fuzz.test.ts', Number(fpk.iterations ?? 0), `Fuzz: receiver's packed listing (protocol 2), its bytes damaged, CI run (seed ${fpk.seed ?? '?'})`, `${fpk.iterations ?? 0}`, `${fpk.succeeded ?? 0} applied, ${fpk.refused ?? 0} refused with a CmError (${fpk.protocol ?? 0} of them \`wire.protocol\`); ${fpk.failures ?? 0} problems`));
   if (fuzz.length) {
     const p = fuzz.filter((f) => f.fuzz === 'pull');
+    const k = fuzz.filter((f) => f.fuzz === 'packed');
     const q = fuzz.filter((f) => f.fuzz === 'plan');
     out.push(`| Fuzz: receiver, \`npm run fuzz\` (${p.length} seeds × ${p[0]?.seconds ?? '?'} s) | ${sum(p, 'iterations')} | ${sum(p, 'succeeded')} applied, ${sum(p, 'refused')} refused, ${sum(p, 'undecodable')} not decodable; ${sum(p, 'failures')} problems |`);
+    if (k.length) {
+      const protocol = k.reduce((n, f) => n + Number((f.codes as Record<string, number> | undefined)?.['wire.protocol'] ?? 0), 0);
+      out.push(`| Fuzz: receiver's packed listing, \`npm run fuzz\` (${k.length} seeds × ${k[0]?.seconds ?? '?'} s) | ${sum(k, 'iterations')} | ${sum(k, 'succeeded')} applied, ${sum(k, 'refused')} refused (${protocol} of them \`wire.protocol\`); ${sum(k, 'failures')} problems |`);
+    }
     out.push(`| Fuzz: plan files, \`npm run fuzz\` | ${sum(q, 'iterations')} | ${sum(q, 'accepted')} loaded, ${sum(q, 'refused')} refused with a CmError; ${sum(q, 'failures')} problems |`);
   }
   out.push(row('test/fuzz.test.ts', Number(fplan.iterations ?? 0), 'Fuzz: plan files, CI run', `${fplan.iterations ?? 0}`, `${fplan.accepted ?? 0} loaded, ${fplan.refused ?? 0} refused with a CmError; ${fplan.failures ?? 0} problems`));
@@ -107,7 +114,7 @@ function main(): void {
   out.push(row('test/secrets.test.ts', Number(modes.observations ?? 0), 'Modes of every file seen on the new host during passes (temp files included)', `${modes.observations ?? 0} observations, ${modes.temps ?? 0} of temp files`, 'never more readable than on the old host'));
   out.push(row('test/secrets.test.ts', Number(grep.outputs ?? 0), `Logs and --json output grepped for ${grep.markers ?? 0} planted secrets (DKIM, ACME and TLS keys, password hashes, passdb, a message)`, `${grep.outputs ?? 0} outputs, ${grep.bytes ?? 0} bytes`, `${grep.leaks ?? 0} leaks`));
   out.push('');
-  out.push(`In all: ${faults} faults injected, ${Number(hostile.inputs ?? 0) + Number(peers.refused ?? 0) + Number(roles.refused ?? 0) + Number(load.connections ?? 0)} hostile inputs and peers, ${Number(fp.iterations ?? 0) + Number(fplan.iterations ?? 0) + Number(fcli.iterations ?? 0) + sum(fuzz, 'iterations')} fuzz iterations.${problems.length ? ' **This run had problems: ' + problems.join('; ') + '.**' : ' Nothing was lost, duplicated or exposed.'}`);
+  out.push(`In all: ${faults} faults injected, ${Number(hostile.inputs ?? 0) + Number(peers.refused ?? 0) + Number(roles.refused ?? 0) + Number(load.connections ?? 0)} hostile inputs and peers, ${Number(fp.iterations ?? 0) + Number(fpk.iterations ?? 0) + Number(fplan.iterations ?? 0) + Number(fcli.iterations ?? 0) + sum(fuzz, 'iterations')} fuzz iterations.${problems.length ? ' **This run had problems: ' + problems.join('; ') + '.**' : ' Nothing was lost, duplicated or exposed.'}`);
   out.push('');
   out.push('Bugs these tests found (fixed): a file committed just before the receiving agent was killed had no record in the journal, so a later pass kept it as foreign and, after a Maildir rename, showed the message twice; disk full was reported as `internal.unexpected` with neither host nor path; damaged tar headers came out as `internal.unexpected` instead of `wire.protocol`; a record that an action under way appended after a pass was stopped (a hard link or rename it awaited) was dropped, so the next pass kept that file as not written by cmmigrate (seen once in five full runs).');
   const text = out.join('\n') + '\n';

@@ -4,20 +4,28 @@
  * then damaged: listing entries with changed fields, listing messages re-encoded as
  * protobuf with flipped bytes (what does not decode is what grpc-js would refuse), tar
  * streams with flipped bytes, cut, spliced or with lying size fields, cut into odd slices.
+ * `fuzzPackedPull` sends the entries packed as the sender does since protocol 2
+ * (test/support/fuzz-packed.ts damages the packed bytes); every listing goes through the
+ * receiver's unpacking (agent/packed-entries.ts's unpackEntries, as agent/pull-session.ts
+ * calls it) before the merge.
  *
- * Every run must end in success or a CmError; never another exception, an unhandled
- * rejection, a file outside the new root, or a temp file left behind. Used by
- * test/fuzz.test.ts (a few seconds in every CI run) and test/bench/fuzz.ts (longer).
+ * Every run must end in success or a CmError of a registered code (proto/errors.ts); never
+ * another exception, an unhandled rejection, a run that does not end, a file outside the new
+ * root, or a temp file left behind. Used by test/fuzz.test.ts (a few seconds in every CI
+ * run) and test/bench/fuzz.ts (longer).
  */
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
-import { CmError, type ListBatch, type ListBatch__Output, type ListEntry } from '../../proto';
+import { CmError, isErrorCode, type ListBatch, type ListBatch__Output, type ListEntry } from '../../proto';
 import { loadIdentity } from '../../agent/identity';
+import { unpackEntries } from '../../agent/packed-entries';
 import { resolveRoots } from '../../agent/paths';
 import { pull, TMP_PREFIX, type FetchChannel } from '../../agent/pull';
+import { wireError } from '../../agent/wire-format';
 import { CraftedTar, listed, listing, MAILBOXES, setUstarSize } from './crafted-sender';
+import { damagedPacked } from './fuzz-packed';
 import { writeIdentity } from './relay-tree';
 import { Rng } from './rng';
 import descriptor from '../../proto/generated/cmmigrate.json';
@@ -35,7 +43,12 @@ export interface FuzzFigures {
   codes: Record<string, number>;
   /** Problems: anything but success or a CmError, with the seed that shows it. */
   failures: string[];
+  /** fuzzPackedPull: how the packed bytes were damaged, with counts (`none`: not at all). */
+  packed?: Record<string, number>;
 }
+
+/** Longest a run may take before it counts as hung (the inputs are a few KiB). */
+const HANG_MS = 30_000;
 
 interface Case {
   list: ListBatch[];
@@ -153,12 +166,82 @@ function mutateTar(r: Rng, tar: Buffer): Buffer {
   }
 }
 
+/** One run's input: the listing as grpc-js hands it over (null: did not decode) and the tar bytes. */
+interface Input {
+  list: (ListBatch__Output | null)[];
+  tar: Buffer;
+}
+
+/** The listing with damaged entries (and damaged protobuf), the tar damaged or not. */
+function unpackedInput(r: Rng, c: Case): Input {
+  // Damage the listing, the tar, or both.
+  const what = r.int(0, 2);
+  let list: (ListBatch__Output | null)[] = c.list.map((b) => throughWire(r, b, false));
+  if (what !== 1) {
+    const flip = r.chance(0.3);
+    list = c.list.map((b) => {
+      const entries = b.entries?.map((e) => (r.chance(0.3) ? mutateEntry(r, e) : e));
+      return throughWire(r, { ...b, ...(entries ? { entries } : {}) }, flip);
+    });
+  }
+  return { list, tar: what !== 0 ? mutateTar(r, c.tar) : c.tar };
+}
+
+/** The listing's entries packed (some with damaged fields first), the packed bytes damaged; now and then the tar too. */
+function packedInput(r: Rng, c: Case, figures: FuzzFigures): Input {
+  const list: (ListBatch__Output | null)[] = [];
+  for (const b of c.list) {
+    if (!b.entries) {
+      list.push(throughWire(r, b, false));
+      continue;
+    }
+    const fields = r.chance(0.3);
+    const entries = b.entries.map((e) => (fields && r.chance(0.3) ? mutateEntry(r, e) : e));
+    const { batches, damage } = damagedPacked(r, entries, b.entries);
+    figures.packed![damage] = (figures.packed![damage] ?? 0) + 1;
+    for (const p of batches) list.push(throughWire(r, p, false));
+  }
+  return { list, tar: r.chance(0.2) ? mutateTar(r, c.tar) : c.tar };
+}
+
+/**
+ * The listing as the merge takes it, unpacked as agent/pull-session.ts's `unpacked()` does
+ * (not exported there): a batch carries entries packed or not, never both.
+ */
+async function* receiverListing(list: ListBatch__Output[]): AsyncGenerator<ListBatch__Output> {
+  for (const b of list) {
+    if (b.packed && b.packed.length > 0) {
+      if (b.entries.length > 0) throw wireError('a listing batch carried entries both packed and unpacked');
+      b.entries = unpackEntries(b.packed);
+      b.packed = Buffer.alloc(0);
+    }
+    yield b;
+  }
+}
+
 /**
  * Fuzz for about `seconds` (at least `minIterations`) from `seed`. The work happens in one
  * temp directory; each iteration gets a fresh new root next to a sentinel directory.
  */
-export async function fuzzPull(opts: { seed: number; seconds: number; minIterations?: number; log?: (s: string) => void }): Promise<FuzzFigures> {
-  const figures: FuzzFigures = { iterations: 0, succeeded: 0, refused: 0, undecodable: 0, codes: {}, failures: [] };
+export function fuzzPull(opts: FuzzOptions): Promise<FuzzFigures> {
+  return fuzzReceiver(opts, (r, c) => unpackedInput(r, c));
+}
+
+/** The same with the listing packed as the sender sends it since protocol 2, its bytes damaged. */
+export function fuzzPackedPull(opts: FuzzOptions): Promise<FuzzFigures> {
+  return fuzzReceiver(opts, packedInput, {});
+}
+
+/** How long to fuzz and from which seed; `log` hears each problem as it is found. */
+export interface FuzzOptions {
+  seed: number;
+  seconds: number;
+  minIterations?: number;
+  log?: (s: string) => void;
+}
+
+async function fuzzReceiver(opts: FuzzOptions, input: (r: Rng, c: Case, figures: FuzzFigures) => Input, packed?: Record<string, number>): Promise<FuzzFigures> {
+  const figures: FuzzFigures = { iterations: 0, succeeded: 0, refused: 0, undecodable: 0, codes: {}, failures: [], ...(packed ? { packed } : {}) };
   const unhandled: unknown[] = [];
   const onUnhandled = (err: unknown): void => void unhandled.push(err);
   process.on('unhandledRejection', onUnhandled);
@@ -172,22 +255,12 @@ export async function fuzzPull(opts: { seed: number; seconds: number; minIterati
       const seed = opts.seed * 1_000_003 + i;
       const r = new Rng(seed);
       const c = r.pick(cases);
-      // Damage the listing, the tar, or both.
-      const what = r.int(0, 2);
-      let list: (ListBatch__Output | null)[] = c.list.map((b) => throughWire(r, b, false));
-      if (what !== 1) {
-        const flip = r.chance(0.3);
-        list = c.list.map((b) => {
-          const entries = b.entries?.map((e) => (r.chance(0.3) ? mutateEntry(r, e) : e));
-          return throughWire(r, { ...b, ...(entries ? { entries } : {}) }, flip);
-        });
-      }
+      const { list, tar } = input(r, c, figures);
       figures.iterations++;
       if (list.some((b) => b === null)) {
         figures.undecodable++;
         continue;
       }
-      const tar = what !== 0 ? mutateTar(r, c.tar) : c.tar;
       const root = path.join(base, `new-${i}`);
       await writeIdentity(root, 7000);
       const cfg = { root, mailboxesDir: '/home/vmail/mail' };
@@ -195,17 +268,17 @@ export async function fuzzPull(opts: { seed: number; seconds: number; minIterati
         figures.failures.push(`seed ${seed}: ${s}`);
         opts.log?.(`seed ${seed}: ${s}`);
       };
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<'hung'>((res) => (timer = setTimeout(() => res('hung'), HANG_MS)));
       try {
-        await pull({
+        const run = pull({
           cfg,
           roots: resolveRoots(cfg, ['mailboxes'], '/home/vmail/mail'),
           phase: r.chance(0.5) ? 'initial' : 'final',
           owners: {},
           identity: await loadIdentity(root),
           stateDir: path.join(root, 'var/lib/cmmigrate'),
-          list: (async function* () {
-            for (const b of list) yield b!;
-          })(),
+          list: receiverListing(list as ListBatch__Output[]),
           openFetch: (): FetchChannel => ({
             send: () => undefined,
             end: () => undefined,
@@ -215,12 +288,19 @@ export async function fuzzPull(opts: { seed: number; seconds: number; minIterati
             })(),
           }),
         });
+        if ((await Promise.race([run, hung])) === 'hung') {
+          problem(`no end after ${HANG_MS} ms`);
+          break; // the hung run still holds its root: stop here, the seed replays it
+        }
         figures.succeeded++;
       } catch (err) {
-        if (err instanceof CmError) {
+        if (err instanceof CmError && isErrorCode(err.code)) {
           figures.refused++;
           figures.codes[err.code] = (figures.codes[err.code] ?? 0) + 1;
-        } else problem(`not a CmError: ${(err as Error)?.stack ?? String(err)}`);
+        } else if (err instanceof CmError) problem(`a CmError of an unregistered code: ${err.code}`);
+        else problem(`not a CmError: ${(err as Error)?.stack ?? String(err)}`);
+      } finally {
+        clearTimeout(timer);
       }
       if ((await fs.readdir(outside)).length) problem('wrote outside the new root');
       if ((await fs.readdir(base)).some((n) => !n.startsWith('new-') && n !== 'outside')) problem('wrote next to the new root');
