@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../agent/bridge/limits';
-import { Pipe } from '../agent/bridge/pipe';
+import { chunkCount, Pipe } from '../agent/bridge/pipe';
 
 const closers: (() => void)[] = [];
 afterEach(() => {
@@ -73,4 +73,19 @@ describe('bridge pipe', () => {
       expect(closes).toBe(1);
     });
   }
+
+  it('reuses its chunks on the pooled path: moving 8 times the bytes makes no more of them', async () => {
+    const made = async (mib: number): Promise<number> => {
+      const before = chunkCount.made;
+      const { answer } = await bridged(true, crypto.randomBytes(mib * 1024 * 1024), Buffer.alloc(0));
+      expect(answer.length).toBe(32);
+      return chunkCount.made - before;
+    };
+    await made(1); // the pool fills once
+    const small = await made(4);
+    const big = await made(32);
+    // 32 MiB is 512 reads of 64 KiB: a fresh buffer per read would make hundreds.
+    expect(big).toBeLessThanOrEqual(small + 8);
+    expect(big).toBeLessThan(32);
+  });
 });

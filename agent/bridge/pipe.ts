@@ -26,6 +26,8 @@ const SCRATCH = Buffer.allocUnsafeSlow(CHUNK);
 const spare: Buffer[] = [];
 /** Spare chunks kept for reuse, all connections together (4 MiB). */
 const SPARE_MAX = 64;
+/** Chunks made since the agent started, all connections together: they grow with what is in flight at once, not with the bytes moved. */
+export const chunkCount = { made: 0 };
 
 /** A read callback of net's `onread`: false stops reading until the socket's resume(). */
 type OnRead = (n: number, buf: Buffer) => boolean;
@@ -46,7 +48,11 @@ function relay(src: net.Socket, dst: net.Socket, hwm: number): OnRead {
   });
   src.on('end', () => dst.end());
   return (n, buf) => {
-    const chunk = spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    let chunk = spare.pop();
+    if (chunk === undefined) {
+      chunk = Buffer.allocUnsafeSlow(CHUNK);
+      chunkCount.made++;
+    }
     buf.copy(chunk, 0, 0, n);
     dst.write(chunk.subarray(0, n), (err) => {
       if (!err && spare.length < SPARE_MAX) spare.push(chunk);
