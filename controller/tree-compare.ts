@@ -60,6 +60,7 @@ class Listing {
       else {
         this.batch = n.value;
         this.buf = n.value.lines;
+        if (this.buf.length && this.buf[this.buf.length - 1] !== NL) this.partial();
         this.locate(0);
       }
     }
@@ -72,7 +73,10 @@ class Listing {
       return;
     }
     this.end = this.buf.indexOf(NL, from);
-    if (this.end < 0) throw new CmError('wire.protocol', `the ${this.side} agent's verify listing has a line without its end; its batches must hold whole lines`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
+  }
+
+  private partial(): never {
+    throw new CmError('wire.protocol', `the ${this.side} agent's verify listing has a line without its end; its batches must hold whole lines`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
   }
 
   /** Whether a line is at hand (else the root's end, or the listing's). Call after fill(). */
@@ -92,9 +96,22 @@ class Listing {
     return f;
   }
 
-  /** Whether the line at hand is byte for byte the other listing's. */
-  sameLine(o: Listing): boolean {
-    return this.end - this.start === o.end - o.start && this.buf.compare(o.buf, o.start, o.end, this.start, this.end) === 0;
+  /**
+   * How many bytes from the lines at hand on are the same in both listings, in whole lines:
+   * the rest of the shorter batch when it matches the other byte for byte (every batch ends
+   * with a newline, so the other is then at a line's end too), else the line at hand when
+   * that matches, else 0.
+   */
+  sameRun(o: Listing): number {
+    const n = Math.min(this.buf.length - this.start, o.buf.length - o.start);
+    if (this.buf.compare(o.buf, o.start, o.start + n, this.start, this.start + n) === 0) return n;
+    const line = this.end + 1 - this.start;
+    return line === o.end + 1 - o.start && this.buf.compare(o.buf, o.start, o.end, this.start, this.end) === 0 ? line : 0;
+  }
+
+  /** Step past `n` bytes of whole lines (sameRun's). */
+  pass(n: number): void {
+    this.locate(this.start + n);
   }
 
   /** The root's end at hand, if it is. */
@@ -155,11 +172,15 @@ export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, 
     if (a.ended && b.ended) break;
     const xl = !a.ended && a.hasLine();
     const yl = !b.ended && b.hasLine();
-    // Nearly every pair of lines is the same: compared as bytes, neither is parsed.
-    if (xl && yl && a.rootIdx === b.rootIdx && a.sameLine(b)) {
-      a.skip();
-      b.skip();
-      continue;
+    // Nearly every pair of lines is the same: compared as bytes, a batch at a time where
+    // they can be, and neither is parsed.
+    if (xl && yl && a.rootIdx === b.rootIdx) {
+      const n = a.sameRun(b);
+      if (n > 0) {
+        a.pass(n);
+        b.pass(n);
+        continue;
+      }
     }
     const xe = xl ? a.fields() : null;
     const ye = yl ? b.fields() : null;
