@@ -23,7 +23,7 @@ class NumberStats implements BigIntStats {
    * binding. A plain array of doubles lives on the heap; a Float64Array copy of this size gets
    * a backing store of its own outside it, which cost more than the lstat itself.
    */
-  private readonly n: number[];
+  readonly n: number[];
 
   constructor(a: Float64Array) {
     this.n = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16], a[17]];
@@ -196,6 +196,19 @@ export function lstatBig(p: string): BigIntStats | undefined {
     chosen = fast && agrees(fast) ? fast : plain;
   }
   return chosen(p);
+}
+
+/** Where each field sits in `statNumbers`' array (the order of Node's fs binding). */
+export const STAT = { dev: 0, mode: 1, nlink: 2, uid: 3, gid: 4, ino: 7, size: 8 } as const;
+
+/**
+ * A stat's fields as plain numbers, without a BigInt made per field read, when lstatBig
+ * took them from the binding: all exact (dev and ino were checked below 2^53 there; the
+ * times are left out, as nanoseconds since the epoch are not). Undefined for a stat of
+ * fs.lstatSync's, whose fields are read as BigInts.
+ */
+export function statNumbers(st: BigIntStats): readonly number[] | undefined {
+  return st instanceof NumberStats ? st.n : undefined;
 }
 
 /** Whether lstatBig takes the fast way on this Node (for tests and the bench). */

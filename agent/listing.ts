@@ -13,6 +13,7 @@ import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, typ
 import { nameOr, OwnerNames, type Identity } from './identity';
 import { PackedWriter, unpackEntries } from './packed-entries';
 import type { ResolvedRoot } from './paths';
+import { STAT, statNumbers } from './fast-lstat';
 import { nextTurn, TreeWalk, type WalkEntry } from './walk';
 
 export type { ListedEntry, RootAnnouncement } from '../proto';
@@ -57,7 +58,11 @@ const LIST_BATCH = 512;
 /** Turns one root's walk into packed entries: hard-link leaders, sockets, vanished entries. */
 class RootLister {
   readonly end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
-  private readonly leaders = new Map<string, { rel: string; left: bigint }>();
+  /** What the root's announcement counts: entries but sockets, the owners' ids, files and bytes (a hard-linked file once). */
+  readonly tally = { entries: 0, files: 0, bytes: 0, uids: new Set<number>(), gids: new Set<number>() };
+  /** Hard-linked files counted, by device and inode. */
+  private readonly counted = new Set<string>();
+  private readonly leaders = new Map<string, { rel: string; left: number }>();
   private readonly names: OwnerNames;
 
   constructor(
@@ -83,20 +88,38 @@ class RootLister {
     }
     if (e.type === 'device') throw deviceNode(e.rel);
     const st = e.st;
-    const uid = Number(st.uid);
-    const gid = Number(st.gid);
+    // The binding's numbers where the walk has them: a BigInt per field read is most of an entry's garbage.
+    const n = statNumbers(st);
+    const nlink = n ? n[STAT.nlink] : Number(st.nlink);
+    const uid = n ? n[STAT.uid] : Number(st.uid);
+    const gid = n ? n[STAT.gid] : Number(st.gid);
+    const dev = n ? n[STAT.dev] : st.dev;
+    const ino = n ? n[STAT.ino] : st.ino;
+    const size = e.type !== 'file' ? 0 : n ? n[STAT.size] : st.size;
+    const t = this.tally;
+    t.entries++;
+    t.uids.add(uid);
+    t.gids.add(gid);
+    let leader = '';
+    if (e.type === 'file') {
+      let first = true;
+      if (nlink > 1) {
+        const key = `${dev}:${ino}`;
+        first = !this.counted.has(key);
+        if (first) this.counted.add(key);
+        const l = this.leaders.get(key);
+        if (l) {
+          leader = l.rel;
+          if (--l.left <= 0) this.leaders.delete(key);
+        } else this.leaders.set(key, { rel: e.rel, left: nlink - 1 });
+      }
+      if (first) {
+        t.files++;
+        t.bytes += Number(size);
+      }
+    }
     const user = this.names.user(uid);
     const group = this.names.group(gid);
-    let leader = '';
-    const nlink = st.nlink;
-    if (e.type === 'file' && nlink > 1n) {
-      const ino = `${st.dev}:${st.ino}`;
-      const l = this.leaders.get(ino);
-      if (l) {
-        leader = l.rel;
-        if (--l.left <= 0n) this.leaders.delete(ino);
-      } else this.leaders.set(ino, { rel: e.rel, left: nlink - 1n });
-    }
     let link = '';
     if (e.type === 'symlink') {
       try {
@@ -112,14 +135,14 @@ class RootLister {
     out.add({
       path: e.rel,
       type: e.type,
-      size: e.type === 'file' ? st.size : 0n,
+      size,
       mtimeNs: st.mtimeNs,
-      mode: Number(st.mode & 0o7777n),
+      mode: (n ? n[STAT.mode] : Number(st.mode)) & 0o7777,
       user,
       group,
       link,
-      dev: st.dev,
-      ino: st.ino,
+      dev,
+      ino,
       leader,
       nlink,
     });
@@ -233,12 +256,6 @@ export async function announceAndList(
   let kept = 0;
   try {
     for (const root of roots) {
-      const uids = new Set<number>();
-      const gids = new Set<number>();
-      const seen = new Set<string>();
-      let files = 0;
-      let bytes = 0;
-      let entries = 0;
       let present = false;
       const lister = new RootLister(strict, identity, onWarning);
       const cut = (end?: ListEnd): void => {
@@ -256,27 +273,12 @@ export async function announceAndList(
       };
       const walk = new TreeWalk(root, { onVanished: lister.vanished });
       for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
-        for (const e of batch) {
-          present = true;
-          if (e.type === 'device') throw deviceNode(e.rel);
-          if (lister.entry(e, writer) && writer.count >= LIST_BATCH) cut();
-          if (e.type === 'socket') continue;
-          entries++;
-          uids.add(Number(e.st.uid));
-          gids.add(Number(e.st.gid));
-          if (e.type === 'file') {
-            if (e.st.nlink > 1n) {
-              const key = `${e.st.dev}:${e.st.ino}`;
-              if (seen.has(key)) continue;
-              seen.add(key);
-            }
-            files++;
-            bytes += Number(e.st.size);
-          }
-        }
+        present = true;
+        for (const e of batch) if (lister.entry(e, writer) && writer.count >= LIST_BATCH) cut();
         await nextTurn();
       }
       cut(lister.end);
+      const { uids, gids, files, bytes, entries } = lister.tally;
       const users = new Set([...uids].map((u) => nameOr(u, identity.userName(u))));
       const groups = new Set([...gids].map((g) => nameOr(g, identity.groupName(g))));
       announced.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });

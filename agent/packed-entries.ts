@@ -25,16 +25,17 @@ const MAX_STRING = 0xffff;
 export interface PackedEntryInput {
   path: string;
   type: string;
-  size: bigint;
+  /** Counts as numbers where exact (below 2^53), else as BigInts. */
+  size: bigint | number;
   mtimeNs: bigint;
   mode: number;
   user: string;
   group: string;
   link: string;
-  dev: bigint;
-  ino: bigint;
+  dev: bigint | number;
+  ino: bigint | number;
   leader: string;
-  nlink: bigint;
+  nlink: bigint | number;
 }
 
 /** The sender's side: entries appended to a buffer that a message takes whole. */

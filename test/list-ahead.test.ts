@@ -49,6 +49,20 @@ describe('announce and list', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
+  it('announces each root\'s entries, owners, and its files and bytes with a hard-linked file counted once', async () => {
+    const { announced, items } = await collect(roots, dir);
+    const mail = (announced as { name: string; files: number; bytes: number; entries: number; users: string[]; groups: string[] }[])[0];
+    const listed = items.filter((i): i is ListedEntry => 'path' in i && i.path.startsWith('home/'));
+    expect(mail.entries).toBe(listed.length);
+    // 3 mailboxes x (3 messages + password) + the two further links of a/cur/m0:2,S, which are not counted again.
+    expect(mail.files).toBe(12);
+    const sizes = listed.filter((e) => e.type === 'file' && !e.leader).reduce((n, e) => n + Number(e.size), 0);
+    expect(mail.bytes).toBe(sizes);
+    expect(mail.bytes).toBe(3 * (3 * 3 + 1));
+    expect(mail.users).toEqual(['root']);
+    expect(mail.groups).toEqual(['root']);
+  });
+
   it('lists the same entries wherever the kept part ends', async () => {
     const whole = await collect(roots, dir);
     expect(whole.items.filter((i) => 'path' in i).length).toBeGreaterThan(30);
