@@ -28,6 +28,7 @@ import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
+import { splitNs, STAT, statNumbers, timeBefore, timeText } from './fast-lstat';
 import { LineReader } from './line-reader';
 import type { ResolvedRoot } from './paths';
 
@@ -51,7 +52,7 @@ const MAX_JOURNALS = 4;
 
 /** The record a file's current stat and digest make. */
 export function digestRecord(p: string, st: BigIntStats, sha256: string): DigestRecord {
-  return { p, d: String(st.dev), i: String(st.ino), s: String(st.size), m: String(st.mtimeNs), c: String(st.ctimeNs), h: sha256 };
+  return { p, d: statText(st, 'dev'), i: statText(st, 'ino'), s: statText(st, 'size'), m: timeText(st, 'mtime'), c: timeText(st, 'ctime'), h: sha256 };
 }
 
 /** A record as its line: keys in the order `parseRecord` takes apart without JSON.parse. */
@@ -116,15 +117,25 @@ function parseFixed(line: string): DigestRecord | null {
 
 /** Whether `rec`, taken from a records file stamped `stampNs`, still gives the content of a file with stat `st`. */
 export function recordHolds(rec: DigestRecord, st: BigIntStats, stampNs: bigint): boolean {
+  if (stampNs !== stamp.big) stamp = splitNs(stampNs);
   return (
-    rec.i === String(st.ino) &&
-    rec.s === String(st.size) &&
-    rec.m === String(st.mtimeNs) &&
-    rec.c === String(st.ctimeNs) &&
-    rec.d === String(st.dev) &&
-    st.ctimeNs < stampNs &&
-    st.mtimeNs < stampNs
+    rec.i === statText(st, 'ino') &&
+    rec.s === statText(st, 'size') &&
+    rec.m === timeText(st, 'mtime') &&
+    rec.c === timeText(st, 'ctime') &&
+    rec.d === statText(st, 'dev') &&
+    timeBefore(st, 'ctime', stamp) &&
+    timeBefore(st, 'mtime', stamp)
   );
+}
+
+/** The last stamp recordHolds compared with, split (a reader has a stamp per file). */
+let stamp = splitNs(0n);
+
+/** A count field of a stat as decimal text, from the binding's numbers where the walk has them. */
+function statText(st: BigIntStats, field: 'dev' | 'ino' | 'size'): string {
+  const n = statNumbers(st);
+  return n ? String(n[STAT[field]]) : String(st[field]);
 }
 
 function rootFiles(dir: string, root: string): string[] {

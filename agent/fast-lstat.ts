@@ -211,6 +211,43 @@ export function statNumbers(st: BigIntStats): readonly number[] | undefined {
   return st instanceof NumberStats ? st.n : undefined;
 }
 
+/** Where the seconds of each time sit in the binding's array; its nanoseconds follow. */
+const TIME_AT = { mtime: 12, ctime: 14 } as const;
+
+/**
+ * A stat's mtime or ctime in nanoseconds since the epoch as decimal text, what
+ * String(st.mtimeNs) gives, without the BigInts when the binding's numbers are at hand.
+ */
+export function timeText(st: BigIntStats, which: keyof typeof TIME_AT): string {
+  if (st instanceof NumberStats) {
+    const sec = st.n[TIME_AT[which]];
+    const nsec = st.n[TIME_AT[which] + 1];
+    if (sec > 0) return `${sec}${nsec < 100_000_000 ? String(nsec).padStart(9, '0') : nsec}`;
+  }
+  return String(which === 'mtime' ? st.mtimeNs : st.ctimeNs);
+}
+
+/** Whether a stat's mtime or ctime is before `ns` (nanoseconds since the epoch), without BigInts where the binding's numbers are at hand. */
+export function timeBefore(st: BigIntStats, which: keyof typeof TIME_AT, ns: { sec: number; nsec: number; big: bigint }): boolean {
+  if (st instanceof NumberStats) {
+    const sec = st.n[TIME_AT[which]];
+    return sec < ns.sec || (sec === ns.sec && st.n[TIME_AT[which] + 1] < ns.nsec);
+  }
+  return (which === 'mtime' ? st.mtimeNs : st.ctimeNs) < ns.big;
+}
+
+/** A time in nanoseconds as timeBefore takes it: whole seconds (floored) and the nanoseconds past them. */
+export function splitNs(big: bigint): { sec: number; nsec: number; big: bigint } {
+  const NSB = 1_000_000_000n;
+  let sec = big / NSB;
+  let nsec = big % NSB;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NSB;
+  }
+  return { sec: Number(sec), nsec: Number(nsec), big };
+}
+
 /** Whether lstatBig takes the fast way on this Node (for tests and the bench). */
 export function lstatIsFast(): boolean {
   lstatBig('/');

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { CmError, verifyLine, type RootName, type VerifyBatch } from '../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
+import { STAT, statNumbers, timeText } from './fast-lstat';
 import { OwnerNames, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
 import { walkBatches, type WalkEntry } from './walk';
@@ -37,6 +38,12 @@ export interface RootResult {
   read: number;
 }
 
+/** Nanoseconds since the epoch, as decimal text, to whole microseconds (truncated toward zero, as BigInt division). */
+function microseconds(ns: string): string {
+  if (ns.length > 3 && ns.charCodeAt(0) !== 45) return ns.slice(0, -3);
+  return String(BigInt(ns) / 1000n);
+}
+
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
 const SMALL_FILE = 1024n * 1024n;
 
@@ -56,7 +63,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   const rule = opts.owners[root.name];
   const rootHash = crypto.createHash('sha256');
   // Hard-link groups still open: forgotten once all their links are seen.
-  const groups = new Map<string, { path: string; sha: string; left: bigint }>();
+  const groups = new Map<string, { path: string; sha: string; left: number }>();
   let present = false;
   let entries = 0;
   let sockets = 0;
@@ -109,14 +116,17 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
         }
         let sha = '';
         let hardlink = '';
+        const st = e.st;
+        // The binding's numbers where the walk has them: no BigInt per field read.
+        const n = statNumbers(st);
         if (e.type === 'file') {
-          const st = e.st;
-          const key = st.nlink > 1n ? `${st.dev}:${st.ino}` : '';
+          const nlink = n ? n[STAT.nlink] : Number(st.nlink);
+          const key = nlink > 1 ? (n ? `${n[STAT.dev]}:${n[STAT.ino]}` : `${st.dev}:${st.ino}`) : '';
           const g = key ? groups.get(key) : undefined;
           if (g) {
             hardlink = g.path;
             sha = g.sha;
-            if (--g.left <= 0n) groups.delete(key);
+            if (--g.left <= 0) groups.delete(key);
             if (writer) {
               const line = reader?.lineFor(e.rel, st);
               if (line) writer.appendLine(e.rel, line);
@@ -125,18 +135,18 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
           } else {
             sha = await contentOf(e);
             if (opts.signal?.aborted) throw cancelled();
-            if (key) groups.set(key, { path: e.rel, sha, left: st.nlink - 1n });
+            if (key) groups.set(key, { path: e.rel, sha, left: nlink - 1 });
           }
         }
         let user: string | undefined = ruleUser ?? undefined;
         if (user === undefined) {
-          const uid = Number(e.st.uid);
+          const uid = n ? n[STAT.uid] : Number(st.uid);
           user = userJson.get(uid);
           if (user === undefined) userJson.set(uid, (user = JSON.stringify(names.user(uid))));
         }
         let group: string | undefined = ruleGroup ?? undefined;
         if (group === undefined) {
-          const gid = Number(e.st.gid);
+          const gid = n ? n[STAT.gid] : Number(st.gid);
           group = groupJson.get(gid);
           if (group === undefined) groupJson.set(gid, (group = JSON.stringify(names.group(gid))));
         }
@@ -144,11 +154,11 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
           verifyLine(
             e.rel,
             e.type,
-            e.type === 'file' ? String(e.st.size) : '0',
-            e.type === 'symlink' ? 0 : Number(e.st.mode & 0o7777n),
+            e.type !== 'file' ? '0' : n ? String(n[STAT.size]) : String(st.size),
+            e.type === 'symlink' ? 0 : (n ? n[STAT.mode] : Number(st.mode)) & 0o7777,
             user,
             group,
-            root.runtimeParents?.has(e.rel) ? '0' : String(e.st.mtimeNs / 1000n),
+            root.runtimeParents?.has(e.rel) ? '0' : microseconds(timeText(st, 'mtime')),
             sha,
             e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
             hardlink,

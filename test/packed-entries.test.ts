@@ -9,7 +9,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lstatBig, lstatIsFast } from '../agent/fast-lstat';
+import { lstatBig, lstatIsFast, splitNs, STAT, statNumbers, timeBefore, timeText } from '../agent/fast-lstat';
 import { loadIdentity } from '../agent/identity';
 import { announceAndList } from '../agent/listing';
 import { PackedWriter, unpackEntries, type PackedEntryInput } from '../agent/packed-entries';
@@ -119,6 +119,29 @@ describe('the walk\'s lstat', () => {
         expect(got.mtime.getTime()).toBe(want.mtime.getTime());
         for (const m of ['isFile', 'isDirectory', 'isSymbolicLink', 'isFIFO', 'isSocket', 'isCharacterDevice', 'isBlockDevice'] as const) expect(got[m](), `${p} ${m}`).toBe(want[m]());
       }
+      // The numbers and time texts the listing, the verify and the records read instead of BigInts.
+      const times: [string, number][] = [['f', 981173106.789], ['zero', 0], ['before1970', -12.000000001], ['tiny', 1.000000007], ['frac', 1700000000.05]];
+      for (const [name, sec] of times) {
+        await fs.writeFile(path.join(dir, name), name);
+        await fs.utimes(path.join(dir, name), sec, sec);
+      }
+      for (const name of [...times.map(([n]) => n), 'l', 'h']) {
+        const p = path.join(dir, name);
+        const want = fsSync.lstatSync(p, { bigint: true });
+        const got = lstatBig(p)!;
+        const n = statNumbers(got);
+        if (lstatIsFast()) expect(n, name).toBeDefined();
+        if (n) for (const f of Object.keys(STAT) as (keyof typeof STAT)[]) expect(BigInt(n[STAT[f]]), `${name} ${f}`).toBe(want[f]);
+        for (const st of [got, want]) {
+          expect(timeText(st, 'mtime'), name).toBe(String(want.mtimeNs));
+          expect(timeText(st, 'ctime'), name).toBe(String(want.ctimeNs));
+          for (const d of [-1n, 0n, 1n, 1_000_000_000n]) {
+            expect(timeBefore(st, 'mtime', splitNs(want.mtimeNs + d)), `${name} ${d}`).toBe(want.mtimeNs < want.mtimeNs + d);
+            expect(timeBefore(st, 'ctime', splitNs(want.ctimeNs + d)), `${name} ${d}`).toBe(want.ctimeNs < want.ctimeNs + d);
+          }
+        }
+      }
+      expect(statNumbers(fsSync.lstatSync(dir, { bigint: true }))).toBeUndefined();
       expect(lstatBig(path.join(dir, 'gone'))).toBeUndefined();
       expect(() => lstatBig(path.join(dir, 'f', 'x'))).toThrow(expect.objectContaining({ code: 'ENOTDIR' }));
       // Node 20, the one these tests run on, takes the fast way.
