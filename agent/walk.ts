@@ -78,50 +78,6 @@ export class TreeWalk {
    * entry-by-entry walk did.
    */
   take(max: number): WalkEntry[] {
-    try {
-      return this.takeFrom(max);
-    } finally {
-      // Nothing outside this synchronous call sees the walk's working directory.
-      if (this.cwd !== null) {
-        this.cwd = null;
-        try {
-          process.chdir(this.home);
-        } catch {
-          process.chdir('/'); // the directory the agent was started in went meanwhile
-        }
-      }
-    }
-  }
-
-  /**
-   * The directory the batch's lstats are made from, by name (null: the process's own). As
-   * fts(3) does unless FTS_NOCHDIR: the kernel then resolves one name instead of every
-   * component of a deep path again, which took about a quarter off the walk's CPU per entry
-   * here. take() puts the process's directory back before it returns, and the agent gives
-   * every other file operation an absolute path.
-   */
-  private cwd: string | null = null;
-  private home = '/';
-
-  /** lstat a child by its name from inside its directory; by its full path where that cannot be entered, or to report an error. */
-  private lstatChild(dirAbs: string, name: string, childAbs: string): BigIntStats | undefined {
-    if (this.cwd !== dirAbs) {
-      if (this.cwd === null) this.home = workingDir();
-      try {
-        process.chdir(dirAbs);
-        this.cwd = dirAbs;
-      } catch {
-        return lstatBig(childAbs);
-      }
-    }
-    try {
-      return lstatBig(name);
-    } catch {
-      return lstatBig(childAbs); // its error names the whole path
-    }
-  }
-
-  private takeFrom(max: number): WalkEntry[] {
     const out: WalkEntry[] = [];
     if (this.pendingVanished !== null) {
       const rel = this.pendingVanished;
@@ -163,7 +119,7 @@ export class TreeWalk {
       const childAbs = `${top.abs}/${name}`;
       let cst: BigIntStats | undefined;
       try {
-        cst = this.lstatChild(top.abs, name, childAbs);
+        cst = lstatBig(childAbs);
       } catch (err) {
         if (!isGone(err)) throw err;
       }
@@ -200,15 +156,6 @@ export class TreeWalk {
     }
     this.pendingVanished = rel;
     return false;
-  }
-}
-
-/** The process's working directory; '/' when it was removed (getcwd fails). */
-function workingDir(): string {
-  try {
-    return process.cwd();
-  } catch {
-    return '/';
   }
 }
 
