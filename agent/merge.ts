@@ -233,6 +233,17 @@ export class RootMerge {
     return { uid: o.uid, gid: o.gid, mode: s.mode & 0o7777, mtimeNs: BigInt(s.mtime_ns) };
   }
 
+  /**
+   * The record of an entry this pass leaves as it is. When it is the committed manifest's
+   * next record as it stands and nothing waits before it, the writer only counts it
+   * (ManifestWriter.follow): a root where nothing changed writes no journal.
+   */
+  private keep(ours: StoredRecord, line: string): Promise<void> | undefined {
+    const { writer, queue } = this.ctx;
+    if (line === ours.line && writer && queue.empty && writer.keepSame(this.ours.ordinalOf(ours))) return undefined;
+    return this.exec.keep(line);
+  }
+
   private get top(): Frame | undefined {
     return this.stack[this.stack.length - 1];
   }
@@ -259,7 +270,7 @@ export class RootMerge {
       if (!this.dry) return this.ctx.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
     } else if (!this.dry && ours) {
       // Recorded before its contents: the manifest stays in walk order.
-      return this.exec.keep(keptLine(ours, rel, te, s));
+      return this.keep(ours, keptLine(ours, rel, te, s));
     }
     return undefined;
   }
@@ -279,7 +290,7 @@ export class RootMerge {
       // Already a link to its leader, which this pass leaves as it is: nothing to do but keep
       // its record (what the executor's link action would record: the same inode's).
       this.ctx.summary.unchanged++;
-      return this.exec.keep(ours ? keptLine(ours, rel, te, s) : manifestLine(record(rel, te, s)));
+      return ours ? this.keep(ours, keptLine(ours, rel, te, s)) : this.exec.keep(manifestLine(record(rel, te, s)));
     }
     const top = this.top;
     if (top) top.dirty = true;
@@ -306,7 +317,7 @@ export class RootMerge {
         if (key >= 0) this.leaders.set(key, inoOf(te.st));
         this.ctx.summary.unchanged++;
         this.ctx.tick(1, Number(s.size));
-        return !this.dry && ours ? this.exec.keep(keptLine(ours, rel, te, s)) : undefined;
+        return !this.dry && ours ? this.keep(ours, keptLine(ours, rel, te, s)) : undefined;
       }
       this.item('changed', '/' + rel, what.join(','));
       if (!what.includes('size') && !what.includes('mtime')) {
@@ -355,7 +366,7 @@ export class RootMerge {
     const what = differs(here, s, l);
     if (!what.length) {
       this.ctx.summary.unchanged++;
-      return !this.dry && ours ? this.exec.keep(keptLine(ours, rel, here, s)) : undefined;
+      return !this.dry && ours ? this.keep(ours, keptLine(ours, rel, here, s)) : undefined;
     }
     this.item('changed', '/' + rel, what.join(','));
     return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta: this.metaOf(s, rel), s, symlink });
