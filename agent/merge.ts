@@ -20,7 +20,7 @@ import type { ManifestReader, ManifestRecord, StoredRecord } from './manifest';
 import { manifestLine } from './manifest-line';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { checkListedPath } from './listed-path';
-import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
+import { ensureParents, type ResolvedRoot } from './paths';
 import { GoneIndex, maildirFolder } from './renames';
 import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from './stat-numbers';
 import { us, type LocalWalk, type WalkEntry } from './walk';
@@ -277,7 +277,7 @@ export class RootMerge {
 
   /** A file listed as a hard link to a leader listed before it. */
   private hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, ours: StoredRecord | undefined): Promise<void> | undefined {
-    const leaderRel = checkWirePath(s.leader, 'hard-link leader');
+    const leaderRel = checkListedPath(s.leader, 'hard-link leader');
     const key = pathKey(leaderRel);
     const leaderIno = this.leaders.get(key);
     if (leaderIno === undefined || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(this.root.rel + '/')) {
