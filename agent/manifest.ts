@@ -45,9 +45,7 @@ export class ManifestReader {
    * made durable (sync) before that pass committed it.
    */
   clean = true;
-  /** The committed main manifest, when it is the only file with records (see `followable`). */
-  private main: Head | null = null;
-  /** The record the last `at` returned, and its ordinal in the main manifest (-1: not from it). */
+  /** The record the last `at` returned, and its ordinal among the committed records (-1: none). */
   private lastRec: StoredRecord | undefined;
   private lastOrdinal = -1;
 
@@ -59,44 +57,45 @@ export class ManifestReader {
     } catch {
       /* no manifest yet */
     }
-    const mainFile = path.join(dir, `${root}.${MANIFEST}.jsonl`);
-    const committed = new Set([mainFile, path.join(dir, `${root}.${MANIFEST}.extra.jsonl`)]);
+    const committed = new Set([`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`].map((n) => path.join(dir, n)));
     for (const file of filesOf(dir, root, names)) {
       if (!committed.has(file)) r.clean = false;
       const head: Head = { file, rec: null, lines: new LineReader(file), count: 0, torn: false };
       r.heads.push(head);
       r.advance(head);
     }
-    const main = r.heads.find((h) => h.file === mainFile);
-    if (r.clean && main && r.heads.every((h) => h === main || h.rec === null)) r.main = main;
     return r;
   }
 
   /**
-   * The committed main manifest's path when a pass may leave it as it is (ManifestWriter's
-   * `follow`): no journal of an interrupted pass, and no other file with a record.
+   * The committed manifest's files when a pass may leave them as they are (ManifestWriter's
+   * `follow`): no journal of an interrupted pass beside them, nothing torn so far.
    */
-  get followable(): string | null {
-    return this.main && !this.main.torn ? this.main.file : null;
+  get followable(): string[] | null {
+    return this.clean && this.heads.length && !this.heads.some((h) => h.torn) ? this.heads.map((h) => h.file) : null;
   }
 
   /**
-   * The ordinal in the main manifest of `rec`, if the last `at` returned it from there and
-   * no other file had a record for its path; -1 otherwise.
+   * The ordinal of `rec` among the committed manifest's records in walk order, if the last
+   * `at` returned it, the manifest is clean and no other file had a record for its path;
+   * -1 otherwise.
    */
   ordinalOf(rec: StoredRecord): number {
     return rec === this.lastRec ? this.lastOrdinal : -1;
   }
 
   /**
-   * Whether the main manifest holds nothing but its first `n` records: every line of it read
-   * back as a record, none after the n-th.
+   * Whether the manifest's files hold nothing but their first `n` records in walk order:
+   * every line read back as a record, none after the n-th.
    */
-  mainIsExactly(n: number): boolean {
-    const h = this.main;
-    if (!h) return false;
-    while (h.rec && h.count <= n) this.advance(h);
-    return !h.torn && h.rec === null && h.count === n;
+  isExactly(n: number): boolean {
+    let count = 0;
+    for (const h of this.heads) {
+      while (h.rec) this.advance(h);
+      if (h.torn) return false;
+      count += h.count;
+    }
+    return this.clean && count === n;
   }
 
   /**
@@ -125,17 +124,20 @@ export class ManifestReader {
   /** The record of `p`, if any, with its line. Calls must come in walk order. */
   at(p: string): StoredRecord | undefined {
     let found: StoredRecord | undefined;
-    let ordinal = -1;
+    let hits = 0;
+    let before = 0;
     for (const h of this.heads) {
       while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
+      // This file's records before `p`: all it read but its current one.
+      before += h.rec ? h.count - 1 : h.count;
       if (h.rec && h.rec.p === p) {
         found = h.rec; // later files (newer passes) win
-        ordinal = h === this.main ? h.count - 1 : -1;
+        hits++;
         this.advance(h);
       }
     }
     this.lastRec = found;
-    this.lastOrdinal = ordinal;
+    this.lastOrdinal = this.clean && hits === 1 ? before : -1;
     return found;
   }
 
@@ -158,7 +160,7 @@ export class ManifestWriter {
    * Following the committed manifest (see `follow`): its file, the reader, and how many of
    * its records, from the first, this pass kept as they are without writing them.
    */
-  private following: { file: string; reader: ManifestReader; kept: number } | null = null;
+  private following: { files: string[]; reader: ManifestReader; kept: number } | null = null;
 
   constructor(
     private readonly dir: string,
@@ -184,14 +186,14 @@ export class ManifestWriter {
    * as when a kill loses kept lines still in the buffer.
    */
   follow(reader: ManifestReader): void {
-    const file = reader.followable;
-    if (file && !this.closed && this.files.main.fd === null && !this.files.main.buf.length) this.following = { file, reader, kept: 0 };
+    const files = reader.followable;
+    if (files && !this.closed && this.files.main.fd === null && !this.files.main.buf.length) this.following = { files, reader, kept: 0 };
   }
 
   /**
-   * Keep, without writing it, the record the reader gave as `ordinal` of the main manifest
-   * (ManifestReader.ordinalOf), when it is the next one there; false when it is not (the
-   * caller appends the line as usual).
+   * Keep, without writing it, the record the reader gave as `ordinal` of the committed
+   * manifest (ManifestReader.ordinalOf), when it is the next one there; false when it is not
+   * (the caller appends the line as usual).
    */
   keepSame(ordinal: number): boolean {
     const f = this.following;
@@ -200,23 +202,33 @@ export class ManifestWriter {
     return true;
   }
 
-  /** Stop following: the records kept so far go to the journal, in their order. */
+  /**
+   * Stop following: the records kept so far go to the journal, in their order: the first
+   * `kept` records of the committed manifest's files, read again and merged in walk order.
+   */
   private diverge(): void {
     const f = this.following;
     if (!f) return;
     this.following = null;
     if (!f.kept) return;
-    const lines = new LineReader(f.file);
+    const heads = f.files.map((file) => ({ lines: new LineReader(file), rec: null as StoredRecord | null }));
+    const next = (h: (typeof heads)[number]): void => {
+      let line = h.lines.next();
+      while (line === '') line = h.lines.next();
+      // A line that is no record ends its file, as for the reader.
+      h.rec = line === null ? null : parseManifestLine(line);
+    };
     try {
-      for (let n = 0; n < f.kept; ) {
-        const line = lines.next();
-        if (line === null) throw new Error(`${f.file} changed during the pass`);
-        if (!line) continue;
-        this.push(line, 'main');
-        n++;
+      heads.forEach(next);
+      for (let n = 0; n < f.kept; n++) {
+        let min: (typeof heads)[number] | null = null;
+        for (const h of heads) if (h.rec && (!min || comparePaths(h.rec.p, min.rec!.p) < 0)) min = h;
+        if (!min) throw new Error(`the manifest of ${this.root} changed during the pass`);
+        this.push(min.rec!.line, 'main');
+        next(min);
       }
     } finally {
-      lines.close();
+      for (const h of heads) h.lines.close();
     }
   }
 
@@ -296,7 +308,7 @@ export class ManifestWriter {
     const f = this.following;
     // Every record of the committed manifest kept as it was, nothing else: it is this pass's
     // manifest already, made durable by the pass that committed it.
-    if (f && f.reader.mainIsExactly(f.kept)) {
+    if (f && f.reader.isExactly(f.kept)) {
       this.following = null;
       return;
     }

@@ -103,6 +103,25 @@ describe('ManifestWriter following the committed manifest', () => {
     expect((await fsp.readdir(dir!)).sort()).toEqual(['mailboxes.manifest.extra.jsonl', 'mailboxes.manifest.jsonl']);
   });
 
+  it('follows a manifest whose records are split between its main and extra files, in walk order', async () => {
+    const file = await committed([paths[0], paths[2]].map(rec));
+    const extra = path.join(dir!, 'mailboxes.manifest.extra.jsonl');
+    await fsp.writeFile(extra, [paths[1], paths[3]].map((p) => manifestLine(rec(p))).join('\n') + '\n');
+    const before = await fsp.stat(file);
+    let { w, r } = await pass(() => true);
+    await w.commit();
+    r.close();
+    expect((await fsp.stat(file)).ino).toBe(before.ino);
+    expect((await fsp.readdir(dir!)).sort()).toEqual(['mailboxes.manifest.extra.jsonl', 'mailboxes.manifest.jsonl']);
+    const fresh = { ...rec(paths[3]), s: 9 };
+    ({ w, r } = await pass((p) => (p === paths[3] ? fresh : true)));
+    await w.commit();
+    r.close();
+    const lines = (await fsp.readFile(file, 'utf8')).trim().split('\n');
+    expect(lines).toEqual([rec(paths[0]), rec(paths[1]), rec(paths[2]), fresh].map((x) => manifestLine(x)));
+    expect(await fsp.readFile(extra, 'utf8')).toBe('');
+  });
+
   it('does not follow a manifest beside a journal of an interrupted pass', async () => {
     await committed(paths.map(rec));
     await fsp.writeFile(path.join(dir!, 'mailboxes.pass-1-1.jsonl'), manifestLine(rec('home/vmail/mail/z')) + '\n');
