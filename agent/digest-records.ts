@@ -28,9 +28,10 @@ import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
-import { splitNs, STAT, statNumbers, timeBefore, timeText } from './fast-lstat';
+import { splitNs, timeBefore, timeText } from './fast-lstat';
 import { LineReader } from './line-reader';
 import type { ResolvedRoot } from './paths';
+import { devOf, inoOf, sizeOf } from './stat-numbers';
 
 export interface DigestRecord {
   /** Path relative to --root. */
@@ -132,10 +133,9 @@ export function recordHolds(rec: DigestRecord, st: BigIntStats, stampNs: bigint)
 /** The last stamp recordHolds compared with, split (a reader has a stamp per file). */
 let stamp = splitNs(0n);
 
-/** A count field of a stat as decimal text, from the binding's numbers where the walk has them. */
+/** A count field of a stat as decimal text, without a BigInt where the walk has the binding's numbers. */
 function statText(st: BigIntStats, field: 'dev' | 'ino' | 'size'): string {
-  const n = statNumbers(st);
-  return n ? String(n[STAT[field]]) : String(st[field]);
+  return String(field === 'dev' ? devOf(st) : field === 'ino' ? inoOf(st) : sizeOf(st));
 }
 
 function rootFiles(dir: string, root: string): string[] {

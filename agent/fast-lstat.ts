@@ -199,7 +199,7 @@ export function lstatBig(p: string): BigIntStats | undefined {
 }
 
 /** Where each field sits in `statNumbers`' array (the order of Node's fs binding). */
-export const STAT = { dev: 0, mode: 1, nlink: 2, uid: 3, gid: 4, ino: 7, size: 8 } as const;
+export const STAT = { dev: 0, mode: 1, nlink: 2, uid: 3, gid: 4, ino: 7, size: 8, mtimeSec: 12 } as const;
 
 /**
  * A stat's fields as plain numbers, without a BigInt made per field read, when lstatBig
@@ -212,7 +212,7 @@ export function statNumbers(st: BigIntStats): readonly number[] | undefined {
 }
 
 /** Where the seconds of each time sit in the binding's array; its nanoseconds follow. */
-const TIME_AT = { mtime: 12, ctime: 14 } as const;
+const TIME_AT = { mtime: STAT.mtimeSec, ctime: 14 } as const;
 
 /**
  * A stat's mtime or ctime in nanoseconds since the epoch as decimal text, what

@@ -13,7 +13,7 @@ import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, typ
 import { nameOr, OwnerNames, type Identity } from './identity';
 import { PackedWriter, unpackEntries } from './packed-entries';
 import type { ResolvedRoot } from './paths';
-import { STAT, statNumbers } from './fast-lstat';
+import { devOf, gidOf, inoOf, nlinkOf, permOf, sizeOf, uidOf } from './stat-numbers';
 import { nextTurn, TreeWalk, type WalkEntry } from './walk';
 
 export type { ListedEntry, RootAnnouncement } from '../proto';
@@ -88,14 +88,13 @@ class RootLister {
     }
     if (e.type === 'device') throw deviceNode(e.rel);
     const st = e.st;
-    // The binding's numbers where the walk has them: a BigInt per field read is most of an entry's garbage.
-    const n = statNumbers(st);
-    const nlink = n ? n[STAT.nlink] : Number(st.nlink);
-    const uid = n ? n[STAT.uid] : Number(st.uid);
-    const gid = n ? n[STAT.gid] : Number(st.gid);
-    const dev = n ? n[STAT.dev] : st.dev;
-    const ino = n ? n[STAT.ino] : st.ino;
-    const size = e.type !== 'file' ? 0 : n ? n[STAT.size] : st.size;
+    // As numbers (stat-numbers.ts): a BigInt per field read was most of an entry's garbage.
+    const nlink = nlinkOf(st);
+    const uid = uidOf(st);
+    const gid = gidOf(st);
+    const dev = devOf(st);
+    const ino = inoOf(st);
+    const size = e.type === 'file' ? sizeOf(st) : 0;
     const t = this.tally;
     t.entries++;
     t.uids.add(uid);
@@ -137,7 +136,7 @@ class RootLister {
       type: e.type,
       size,
       mtimeNs: st.mtimeNs,
-      mode: (n ? n[STAT.mode] : Number(st.mode)) & 0o7777,
+      mode: permOf(st),
       user,
       group,
       link,

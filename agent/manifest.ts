@@ -26,14 +26,28 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
 }
 
 
+/** One manifest file being read: its current record, and that record's ordinal in the file. */
+interface Head {
+  file: string;
+  rec: StoredRecord | null;
+  lines: LineReader;
+  /** Records read from this file so far (the current one included). */
+  count: number;
+  /** A line that is no record stopped this file. */
+  torn: boolean;
+}
+
 /** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
 export class ManifestReader {
-  private heads: { rec: StoredRecord | null; lines: LineReader }[] = [];
+  private heads: Head[] = [];
   /**
    * Only a committed manifest, no journal of an interrupted pass: every record in it was
    * made durable (sync) before that pass committed it.
    */
   clean = true;
+  /** The record the last `at` returned, and its ordinal among the committed records (-1: none). */
+  private lastRec: StoredRecord | undefined;
+  private lastOrdinal = -1;
 
   static async open(dir: string, root: string): Promise<ManifestReader> {
     const r = new ManifestReader();
@@ -46,7 +60,7 @@ export class ManifestReader {
     const committed = new Set([`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`].map((n) => path.join(dir, n)));
     for (const file of filesOf(dir, root, names)) {
       if (!committed.has(file)) r.clean = false;
-      const head = { rec: null as StoredRecord | null, lines: new LineReader(file) };
+      const head: Head = { file, rec: null, lines: new LineReader(file), count: 0, torn: false };
       r.heads.push(head);
       r.advance(head);
     }
@@ -54,10 +68,41 @@ export class ManifestReader {
   }
 
   /**
+   * The committed manifest's files when a pass may leave them as they are (ManifestWriter's
+   * `follow`): no journal of an interrupted pass beside them, nothing torn so far.
+   */
+  get followable(): string[] | null {
+    return this.clean && this.heads.length && !this.heads.some((h) => h.torn) ? this.heads.map((h) => h.file) : null;
+  }
+
+  /**
+   * The ordinal of `rec` among the committed manifest's records in walk order, if the last
+   * `at` returned it, the manifest is clean and no other file had a record for its path;
+   * -1 otherwise.
+   */
+  ordinalOf(rec: StoredRecord): number {
+    return rec === this.lastRec ? this.lastOrdinal : -1;
+  }
+
+  /**
+   * Whether the manifest's files hold nothing but their first `n` records in walk order:
+   * every line read back as a record, none after the n-th.
+   */
+  isExactly(n: number): boolean {
+    let count = 0;
+    for (const h of this.heads) {
+      while (h.rec) this.advance(h);
+      if (h.torn) return false;
+      count += h.count;
+    }
+    return this.clean && count === n;
+  }
+
+  /**
    * The next record of a file, skipping empty lines; null at its end, and at a line that is
    * no record: a torn last line of a killed pass makes the rest of that file unusable.
    */
-  private advance(h: { rec: StoredRecord | null; lines: LineReader }): void {
+  private advance(h: Head): void {
     for (;;) {
       const line = h.lines.next();
       if (line === null) {
@@ -66,7 +111,12 @@ export class ManifestReader {
       }
       if (!line) continue;
       h.rec = parseManifestLine(line);
-      if (!h.rec) h.lines.close();
+      if (h.rec) {
+        h.count++;
+      } else {
+        h.torn = true;
+        h.lines.close();
+      }
       return;
     }
   }
@@ -74,13 +124,20 @@ export class ManifestReader {
   /** The record of `p`, if any, with its line. Calls must come in walk order. */
   at(p: string): StoredRecord | undefined {
     let found: StoredRecord | undefined;
+    let hits = 0;
+    let before = 0;
     for (const h of this.heads) {
       while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
+      // This file's records before `p`: all it read but its current one.
+      before += h.rec ? h.count - 1 : h.count;
       if (h.rec && h.rec.p === p) {
         found = h.rec; // later files (newer passes) win
+        hits++;
         this.advance(h);
       }
     }
+    this.lastRec = found;
+    this.lastOrdinal = this.clean && hits === 1 ? before : -1;
     return found;
   }
 
@@ -99,6 +156,11 @@ export class ManifestReader {
 export class ManifestWriter {
   private readonly id = `pass-${Date.now()}-${process.pid}`;
   private readonly files: Record<'main' | 'extra', { path: string; fd: number | null; buf: string[]; fresh: number }>;
+  /**
+   * Following the committed manifest (see `follow`): its file, the reader, and how many of
+   * its records, from the first, this pass kept as they are without writing them.
+   */
+  private following: { files: string[]; reader: ManifestReader; kept: number } | null = null;
 
   constructor(
     private readonly dir: string,
@@ -113,12 +175,70 @@ export class ManifestWriter {
   /** Set by close(): the pass stopped, but an action already under way may still append. */
   private closed = false;
 
+  /**
+   * Follow the root's committed manifest (`reader.followable`): while this pass keeps its
+   * records one after the other as they are (keepSame), nothing is written; a pass that
+   * kept every one of them and wrote nothing leaves that manifest as it is at commit, as it
+   * would have written the same records again. Anything else (a record not kept, a fresh
+   * one, a journal opened) first writes the records kept so far to the journal, read back
+   * from that manifest, and the pass goes on as usual. The manifest stays in place until a
+   * commit replaces it, so a kill while following leaves what an earlier pass committed:
+   * as when a kill loses kept lines still in the buffer.
+   */
+  follow(reader: ManifestReader): void {
+    const files = reader.followable;
+    if (files && !this.closed && this.files.main.fd === null && !this.files.main.buf.length) this.following = { files, reader, kept: 0 };
+  }
+
+  /**
+   * Keep, without writing it, the record the reader gave as `ordinal` of the committed
+   * manifest (ManifestReader.ordinalOf), when it is the next one there; false when it is not
+   * (the caller appends the line as usual).
+   */
+  keepSame(ordinal: number): boolean {
+    const f = this.following;
+    if (!f || ordinal !== f.kept) return false;
+    f.kept++;
+    return true;
+  }
+
+  /**
+   * Stop following: the records kept so far go to the journal, in their order: the first
+   * `kept` records of the committed manifest's files, read again and merged in walk order.
+   */
+  private diverge(): void {
+    const f = this.following;
+    if (!f) return;
+    this.following = null;
+    if (!f.kept) return;
+    const heads = f.files.map((file) => ({ lines: new LineReader(file), rec: null as StoredRecord | null }));
+    const next = (h: (typeof heads)[number]): void => {
+      let line = h.lines.next();
+      while (line === '') line = h.lines.next();
+      // A line that is no record ends its file, as for the reader.
+      h.rec = line === null ? null : parseManifestLine(line);
+    };
+    try {
+      heads.forEach(next);
+      for (let n = 0; n < f.kept; n++) {
+        let min: (typeof heads)[number] | null = null;
+        for (const h of heads) if (h.rec && (!min || comparePaths(h.rec.p, min.rec!.p) < 0)) min = h;
+        if (!min) throw new Error(`the manifest of ${this.root} changed during the pass`);
+        this.push(min.rec!.line, 'main');
+        next(min);
+      }
+    } finally {
+      for (const h of heads) h.lines.close();
+    }
+  }
+
   append(rec: ManifestRecord, which: 'main' | 'extra' = 'main'): void {
     this.appendLine(manifestLine(rec), which);
   }
 
   /** Append a record given as its line (manifestLine, or a line read back from a manifest). */
   appendLine(line: string, which: 'main' | 'extra' = 'main'): void {
+    this.diverge();
     this.files[which].fresh++;
     this.push(line, which);
   }
@@ -130,6 +250,7 @@ export class ManifestWriter {
    * line leaves the entry as ours as it was before, and the next pass records it again.
    */
   appendKept(line: string): void {
+    this.diverge();
     this.push(line, 'main');
   }
 
@@ -160,6 +281,7 @@ export class ManifestWriter {
    * (ManifestReader.clean).
    */
   open(): void {
+    this.diverge();
     this.openOne(this.files.main);
   }
 
@@ -183,6 +305,14 @@ export class ManifestWriter {
 
   /** Make this pass's records the root's manifest, durably. */
   async commit(): Promise<void> {
+    const f = this.following;
+    // Every record of the committed manifest kept as it was, nothing else: it is this pass's
+    // manifest already, made durable by the pass that committed it.
+    if (f && f.reader.isExactly(f.kept)) {
+      this.following = null;
+      return;
+    }
+    this.diverge();
     this.flush();
     const final: Record<'main' | 'extra', string> = {
       main: path.join(this.dir, `${this.root}.${MANIFEST}.jsonl`),
@@ -214,6 +344,8 @@ export class ManifestWriter {
 
   /** Keep what was written as a journal of an interrupted pass (it still counts as ours). */
   close(): void {
+    // What was kept while following stays recorded in the committed manifest.
+    this.following = null;
     this.closed = true;
     for (const which of ['main', 'extra'] as const) {
       const f = this.files[which];

@@ -20,8 +20,9 @@ import type { ManifestReader, ManifestRecord, StoredRecord } from './manifest';
 import { manifestLine } from './manifest-line';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { checkListedPath } from './listed-path';
-import { checkWirePath, ensureParents, type ResolvedRoot } from './paths';
+import { ensureParents, type ResolvedRoot } from './paths';
 import { GoneIndex, maildirFolder } from './renames';
+import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from './stat-numbers';
 import { us, type LocalWalk, type WalkEntry } from './walk';
 import { wireError } from './wire-format';
 
@@ -33,12 +34,19 @@ interface Frame {
   rel: string;
   abs: string;
   meta: Meta;
+  /** The listed mtime in microseconds (stat-numbers.ts). */
+  mtimeUs: number | bigint;
   t?: WalkEntry;
   dirty: boolean;
 }
 
-/** A listed mtime: nanoseconds as decimal digits (whole seconds fit pax's 12 digits). */
-const MTIME_RE = /^\d{1,21}$/;
+/** Owner ids on this host for a pair of listed owner names. */
+interface Owner {
+  user: string;
+  group: string;
+  uid: number;
+  gid: number;
+}
 
 /**
  * A hard-link leader's path as a 53-bit hash (cyrb53): a few bytes each, and no hash object
@@ -68,9 +76,9 @@ export class RootMerge {
   private readonly deferredLeaders = new Set<number>();
   private readonly touched = new Map<string, Frame>();
   /** Hard-link leaders listed so far, with this host's inode when the leader is unchanged here. */
-  private readonly leaders = new Map<number, bigint | null>();
+  private readonly leaders = new Map<number, number | bigint | null>();
   /** Owner ids of the last owner names seen: most entries share them. */
-  private lastOwner: { user: string; group: string; uid: number; gid: number } | null = null;
+  private lastOwner: Owner | null = null;
   /** `--root` with a slash: a checked wire path appended to it is its path here. */
   private readonly base: string;
   /** Maildir folders (parents of cur/ and new/) that exist here. */
@@ -182,22 +190,23 @@ export class RootMerge {
       const top = stack[stack.length - 1];
       if (!top || !isUnder(rel, top.rel) || rel.indexOf('/', top.rel.length + 1) !== -1) throw wireError(`/${rel} is listed without its directory before it; refused`);
     }
-    // Nanoseconds as decimal digits; as pax time, whole seconds fit in 12 digits.
-    if (!MTIME_RE.test(s.mtime_ns)) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
+    // Nanoseconds as decimal digits (1 to 21; as pax time, whole seconds fit in 12 digits).
+    const mtimeUs = listedMtimeUs(s.mtime_ns);
+    if (mtimeUs === undefined) throw wireError(`/${rel}: bad mtime ${JSON.stringify(s.mtime_ns)}`);
     const abs = this.base + rel;
-    const meta = this.metaOf(s, rel);
+    const l: Listed = { owner: this.ownerOf(s, rel), mode: s.mode & 0o7777, mtimeUs };
     // The record of an earlier pass, if this host's entry is still the one it wrote.
     let ours = te ? this.ours.at(rel) : undefined;
-    if (ours && ours.i !== String(te!.st.ino)) ours = undefined;
+    if (ours && !isDecimalOf(ours.i, inoOf(te!.st))) ours = undefined;
     switch (s.type) {
       case 'dir':
-        return this.dir(s, rel, abs, te, meta, ours);
+        return this.dir(s, rel, abs, te, l, ours);
       case 'file':
-        return s.leader ? this.hardLink(s, rel, abs, te) : this.file(s, rel, abs, te, meta, ours);
+        return s.leader ? this.hardLink(s, rel, abs, te, ours) : this.file(s, rel, abs, te, l, ours);
       case 'symlink':
-        return this.symlink(s, rel, abs, te, meta, ours);
+        return this.symlink(s, rel, abs, te, l, ours);
       case 'fifo':
-        return this.fifo(s, rel, abs, te, meta, ours);
+        return this.fifo(s, rel, abs, te, l, ours);
       default:
         if (s.type === 'character-device' || s.type === 'block-device' || s.type === 'device') {
           throw new CmError('wire.device_node', `refused /${rel}: device nodes are never written`, {
@@ -208,14 +217,31 @@ export class RootMerge {
     }
   }
 
-  /** What a listed entry gets here: owner ids by name (or the root's rule), mode, mtime. */
-  private metaOf(s: ListEntry__Output, rel: string): Meta {
+  /** Owner ids by name (or the root's rule) for a listed entry. */
+  private ownerOf(s: ListEntry__Output, rel: string): Owner {
     let o = this.lastOwner;
     if (!o || o.user !== s.user || o.group !== s.group) {
       const { uid, gid } = this.ctx.owner(this.root, s.user, s.group, rel);
       o = this.lastOwner = { user: s.user, group: s.group, uid, gid };
     }
+    return o;
+  }
+
+  /** What a listed entry gets here: owner ids by name (or the root's rule), mode, mtime. */
+  private metaOf(s: ListEntry__Output, rel: string): Meta {
+    const o = this.ownerOf(s, rel);
     return { uid: o.uid, gid: o.gid, mode: s.mode & 0o7777, mtimeNs: BigInt(s.mtime_ns) };
+  }
+
+  /**
+   * The record of an entry this pass leaves as it is. When it is the committed manifest's
+   * next record as it stands and nothing waits before it, the writer only counts it
+   * (ManifestWriter.follow): a root where nothing changed writes no journal.
+   */
+  private keep(ours: StoredRecord, line: string): Promise<void> | undefined {
+    const { writer, queue } = this.ctx;
+    if (line === ours.line && writer && queue.empty && writer.keepSame(this.ours.ordinalOf(ours))) return undefined;
+    return this.exec.keep(line);
   }
 
   private get top(): Frame | undefined {
@@ -226,7 +252,7 @@ export class RootMerge {
     this.ctx.o.onItem?.({ op, path: p, what, from });
   }
 
-  private dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
+  private dir(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, l: Listed, ours: StoredRecord | undefined): Promise<void> | undefined {
     let replace = false;
     if (te && te.type !== 'dir') {
       if (te.type !== 'symlink') throw typeConflict(rel, 'a directory');
@@ -235,7 +261,8 @@ export class RootMerge {
     const top = this.top;
     const name = path.posix.basename(rel);
     if ((name === 'cur' || name === 'new') && te && te.type === 'dir') this.maildirs.add(path.posix.dirname(rel));
-    this.stack.push({ rel, abs, meta, t: replace ? undefined : te, dirty: false });
+    const meta = this.metaOf(s, rel);
+    this.stack.push({ rel, abs, meta, mtimeUs: l.mtimeUs, t: replace ? undefined : te, dirty: false });
     if (!te || replace) {
       this.item('new', '/' + rel + '/');
       this.ctx.summary.dirs++;
@@ -243,14 +270,14 @@ export class RootMerge {
       if (!this.dry) return this.ctx.queue.push({ k: 'mkdir', rel, abs, replace, meta, si: s.ino });
     } else if (!this.dry && ours) {
       // Recorded before its contents: the manifest stays in walk order.
-      return this.exec.keep(keptLine(ours, rel, te, s));
+      return this.keep(ours, keptLine(ours, rel, te, s));
     }
     return undefined;
   }
 
   /** A file listed as a hard link to a leader listed before it. */
-  private hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined): Promise<void> | undefined {
-    const leaderRel = checkWirePath(s.leader, 'hard-link leader');
+  private hardLink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, ours: StoredRecord | undefined): Promise<void> | undefined {
+    const leaderRel = checkListedPath(s.leader, 'hard-link leader');
     const key = pathKey(leaderRel);
     const leaderIno = this.leaders.get(key);
     if (leaderIno === undefined || comparePaths(leaderRel, rel) >= 0 || !leaderRel.startsWith(this.root.rel + '/')) {
@@ -259,11 +286,11 @@ export class RootMerge {
       });
     }
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
-    if (!this.dry && leaderIno !== null && te && te.type === 'file' && te.st.ino === leaderIno) {
+    if (!this.dry && leaderIno !== null && te && te.type === 'file' && inoOf(te.st) === leaderIno) {
       // Already a link to its leader, which this pass leaves as it is: nothing to do but keep
       // its record (what the executor's link action would record: the same inode's).
       this.ctx.summary.unchanged++;
-      return this.exec.keep(manifestLine(record(rel, te, s)));
+      return ours ? this.keep(ours, keptLine(ours, rel, te, s)) : this.exec.keep(manifestLine(record(rel, te, s)));
     }
     const top = this.top;
     if (top) top.dirty = true;
@@ -279,23 +306,23 @@ export class RootMerge {
     return undefined;
   }
 
-  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
+  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, l: Listed, ours: StoredRecord | undefined): Promise<void> | undefined {
     const key = Number(s.nlink) > 1 ? pathKey(rel) : -1;
     if (key >= 0) this.leaders.set(key, null);
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
     const top = this.top;
     if (te && te.type === 'file') {
-      const what = differs(te, s, meta);
+      const what = differs(te, s, l);
       if (!what.length) {
-        if (key >= 0) this.leaders.set(key, te.st.ino);
+        if (key >= 0) this.leaders.set(key, inoOf(te.st));
         this.ctx.summary.unchanged++;
         this.ctx.tick(1, Number(s.size));
-        return !this.dry && ours ? this.exec.keep(keptLine(ours, rel, te, s)) : undefined;
+        return !this.dry && ours ? this.keep(ours, keptLine(ours, rel, te, s)) : undefined;
       }
       this.item('changed', '/' + rel, what.join(','));
       if (!what.includes('size') && !what.includes('mtime')) {
         this.ctx.tick(1, Number(s.size));
-        return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink: false });
+        return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta: this.metaOf(s, rel), s, symlink: false });
       }
       if (top) top.dirty = true;
       if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel, abs, s, root: this.root, where: 'main' });
@@ -312,42 +339,43 @@ export class RootMerge {
       if (top) this.touched.set(top.rel, top);
       return undefined;
     }
-    return this.renameOrFetch(s, abs, meta, 'main');
+    return this.renameOrFetch(s, abs, this.metaOf(s, rel), 'main');
   }
 
-  private symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
+  private symlink(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, l: Listed, ours: StoredRecord | undefined): Promise<void> | undefined {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a symlink');
     if (!s.link || s.link.includes('\0') || Buffer.byteLength(s.link) > 4096) throw wireError(`/${rel}: bad symlink target`);
-    if (te && te.type === 'symlink' && readlinkOrNull(te.abs) === s.link) return this.keepOrFixAttrs(s, rel, abs, te, meta, ours, true);
+    if (te && te.type === 'symlink' && readlinkOrNull(te.abs) === s.link) return this.keepOrFixAttrs(s, rel, abs, te, l, ours, true);
     this.item(te ? 'changed' : 'new', '/' + rel, te ? 'link' : undefined);
     const top = this.top;
     if (top) top.dirty = true;
-    return this.dry ? undefined : this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta, s });
+    return this.dry ? undefined : this.ctx.queue.push({ k: 'symlink', rel, abs, target: s.link, meta: this.metaOf(s, rel), s });
   }
 
-  private fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, meta: Meta, ours: StoredRecord | undefined): Promise<void> | undefined {
+  private fifo(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, l: Listed, ours: StoredRecord | undefined): Promise<void> | undefined {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a FIFO');
-    if (te && te.type === 'fifo') return this.keepOrFixAttrs(s, rel, abs, te, meta, ours, false);
+    if (te && te.type === 'fifo') return this.keepOrFixAttrs(s, rel, abs, te, l, ours, false);
     this.item(te ? 'changed' : 'new', '/' + rel, te ? 'type' : undefined);
     const top = this.top;
     if (top) top.dirty = true;
-    return this.dry ? undefined : this.ctx.queue.push({ k: 'fifo', rel, abs, meta, s });
+    return this.dry ? undefined : this.ctx.queue.push({ k: 'fifo', rel, abs, meta: this.metaOf(s, rel), s });
   }
 
   /** The same entry of the same type here: unchanged, or only its attributes to set. */
-  private keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, meta: Meta, ours: StoredRecord | undefined, symlink: boolean): Promise<void> | undefined {
-    const what = differs(here, s, meta);
+  private keepOrFixAttrs(s: ListEntry__Output, rel: string, abs: string, here: WalkEntry, l: Listed, ours: StoredRecord | undefined, symlink: boolean): Promise<void> | undefined {
+    const what = differs(here, s, l);
     if (!what.length) {
       this.ctx.summary.unchanged++;
-      return !this.dry && ours ? this.exec.keep(keptLine(ours, rel, here, s)) : undefined;
+      return !this.dry && ours ? this.keep(ours, keptLine(ours, rel, here, s)) : undefined;
     }
     this.item('changed', '/' + rel, what.join(','));
-    return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta, s, symlink });
+    return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta: this.metaOf(s, rel), s, symlink });
   }
 
   /** A directory's contents are done: set its attributes if they or it changed. */
   private finishDir(f: Frame): Promise<void> | undefined {
-    const changed = !f.t || f.dirty || f.t.st.uid !== BigInt(f.meta.uid) || f.t.st.gid !== BigInt(f.meta.gid) || Number(f.t.st.mode & 0o7777n) !== f.meta.mode || us(f.t.st.mtimeNs) !== us(f.meta.mtimeNs);
+    const st = f.t?.st;
+    const changed = !st || f.dirty || uidOf(st) !== f.meta.uid || gidOf(st) !== f.meta.gid || permOf(st) !== f.meta.mode || mtimeUsOf(st) !== f.mtimeUs;
     if (f.t && !changed) this.ctx.summary.unchanged++;
     if (!this.dry && changed) return this.ctx.queue.push({ k: 'finishDir', rel: f.rel, abs: f.abs, meta: f.meta });
     return undefined;
@@ -473,7 +501,7 @@ function readlinkOrNull(abs: string): string | null {
 
 /** The journal record of an entry this host already has as listed. */
 function record(rel: string, te: WalkEntry, s: ListEntry__Output): ManifestRecord {
-  return { p: rel, t: te.type, s: te.type === 'file' ? Number(te.st.size) : 0, m: String(us(te.st.mtimeNs)), i: String(te.st.ino), si: s.ino };
+  return { p: rel, t: te.type, s: te.type === 'file' ? Number(sizeOf(te.st)) : 0, m: String(mtimeUsOf(te.st)), i: String(inoOf(te.st)), si: s.ino };
 }
 
 /**
@@ -482,23 +510,32 @@ function record(rel: string, te: WalkEntry, s: ListEntry__Output): ManifestRecor
  * an unchanged entry is not encoded again.
  */
 function keptLine(ours: StoredRecord, rel: string, te: WalkEntry, s: ListEntry__Output): string {
-  const size = te.type === 'file' ? Number(te.st.size) : 0;
-  const m = String(us(te.st.mtimeNs));
-  if (ours.t === te.type && ours.s === size && ours.m === m && ours.si === s.ino) return ours.line;
-  return manifestLine({ p: rel, t: te.type, s: size, m, i: ours.i, si: s.ino });
+  const size = te.type === 'file' ? Number(sizeOf(te.st)) : 0;
+  const m = mtimeUsOf(te.st);
+  if (ours.t === te.type && ours.s === size && ours.si === s.ino && isDecimalOf(ours.m, m)) return ours.line;
+  return manifestLine({ p: rel, t: te.type, s: size, m: String(m), i: ours.i, si: s.ino });
 }
 
 /** Nothing differs (shared: most entries are unchanged). */
 const SAME: readonly string[] = Object.freeze([]);
 
+/** What a listed entry asks of this host, as the merge compares it. */
+interface Listed {
+  owner: Owner;
+  /** Permission bits. */
+  mode: number;
+  /** The listed mtime in microseconds (stat-numbers.ts). */
+  mtimeUs: number | bigint;
+}
+
 /** What differs between this host's entry and the listed one. */
-function differs(te: WalkEntry, s: ListEntry__Output, meta: Meta): readonly string[] {
+function differs(te: WalkEntry, s: ListEntry__Output, l: Listed): readonly string[] {
   const { st } = te;
-  const mode = s.type !== 'symlink' && Number(st.mode & 0o7777n) !== meta.mode;
-  const owner = Number(st.uid) !== meta.uid || Number(st.gid) !== meta.gid;
+  const mode = s.type !== 'symlink' && permOf(st) !== l.mode;
+  const owner = uidOf(st) !== l.owner.uid || gidOf(st) !== l.owner.gid;
   const type = te.type !== s.type;
-  const size = s.type === 'file' && Number(st.size) !== Number(s.size);
-  const mtime = us(st.mtimeNs) !== us(meta.mtimeNs);
+  const size = s.type === 'file' && Number(sizeOf(st)) !== Number(s.size);
+  const mtime = mtimeUsOf(st) !== l.mtimeUs;
   if (!(type || size || mtime || mode || owner)) return SAME;
   const out: string[] = [];
   if (type) out.push('type');

@@ -223,7 +223,10 @@ class Puller implements PassContext {
   private async mergeRoot(root: ResolvedRoot, batches: AsyncGenerator<ListBatch__Output>): Promise<void> {
     const ours = await ManifestReader.open(this.o.stateDir, root.name);
     this.manifests.push(ours);
-    if (!this.o.dryRun) this.writer = new ManifestWriter(this.o.stateDir, root.name);
+    if (!this.o.dryRun) {
+      this.writer = new ManifestWriter(this.o.stateDir, root.name);
+      this.writer.follow(ours);
+    }
     this.wrote = false;
     await new RootMerge(this, this.exec, root, ours, new LocalWalk(root)).run(batches);
   }

@@ -9,9 +9,10 @@ import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { CmError, verifyLine, type RootName, type VerifyBatch } from '../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
-import { STAT, statNumbers, timeText } from './fast-lstat';
+import { timeText } from './fast-lstat';
 import { OwnerNames, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
+import { devOf, gidOf, inoOf, nlinkOf, permOf, sizeOf, uidOf } from './stat-numbers';
 import { walkBatches, type WalkEntry } from './walk';
 
 export interface DigestOptions {
@@ -117,11 +118,9 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
         let sha = '';
         let hardlink = '';
         const st = e.st;
-        // The binding's numbers where the walk has them: no BigInt per field read.
-        const n = statNumbers(st);
         if (e.type === 'file') {
-          const nlink = n ? n[STAT.nlink] : Number(st.nlink);
-          const key = nlink > 1 ? (n ? `${n[STAT.dev]}:${n[STAT.ino]}` : `${st.dev}:${st.ino}`) : '';
+          const nlink = nlinkOf(st);
+          const key = nlink > 1 ? `${devOf(st)}:${inoOf(st)}` : '';
           const g = key ? groups.get(key) : undefined;
           if (g) {
             hardlink = g.path;
@@ -140,13 +139,13 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
         }
         let user: string | undefined = ruleUser ?? undefined;
         if (user === undefined) {
-          const uid = n ? n[STAT.uid] : Number(st.uid);
+          const uid = uidOf(st);
           user = userJson.get(uid);
           if (user === undefined) userJson.set(uid, (user = JSON.stringify(names.user(uid))));
         }
         let group: string | undefined = ruleGroup ?? undefined;
         if (group === undefined) {
-          const gid = n ? n[STAT.gid] : Number(st.gid);
+          const gid = gidOf(st);
           group = groupJson.get(gid);
           if (group === undefined) groupJson.set(gid, (group = JSON.stringify(names.group(gid))));
         }
@@ -154,8 +153,8 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
           verifyLine(
             e.rel,
             e.type,
-            e.type !== 'file' ? '0' : n ? String(n[STAT.size]) : String(st.size),
-            e.type === 'symlink' ? 0 : (n ? n[STAT.mode] : Number(st.mode)) & 0o7777,
+            e.type === 'file' ? String(sizeOf(st)) : '0',
+            e.type === 'symlink' ? 0 : permOf(st),
             user,
             group,
             root.runtimeParents?.has(e.rel) ? '0' : microseconds(timeText(st, 'mtime')),

@@ -37,6 +37,100 @@ describe('ManifestWriter', () => {
   });
 });
 
+describe('ManifestWriter following the committed manifest', () => {
+  const paths = ['home/vmail/mail', 'home/vmail/mail/a', 'home/vmail/mail/b', 'home/vmail/mail/c'];
+  const committed = async (recs: ManifestRecord[]): Promise<string> => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cmm-manifest-'));
+    const file = path.join(dir, 'mailboxes.manifest.jsonl');
+    await fsp.writeFile(file, recs.map((r) => manifestLine(r)).join('\n') + '\n');
+    await fsp.writeFile(path.join(dir, 'mailboxes.manifest.extra.jsonl'), '');
+    return file;
+  };
+  /** One pass: `keep` says, per path, to keep its record (true), leave it out (false) or append a fresh one (a record). */
+  const pass = async (keep: (p: string) => boolean | ManifestRecord): Promise<{ w: ManifestWriter; r: ManifestReader }> => {
+    const r = await ManifestReader.open(dir!, 'mailboxes');
+    const w = new ManifestWriter(dir!, 'mailboxes');
+    w.follow(r);
+    for (const p of paths) {
+      const ours = r.at(p);
+      const k = keep(p);
+      if (k === true && ours && !w.keepSame(r.ordinalOf(ours))) w.appendKept(ours.line);
+      else if (typeof k === 'object') w.append(k);
+    }
+    return { w, r };
+  };
+
+  it('leaves the manifest as it is when every record is kept, writing no journal', async () => {
+    const file = await committed(paths.map(rec));
+    const before = await fsp.stat(file);
+    const { w, r } = await pass(() => true);
+    await w.commit();
+    r.close();
+    const after = await fsp.stat(file);
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+    expect((await fsp.readdir(dir!)).sort()).toEqual(['mailboxes.manifest.extra.jsonl', 'mailboxes.manifest.jsonl']);
+  });
+
+  it('writes the records kept so far before anything else, in order, and commits as a writer that never followed', async () => {
+    await committed(paths.map(rec));
+    const fresh = { ...rec('home/vmail/mail/b'), s: 7 };
+    const { w, r } = await pass((p) => (p === 'home/vmail/mail/b' ? fresh : true));
+    await w.commit();
+    r.close();
+    const lines = (await fsp.readFile(path.join(dir!, 'mailboxes.manifest.jsonl'), 'utf8')).trim().split('\n');
+    expect(lines).toEqual([rec(paths[0]), rec(paths[1]), fresh, rec(paths[3])].map((x) => manifestLine(x)));
+  });
+
+  it('drops a record that was not kept: a gap or a record left at the end is written out', async () => {
+    for (const left of ['home/vmail/mail/a', 'home/vmail/mail/c']) {
+      await committed(paths.map(rec));
+      const { w, r } = await pass((p) => p !== left);
+      await w.commit();
+      r.close();
+      const lines = (await fsp.readFile(path.join(dir!, 'mailboxes.manifest.jsonl'), 'utf8')).trim().split('\n');
+      expect(lines).toEqual(paths.filter((p) => p !== left).map((p) => manifestLine(rec(p))));
+      await fsp.rm(dir!, { recursive: true, force: true });
+    }
+  });
+
+  it('a pass stopped while following leaves the committed manifest and no journal', async () => {
+    const file = await committed(paths.map(rec));
+    const text = await fsp.readFile(file, 'utf8');
+    const { w, r } = await pass(() => true);
+    w.close();
+    r.close();
+    expect(await fsp.readFile(file, 'utf8')).toBe(text);
+    expect((await fsp.readdir(dir!)).sort()).toEqual(['mailboxes.manifest.extra.jsonl', 'mailboxes.manifest.jsonl']);
+  });
+
+  it('follows a manifest whose records are split between its main and extra files, in walk order', async () => {
+    const file = await committed([paths[0], paths[2]].map(rec));
+    const extra = path.join(dir!, 'mailboxes.manifest.extra.jsonl');
+    await fsp.writeFile(extra, [paths[1], paths[3]].map((p) => manifestLine(rec(p))).join('\n') + '\n');
+    const before = await fsp.stat(file);
+    let { w, r } = await pass(() => true);
+    await w.commit();
+    r.close();
+    expect((await fsp.stat(file)).ino).toBe(before.ino);
+    expect((await fsp.readdir(dir!)).sort()).toEqual(['mailboxes.manifest.extra.jsonl', 'mailboxes.manifest.jsonl']);
+    const fresh = { ...rec(paths[3]), s: 9 };
+    ({ w, r } = await pass((p) => (p === paths[3] ? fresh : true)));
+    await w.commit();
+    r.close();
+    const lines = (await fsp.readFile(file, 'utf8')).trim().split('\n');
+    expect(lines).toEqual([rec(paths[0]), rec(paths[1]), rec(paths[2]), fresh].map((x) => manifestLine(x)));
+    expect(await fsp.readFile(extra, 'utf8')).toBe('');
+  });
+
+  it('does not follow a manifest beside a journal of an interrupted pass', async () => {
+    await committed(paths.map(rec));
+    await fsp.writeFile(path.join(dir!, 'mailboxes.pass-1-1.jsonl'), manifestLine(rec('home/vmail/mail/z')) + '\n');
+    const r = await ManifestReader.open(dir!, 'mailboxes');
+    expect(r.followable).toBeNull();
+    r.close();
+  });
+});
+
 describe('manifest lines', () => {
   const recs: ManifestRecord[] = [
     { p: 'home/vmail/mail/example.org/a@example.org/cur/1700000000.M1P2.host:2,S', t: 'file', s: 1234, m: '1700000000123456', i: '98765', si: '2049:12345' },

@@ -131,7 +131,7 @@ describe('the walk\'s lstat', () => {
         const got = lstatBig(p)!;
         const n = statNumbers(got);
         if (lstatIsFast()) expect(n, name).toBeDefined();
-        if (n) for (const f of Object.keys(STAT) as (keyof typeof STAT)[]) expect(BigInt(n[STAT[f]]), `${name} ${f}`).toBe(want[f]);
+        if (n) for (const f of ['dev', 'mode', 'nlink', 'uid', 'gid', 'ino', 'size'] as const) expect(BigInt(n[STAT[f]]), `${name} ${f}`).toBe(want[f]);
         for (const st of [got, want]) {
           expect(timeText(st, 'mtime'), name).toBe(String(want.mtimeNs));
           expect(timeText(st, 'ctime'), name).toBe(String(want.ctimeNs));
