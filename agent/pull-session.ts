@@ -80,7 +80,7 @@ async function* translated<T>(s: AsyncIterable<T>, peer: string): AsyncGenerator
  * The listing as the merge takes it: a batch's packed entries (protocol 2) unpacked into
  * its `entries`. A batch may carry entries one way or the other, not both.
  */
-async function* unpacked(list: AsyncIterable<ListBatch__Output>): AsyncGenerator<ListBatch__Output> {
+export async function* unpacked(list: AsyncIterable<ListBatch__Output>): AsyncGenerator<ListBatch__Output> {
   for await (const b of list) {
     if (b.packed && b.packed.length > 0) {
       if (b.entries.length > 0) throw wireError('a listing batch carried entries both packed and unpacked');

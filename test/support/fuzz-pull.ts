@@ -6,8 +6,7 @@
  * streams with flipped bytes, cut, spliced or with lying size fields, cut into odd slices.
  * `fuzzPackedPull` sends the entries packed as the sender does since protocol 2
  * (test/support/fuzz-packed.ts damages the packed bytes); every listing goes through the
- * receiver's unpacking (agent/packed-entries.ts's unpackEntries, as agent/pull-session.ts
- * calls it) before the merge.
+ * receiver's own unpacking (agent/pull-session.ts's `unpacked`) before the merge.
  *
  * Every run must end in success or a CmError of a registered code (proto/errors.ts); never
  * another exception, an unhandled rejection, a run that does not end, a file outside the new
@@ -20,10 +19,9 @@ import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { CmError, isErrorCode, type ListBatch, type ListBatch__Output, type ListEntry } from '../../proto';
 import { loadIdentity } from '../../agent/identity';
-import { unpackEntries } from '../../agent/packed-entries';
 import { resolveRoots } from '../../agent/paths';
 import { pull, TMP_PREFIX, type FetchChannel } from '../../agent/pull';
-import { wireError } from '../../agent/wire-format';
+import { unpacked } from '../../agent/pull-session';
 import { CraftedTar, listed, listing, MAILBOXES, setUstarSize } from './crafted-sender';
 import { damagedPacked } from './fuzz-packed';
 import { writeIdentity } from './relay-tree';
@@ -205,21 +203,6 @@ function packedInput(r: Rng, c: Case, figures: FuzzFigures): Input {
 }
 
 /**
- * The listing as the merge takes it, unpacked as agent/pull-session.ts's `unpacked()` does
- * (not exported there): a batch carries entries packed or not, never both.
- */
-async function* receiverListing(list: ListBatch__Output[]): AsyncGenerator<ListBatch__Output> {
-  for (const b of list) {
-    if (b.packed && b.packed.length > 0) {
-      if (b.entries.length > 0) throw wireError('a listing batch carried entries both packed and unpacked');
-      b.entries = unpackEntries(b.packed);
-      b.packed = Buffer.alloc(0);
-    }
-    yield b;
-  }
-}
-
-/**
  * Fuzz for about `seconds` (at least `minIterations`) from `seed`. The work happens in one
  * temp directory; each iteration gets a fresh new root next to a sentinel directory.
  */
@@ -278,7 +261,7 @@ async function fuzzReceiver(opts: FuzzOptions, input: (r: Rng, c: Case, figures:
           owners: {},
           identity: await loadIdentity(root),
           stateDir: path.join(root, 'var/lib/cmmigrate'),
-          list: receiverListing(list as ListBatch__Output[]),
+          list: unpacked(toAsync(list as ListBatch__Output[])),
           openFetch: (): FetchChannel => ({
             send: () => undefined,
             end: () => undefined,
@@ -327,4 +310,9 @@ async function findTemps(dir: string): Promise<string[]> {
     if ((await fs.lstat(p).catch(() => null))?.isDirectory()) out.push(...(await findTemps(p)));
   }
   return out;
+}
+
+/** A listing's batches as the call's stream gives them. */
+async function* toAsync<T>(items: T[]): AsyncGenerator<T> {
+  yield* items;
 }
