@@ -97,7 +97,7 @@ function main(): void {
   out.push(row('test/roles.test.ts', Number(roles.refused ?? 0), 'Peers of the right CA, right SAN and key usage, wrong role (server side and both client sides)', `${roles.refused ?? 0}`, 'refused by the role check itself (`auth.wrong_role` on the server side, the role message on the client side)'));
   out.push(row('test/peers.test.ts', Number(load.connections ?? 0), 'Bogus connections during a pass (garbage, TLS without certificate, half-open, slow-loris)', `${load.connections ?? 0}`, 'pass completed and verified'));
   out.push(row('test/fuzz.test.ts', Number(fp.iterations ?? 0), `Fuzz: receiver's listing and tar parsing, CI run (seed ${fp.seed ?? '?'})`, `${fp.iterations ?? 0}`, `${fp.succeeded ?? 0} applied, ${fp.refused ?? 0} refused with a CmError, ${fp.undecodable ?? 0} not decodable; ${fp.failures ?? 0} problems`));
-  out.push(row('test/fuzz.test.ts', Number(fpk.iterations ?? 0), `Fuzz: receiver's packed listing (protocol 2), its bytes damaged, CI run (seed ${fpk.seed ?? '?'})`, `${fpk.iterations ?? 0}`, `${fpk.succeeded ?? 0} applied, ${fpk.refused ?? 0} refused with a CmError (${fpk.protocol ?? 0} of them \`wire.protocol\`); ${fpk.failures ?? 0} problems`));
+  out.push(row('test/fuzz.test.ts', Number(fpk.iterations ?? 0), `Fuzz: receiver's packed listing (since protocol 2), its bytes damaged, CI run (seed ${fpk.seed ?? '?'})`, `${fpk.iterations ?? 0}`, `${fpk.succeeded ?? 0} applied, ${fpk.refused ?? 0} refused with a CmError (${fpk.protocol ?? 0} of them \`wire.protocol\`); ${fpk.failures ?? 0} problems`));
   if (fuzz.length) {
     const p = fuzz.filter((f) => f.fuzz === 'pull');
     const k = fuzz.filter((f) => f.fuzz === 'packed');
