@@ -9,10 +9,9 @@ import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { CmError, verifyLine, type RootName, type VerifyBatch } from '../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
-import { timeText } from './fast-lstat';
 import { OwnerNames, type Identity } from './identity';
 import type { ResolvedRoot } from './paths';
-import { devOf, gidOf, inoOf, nlinkOf, permOf, sizeOf, uidOf } from './stat-numbers';
+import { devOf, gidOf, inoOf, mtimeUsOf, nlinkOf, permOf, sizeOf, uidOf } from './stat-numbers';
 import { walkBatches, type WalkEntry } from './walk';
 
 export interface DigestOptions {
@@ -37,12 +36,6 @@ export interface RootResult {
   /** Regular files whose digest came from a record, and files read and hashed. */
   fromRecords: number;
   read: number;
-}
-
-/** Nanoseconds since the epoch, as decimal text, to whole microseconds (truncated toward zero, as BigInt division). */
-function microseconds(ns: string): string {
-  if (ns.length > 3 && ns.charCodeAt(0) !== 45) return ns.slice(0, -3);
-  return String(BigInt(ns) / 1000n);
 }
 
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
@@ -157,7 +150,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
             e.type === 'symlink' ? 0 : permOf(st),
             user,
             group,
-            root.runtimeParents?.has(e.rel) ? '0' : microseconds(timeText(st, 'mtime')),
+            root.runtimeParents?.has(e.rel) ? '0' : String(mtimeUsOf(st)),
             sha,
             e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
             hardlink,
