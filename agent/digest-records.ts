@@ -28,7 +28,7 @@ import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { comparePaths } from '../proto';
-import { splitNs, timeBefore, timeText } from './fast-lstat';
+import { splitNs, timeBefore, timeText, type SplitNs } from './fast-lstat';
 import { LineReader } from './line-reader';
 import type { ResolvedRoot } from './paths';
 import { devOf, inoOf, sizeOf } from './stat-numbers';
@@ -116,9 +116,8 @@ function parseFixed(line: string): DigestRecord | null {
   return { h: v[0], d: v[1], i: v[2], s: v[3], m: v[4], c: v[5], p };
 }
 
-/** Whether `rec`, taken from a records file stamped `stampNs`, still gives the content of a file with stat `st`. */
-export function recordHolds(rec: DigestRecord, st: BigIntStats, stampNs: bigint): boolean {
-  if (stampNs !== stamp.big) stamp = splitNs(stampNs);
+/** Whether `rec`, taken from a records file stamped `stamp` (its mtime), still gives the content of a file with stat `st`. */
+export function recordHolds(rec: DigestRecord, st: BigIntStats, stamp: SplitNs): boolean {
   return (
     rec.i === statText(st, 'ino') &&
     rec.s === statText(st, 'size') &&
@@ -130,8 +129,6 @@ export function recordHolds(rec: DigestRecord, st: BigIntStats, stampNs: bigint)
   );
 }
 
-/** The last stamp recordHolds compared with, split (a reader has a stamp per file). */
-let stamp = splitNs(0n);
 
 /** A count field of a stat as decimal text, without a BigInt where the walk has the binding's numbers. */
 function statText(st: BigIntStats, field: 'dev' | 'ino' | 'size'): string {
@@ -156,7 +153,7 @@ interface Head {
   rec: DigestRecord | null;
   /** `rec`'s line when it is in `recordText`'s layout, so that a writer can copy it as it is. */
   line: string | null;
-  stamp: bigint;
+  stamp: SplitNs;
   lines: LineReader;
 }
 
@@ -176,7 +173,7 @@ export class DigestReader {
       } catch {
         continue; // a journal committed or removed meanwhile: its records are elsewhere
       }
-      const h: Head = { rec: null, line: null, stamp: lines.mtimeNs(), lines };
+      const h: Head = { rec: null, line: null, stamp: splitNs(lines.mtimeNs()), lines };
       r.heads.push(h);
       r.advance(h);
     }
@@ -235,8 +232,8 @@ export class DigestReader {
   }
 
   /** Advances every file past `p`; the record of `p` in the newest file that has one, with that file's stamp. */
-  private newest(p: string): { rec: DigestRecord; line: string | null; stamp: bigint } | undefined {
-    let found: { rec: DigestRecord; line: string | null; stamp: bigint } | undefined;
+  private newest(p: string): { rec: DigestRecord; line: string | null; stamp: SplitNs } | undefined {
+    let found: { rec: DigestRecord; line: string | null; stamp: SplitNs } | undefined;
     for (const h of this.heads) {
       while (h.rec && h.rec.p !== p && comparePaths(h.rec.p, p) < 0) this.advance(h);
       if (h.rec && h.rec.p === p) {
@@ -259,7 +256,7 @@ export class DigestReader {
       let found: { rec: DigestRecord; stamp: bigint } | undefined;
       for (const h of this.heads) {
         if (h.rec && h.rec.p === min) {
-          found = { rec: h.rec, stamp: h.stamp };
+          found = { rec: h.rec, stamp: h.stamp.big };
           this.advance(h);
         }
       }

@@ -227,8 +227,15 @@ export function timeText(st: BigIntStats, which: keyof typeof TIME_AT): string {
   return String(which === 'mtime' ? st.mtimeNs : st.ctimeNs);
 }
 
-/** Whether a stat's mtime or ctime is before `ns` (nanoseconds since the epoch), without BigInts where the binding's numbers are at hand. */
-export function timeBefore(st: BigIntStats, which: keyof typeof TIME_AT, ns: { sec: number; nsec: number; big: bigint }): boolean {
+/** A time in nanoseconds since the epoch, also as whole seconds (floored) and the nanoseconds past them. */
+export interface SplitNs {
+  sec: number;
+  nsec: number;
+  big: bigint;
+}
+
+/** Whether a stat's mtime or ctime is before `ns`, without BigInts where the binding's numbers are at hand. */
+export function timeBefore(st: BigIntStats, which: keyof typeof TIME_AT, ns: SplitNs): boolean {
   if (st instanceof NumberStats) {
     const sec = st.n[TIME_AT[which]];
     return sec < ns.sec || (sec === ns.sec && st.n[TIME_AT[which] + 1] < ns.nsec);
@@ -236,8 +243,8 @@ export function timeBefore(st: BigIntStats, which: keyof typeof TIME_AT, ns: { s
   return (which === 'mtime' ? st.mtimeNs : st.ctimeNs) < ns.big;
 }
 
-/** A time in nanoseconds as timeBefore takes it: whole seconds (floored) and the nanoseconds past them. */
-export function splitNs(big: bigint): { sec: number; nsec: number; big: bigint } {
+/** A time in nanoseconds as timeBefore takes it. */
+export function splitNs(big: bigint): SplitNs {
   const NSB = 1_000_000_000n;
   let sec = big / NSB;
   let nsec = big % NSB;

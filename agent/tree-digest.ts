@@ -38,6 +38,13 @@ export interface RootResult {
   read: number;
 }
 
+/** An owner's name as a JSON string, made once per id. */
+function jsonOf(cache: Map<number, string>, id: number, name: (id: number) => string): string {
+  let json = cache.get(id);
+  if (json === undefined) cache.set(id, (json = JSON.stringify(name(id))));
+  return json;
+}
+
 /** Files up to this size are read whole, synchronously: one read, one buffer. */
 const SMALL_FILE = 1024n * 1024n;
 
@@ -130,18 +137,8 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
             if (key) groups.set(key, { path: e.rel, sha, left: nlink - 1 });
           }
         }
-        let user: string | undefined = ruleUser ?? undefined;
-        if (user === undefined) {
-          const uid = uidOf(st);
-          user = userJson.get(uid);
-          if (user === undefined) userJson.set(uid, (user = JSON.stringify(names.user(uid))));
-        }
-        let group: string | undefined = ruleGroup ?? undefined;
-        if (group === undefined) {
-          const gid = gidOf(st);
-          group = groupJson.get(gid);
-          if (group === undefined) groupJson.set(gid, (group = JSON.stringify(names.group(gid))));
-        }
+        const user = ruleUser ?? jsonOf(userJson, uidOf(st), (id) => names.user(id));
+        const group = ruleGroup ?? jsonOf(groupJson, gidOf(st), (id) => names.group(id));
         lines +=
           verifyLine(
             e.rel,

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { BRIDGE_END, BRIDGE_START, bridgeLines, bridgeSection, readBridgeResult, withBridge } from './bench/bridge-figures';
 import { PERF_END, PERF_START, performanceSection, readResults, targetRows, withPerformance } from './bench/performance';
 import { SECTION_AFTER, SECTION_START, withSection } from './bench/reliability';
+import { readmeBlock } from './bench/readme-block';
 import { generateRelayTree } from './support/relay-tree';
 import { DEMO_TREE } from './support/rehearsal';
 
@@ -50,10 +51,7 @@ describe('README performance figures', () => {
     const results = readResults();
     expect(results.length).toBeGreaterThan(0);
     const text = performanceSection(results);
-    const a = readme.indexOf(PERF_START);
-    const b = readme.indexOf(PERF_END);
-    expect(a).toBeGreaterThan(0);
-    expect(readme.slice(a, b + PERF_END.length)).toBe(text);
+    expect(readmeBlock(readme, PERF_START, PERF_END)).toBe(text);
     expect(withPerformance(readme, text)).toBe(readme);
     // A figure changed in a result file, or a result file left out, shows.
     const first = results[results.length - 1];
@@ -82,10 +80,7 @@ describe('README bridge figures', () => {
     const readme = await fs.readFile(path.join(ROOT, 'README.md'), 'utf8');
     const result = readBridgeResult();
     const text = bridgeSection(result);
-    const a = readme.indexOf(BRIDGE_START);
-    const b = readme.indexOf(BRIDGE_END);
-    expect(a).toBeGreaterThan(0);
-    expect(readme.slice(a, b + BRIDGE_END.length)).toBe(text);
+    expect(readmeBlock(readme, BRIDGE_START, BRIDGE_END)).toBe(text);
     expect(withBridge(readme, text)).toBe(readme);
     // The block holds the bench's own console lines, each figure of the result in them.
     for (const line of bridgeLines(result)) expect(text).toContain(line);
@@ -101,8 +96,9 @@ describe('README bridge figures', () => {
     const a = readme.indexOf('**Speed.**');
     const end = readme.indexOf('**What the new host sees while bridging.**', a);
     expect(a).toBeGreaterThan(0);
-    const generated = readme.slice(readme.indexOf(BRIDGE_START, a), readme.indexOf(BRIDGE_END, a) + BRIDGE_END.length);
-    const prose = readme.slice(a, end).replace(generated, '');
+    const generated = readmeBlock(readme.slice(a, end), BRIDGE_START, BRIDGE_END);
+    expect(generated).toBeDefined();
+    const prose = readme.slice(a, end).replace(generated!, '');
     // Options and the path of /proc/<pid>/stat aside, no number of a measurement.
     expect(prose.replace(/--rounds 3\s+--gib 1/, '').match(/\d+(\.\d+)?\s*(ms|us|µs|MB\/s|s per GiB|%)|load average \d/g)).toBeNull();
   });

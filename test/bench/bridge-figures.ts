@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RESULTS_DIR } from './performance';
+import { withReadmeBlock } from './readme-block';
 
 /** The markers around the generated part of the README's bridge "Speed." paragraph. */
 export const BRIDGE_START = '<!-- bridge figures: made by test/bench/bridge-figures.ts from test/bench/results/bridge-*.json; do not edit by hand -->';
@@ -85,10 +86,7 @@ export function bridgeSection(r: BridgeResult): string {
 
 /** `readme` with the text between the bridge markers replaced by `section`. */
 export function withBridge(readme: string, section: string): string {
-  const a = readme.indexOf(BRIDGE_START);
-  const b = readme.indexOf(BRIDGE_END, a);
-  if (a < 0 || b < 0) throw new Error('the README has no generated bridge part (its markers are missing)');
-  return readme.slice(0, a) + section + readme.slice(b + BRIDGE_END.length);
+  return withReadmeBlock(readme, BRIDGE_START, BRIDGE_END, section, 'bridge');
 }
 
 /** The one bridge result kept in `dir`. */

@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO } from '../support/harness';
+import { withReadmeBlock } from './readme-block';
 import { fmtS, median, type CaseResult, type Machine } from './report';
 
 /** The markers around the generated part of the README's Performance section. */
@@ -216,10 +217,7 @@ export function performanceSection(results: Result[]): string {
 
 /** `readme` with the text between the markers replaced by `section`. */
 export function withPerformance(readme: string, section: string): string {
-  const a = readme.indexOf(PERF_START);
-  const b = readme.indexOf(PERF_END, a);
-  if (a < 0 || b < 0) throw new Error('the README has no generated performance part (its markers are missing)');
-  return readme.slice(0, a) + section + readme.slice(b + PERF_END.length);
+  return withReadmeBlock(readme, PERF_START, PERF_END, section, 'performance');
 }
 
 /** The bench's and scale's files; the bridge bench's (`bridge-*.json`) are bridge-figures.ts's. */
