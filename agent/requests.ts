@@ -25,7 +25,7 @@ export const PullSchema = z.object({
   max_delete: z.string().regex(/^-?\d{1,18}$/),
 });
 /** Verify (controller → either agent). */
-export const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema).max(16), quick: z.boolean().optional() });
+export const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema).max(16), quick: z.boolean().optional(), digests_only: z.boolean().optional() });
 /** List (receiving agent → sending agent). */
 export const ListSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
 /** The first message of a Fetch: the pass it belongs to, no items yet. */

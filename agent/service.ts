@@ -80,7 +80,7 @@ export class AgentService {
     const req = parse(VerifySchema, call.request, 'Verify');
     const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, 'final'), req.scope.mailboxes_dir);
     const identity = await loadIdentity(this.opts.roots.root);
-    await writeAll(call, verifyBatches(roots, { identity, owners: ownersMap(req.owners), signal, records: { stateDir: this.opts.stateDir, quick: req.quick === true } }), signal, 'the controller went away');
+    await writeAll(call, verifyBatches(roots, { identity, owners: ownersMap(req.owners), signal, records: { stateDir: this.opts.stateDir, quick: req.quick === true } }, req.digests_only === true), signal, 'the controller went away');
   }
 
   private async list(call: Writable, signal: AbortSignal): Promise<void> {

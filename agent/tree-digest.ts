@@ -171,13 +171,17 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets, fromRecords: reader?.hits ?? 0, read };
 }
 
-/** The Verify answer as messages: each root's record lines a walk batch at a time, the root's digest on its last. */
-export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions): AsyncGenerator<VerifyBatch> {
+/**
+ * The Verify answer as messages: each root's record lines a walk batch at a time, the root's
+ * digest on its last; with `digestsOnly`, one message per root with its digest and no lines.
+ */
+export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions, digestsOnly = false): AsyncGenerator<VerifyBatch> {
   for (const root of roots) {
     // One batch held back, so that the root's digest travels with the root's last lines.
     let held: Buffer = Buffer.alloc(0);
     for await (const item of digestRoot(root, opts)) {
       if (Buffer.isBuffer(item)) {
+        if (digestsOnly) continue;
         if (held.length) yield { lines: held };
         held = item;
         continue;

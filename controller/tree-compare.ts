@@ -43,6 +43,8 @@ class Listing {
   end = -1;
   /** The root the cursor is in: a batch's root_done ends it. */
   rootIdx = 0;
+  /** The roots whose end the cursor passed, in order. */
+  readonly rootsDone: string[] = [];
   ended = false;
 
   constructor(
@@ -76,7 +78,17 @@ class Listing {
   }
 
   private partial(): never {
-    throw new CmError('wire.protocol', `the ${this.side} agent's verify listing has a line without its end; its batches must hold whole lines`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
+    throw this.refused(`its verify listing has a line without its end; its batches must hold whole lines`);
+  }
+
+  /** This agent's answer broke the Verify contract. */
+  refused(what: string): CmError {
+    return new CmError('wire.protocol', `the ${this.side} agent sent a bad verify answer: ${what}`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
+  }
+
+  /** After the listing ended: it must have ended exactly the roots asked, in order. */
+  checkRoots(asked: readonly string[]): void {
+    if (this.rootsDone.join('\n') !== asked.join('\n')) throw this.refused(`it answered for roots ${this.rootsDone.join(', ') || '(none)'}, where ${asked.join(', ')} were asked`);
   }
 
   /** Whether a line is at hand (else the root's end, or the listing's). Call after fill(). */
@@ -92,7 +104,7 @@ class Listing {
   /** The line at hand as fields; a line that is no record is a bad peer. */
   fields(): VerifyFields {
     const f = parseVerifyLine(this.text());
-    if (!f) throw new CmError('wire.protocol', `the ${this.side} agent sent a verify line that is not a record: ${JSON.stringify(this.text().slice(0, 200))}`, { hint: `run cmmigrate install-agent ${this.side} --plan PLAN, so that both agents are this release` });
+    if (!f) throw this.refused(`a line that is not a record: ${JSON.stringify(this.text().slice(0, 200))}`);
     return f;
   }
 
@@ -124,6 +136,7 @@ class Listing {
     if (!this.batch) return;
     if (this.end >= 0) this.locate(this.end + 1);
     else if (this.batch.root_done) {
+      this.rootsDone.push(this.batch.root_done.root);
       this.batch = null;
       this.rootIdx++;
     }
@@ -158,8 +171,11 @@ export function describeDifference(a: VerifyFields, b: VerifyFields): string {
   return parts.join(', ');
 }
 
-/** Merge the old and new listings; keep the first `keep` differences, count them all. */
-export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, newB: AsyncIterable<VerifyBatch__Output>, keep = 20): Promise<Comparison> {
+/**
+ * Merge the old and new listings; keep the first `keep` differences, count them all. With
+ * `asked`, each listing must end exactly those roots, in that order.
+ */
+export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, newB: AsyncIterable<VerifyBatch__Output>, keep = 20, asked?: readonly string[]): Promise<Comparison> {
   const a = new Listing(oldB, 'old');
   const b = new Listing(newB, 'new');
   const result: Comparison = { differences: 0, first: [], roots: [] };
@@ -219,6 +235,10 @@ export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, 
       a.skip();
       b.skip();
     }
+  }
+  if (asked) {
+    a.checkRoots(asked);
+    b.checkRoots(asked);
   }
   return result;
 }

@@ -5,12 +5,15 @@
  * restored still differs (ctime moved), on either host; the full verify agrees.
  */
 import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DigestReader } from '../agent/digest-records';
-import { comparePaths } from '../proto';
+import { loadTls } from '../controller/tls-material';
+import { agentClient, clientChannelOptions, comparePaths, rootsForPhase, type AgentClient, type VerifyBatch__Output } from '../proto';
 import { setupMigration, walkTree, type Migration } from './support/harness';
 
 interface VerifyJson {
@@ -20,6 +23,7 @@ interface VerifyJson {
   quick?: boolean;
   from_records?: number;
   read?: number;
+  lines_compared?: boolean;
 }
 
 describe('verify --quick', () => {
@@ -43,6 +47,8 @@ describe('verify --quick', () => {
     const v = await verify('--quick');
     expect(v.ok).toBe(true);
     expect(v.quick).toBe(true);
+    // The roots' digests matched: no record line was asked for.
+    expect(v.lines_compared).toBe(false);
     // The pass hashed every file on both sides; only files landed in the clock tick of the
     // records' last write are racy and read again.
     expect(v.from_records!).toBeGreaterThan(0);
@@ -70,6 +76,8 @@ describe('verify --quick', () => {
     expect(quick.ok).toBe(false);
     expect(quick.first.map((d) => d.path), JSON.stringify(quick.first)).toContain(rel);
     expect(quick.read).toBeGreaterThanOrEqual(1);
+    // The root's digests differed, so the lines were fetched to name the path.
+    expect(quick.lines_compared).toBe(true);
     const full = await verify();
     expect(full.ok).toBe(false);
     expect(full.first.map((d) => d.path)).toContain(rel);
@@ -139,4 +147,49 @@ describe('verify --quick after hard links were made', () => {
     const v = await m.cli(['verify', '--plan', m.plan, '--json', '--quick']);
     expect(v.code, v.stderr).toBe(0);
   }, 180_000);
+});
+
+describe('Verify with digests_only', () => {
+  let m: Migration;
+  let client: AgentClient | undefined;
+  afterAll(async () => {
+    client?.close();
+    await m?.close();
+  });
+
+  it('an agent answers one message per root: its digest, the one its lines give, and no lines', async () => {
+    m = await setupMigration({ tree: { addresses: 4, messagesPerAddress: 10 } });
+    const ctl = await loadTls(path.join(m.dir, '.cmmigrate', 'tls', 'controller'), 'controller');
+    const c = agentClient(m.oldAddress, grpc.credentials.createSsl(ctl.ca, ctl.key, ctl.cert), clientChannelOptions());
+    client = c;
+    const roots = rootsForPhase('final');
+    const ask = (digestsOnly: boolean): Promise<VerifyBatch__Output[]> =>
+      new Promise((resolve, reject) => {
+        const out: VerifyBatch__Output[] = [];
+        const call = c.Verify({ scope: { mailboxes_dir: '/home/vmail/mail', roots }, owners: [], quick: true, digests_only: digestsOnly });
+        call.on('data', (b: VerifyBatch__Output) => out.push(b));
+        call.on('end', () => resolve(out));
+        call.on('error', reject);
+      });
+    const withLines = await ask(false);
+    const only = await ask(true);
+    expect(only).toHaveLength(roots.length);
+    expect(only.every((b) => b.lines.length === 0 && b.root_done !== null)).toBe(true);
+    // Each root's digest is the SHA-256 of its lines, in the answer with lines and without.
+    const fromLines: string[] = [];
+    let h = crypto.createHash('sha256');
+    let lines = 0;
+    for (const b of withLines) {
+      h.update(b.lines);
+      lines += b.lines.length;
+      if (b.root_done) {
+        fromLines.push(h.digest('hex'));
+        h = crypto.createHash('sha256');
+      }
+    }
+    expect(lines).toBeGreaterThan(0);
+    expect(withLines.filter((b) => b.root_done).map((b) => b.root_done!.sha256)).toEqual(fromLines);
+    expect(only.map((b) => b.root_done!.sha256)).toEqual(fromLines);
+    expect(only.find((b) => b.root_done!.root === 'mailboxes')!.root_done!.entries).not.toBe('0');
+  }, 120_000);
 });

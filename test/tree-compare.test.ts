@@ -77,6 +77,18 @@ describe('compareListings', () => {
       expect((err as CmError).message).toMatch(/the new agent/);
     }
   });
+
+  it('refuses a listing that does not end exactly the roots asked, naming the agent', async () => {
+    const asked = ['mailboxes', 'acme', 'dkimkeys'];
+    const ok = await compareListings(listing(oldRoots, 3), listing(oldRoots, 2), 20, asked);
+    expect(ok.roots.map((r) => r.root)).toEqual(asked);
+    for (const [side, roots] of [['old', oldRoots.slice(0, 1)], ['new', [...oldRoots].reverse()]] as const) {
+      const err = await compareListings(side === 'old' ? listing(roots, 2) : listing(oldRoots, 2), side === 'new' ? listing(roots, 2) : listing(oldRoots, 2), 20, asked).catch((e: unknown) => e);
+      expect(err, side).toBeInstanceOf(CmError);
+      expect((err as CmError).code).toBe('wire.protocol');
+      expect((err as CmError).message).toMatch(new RegExp(`the ${side} agent .*answered for roots`));
+    }
+  });
 });
 
 describe('verify record lines', () => {

@@ -25,7 +25,9 @@ export interface VerifyResult extends Comparison {
   ok: boolean;
   seconds: number;
   quick: boolean;
-  /** Over every root, both hosts together: file digests taken from records, files read. */
+  /** Whether the record lines were compared (a full verify; a quick one whose root digests differ). */
+  linesCompared: boolean;
+  /** Over every root, both hosts together: file digests taken from records, files read (a quick verify: in its first round). */
   fromRecords: number;
   read: number;
 }
@@ -36,17 +38,32 @@ export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: Age
   const started = Date.now();
   const quick = opts.quick === true;
   out.info(`verify${quick ? ' --quick' : ''}: digesting every root on ${plan.old.agent} (old) and ${plan.new.agent} (new)${quick ? ', content digests from the passes\' records where they still hold' : ''}`);
-  const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots: rootsForPhase('final') }, owners: ownerRules(plan), quick };
-  const calls = [oldA.client.Verify(req), newA.client.Verify(req)];
-  // Errors surface through iteration; a call not being read must not crash the process.
-  for (const c of calls) c.on('error', () => undefined);
-  const cmp = await compareListings(streamOf<VerifyBatch__Output>(oldA, calls[0], opts.signal), streamOf<VerifyBatch__Output>(newA, calls[1], opts.signal), opts.maxDiffs ?? 20).finally(() => calls.forEach((c) => c.cancel()));
-  const sum = (f: (r: (typeof cmp.roots)[number]) => { old: number; new: number }): number => cmp.roots.reduce((n, r) => n + f(r).old + f(r).new, 0);
+  const roots = rootsForPhase('final');
+  const compare = async (digestsOnly: boolean): Promise<Comparison> => {
+    const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots }, owners: ownerRules(plan), quick, digests_only: digestsOnly };
+    const calls = [oldA.client.Verify(req), newA.client.Verify(req)];
+    // Errors surface through iteration; a call not being read must not crash the process.
+    for (const c of calls) c.on('error', () => undefined);
+    return compareListings(streamOf<VerifyBatch__Output>(oldA, calls[0], opts.signal), streamOf<VerifyBatch__Output>(newA, calls[1], opts.signal), opts.maxDiffs ?? 20, roots).finally(() => calls.forEach((c) => c.cancel()));
+  };
+  // A quick verify compares the roots' digests first: where they match, no record line
+  // crosses to the controller, whose link to the hosts may be slow. Only when a root differs
+  // are the lines fetched, to name the paths; the records the first round wrote make the
+  // second one read nothing more.
+  let cmp = await compare(quick);
+  const counted = cmp;
+  const linesCompared = !quick || !cmp.roots.every((r) => r.match);
+  if (quick && linesCompared) {
+    out.info('verify --quick: the root digests differ; comparing both hosts line by line to name the paths');
+    cmp = await compare(false);
+  }
+  const sum = (f: (r: (typeof cmp.roots)[number]) => { old: number; new: number }): number => counted.roots.reduce((n, r) => n + f(r).old + f(r).new, 0);
   const result: VerifyResult = {
     ...cmp,
     ok: cmp.differences === 0 && cmp.roots.every((r) => r.match),
     seconds: (Date.now() - started) / 1000,
     quick,
+    linesCompared,
     fromRecords: sum((r) => r.fromRecords),
     read: sum((r) => r.read),
   };
@@ -64,7 +81,7 @@ export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: Age
 
 /** `cmmigrate verify`'s ending: the result as an event and a verdict; false when the hosts differ. */
 export function reportVerify(r: VerifyResult, planArg: string, out: Reporter): boolean {
-  out.event({ ok: r.ok, differences: r.differences, first: r.first, roots: r.roots, seconds: r.seconds, ...(r.quick ? { quick: true, from_records: r.fromRecords, read: r.read } : {}) });
+  out.event({ ok: r.ok, differences: r.differences, first: r.first, roots: r.roots, seconds: r.seconds, ...(r.quick ? { quick: true, from_records: r.fromRecords, read: r.read, lines_compared: r.linesCompared } : {}) });
   if (r.ok) out.info(`verify: the new host matches the old host`);
   else out.info(`verify failed: the hosts differ; run \`cmmigrate sync --plan ${planArg} --phase final\`, then verify again`);
   return r.ok;

@@ -7,10 +7,12 @@ export interface VerifyRequest {
   'scope'?: (_cmmigrate_v1_Scope | null);
   'owners'?: (_cmmigrate_v1_OwnerRule)[];
   'quick'?: (boolean);
+  'digests_only'?: (boolean);
 }
 
 export interface VerifyRequest__Output {
   'scope': (_cmmigrate_v1_Scope__Output | null);
   'owners': (_cmmigrate_v1_OwnerRule__Output)[];
   'quick': (boolean);
+  'digests_only': (boolean);
 }
