@@ -1,7 +1,8 @@
 /**
  * Verify, for `cmmigrate verify` and step 4 of `cmmigrate run`: both agents digest every root (paths, types, sizes, modes, owner
  * names, mtimes, contents, link targets, hard-link groups); the controller merges the two
- * listings and names the paths that differ.
+ * listings and names the paths that differ. A quick verify compares the roots' digests
+ * first and fetches the listings only when they differ.
  */
 import { rootsForPhase, type VerifyBatch__Output } from '../../proto';
 import { streamOf, type AgentHandle } from '../agent-client';
