@@ -21,7 +21,7 @@ export type Where = 'main' | 'extra';
 export type Action =
   | { k: 'mkdir'; rel: string; abs: string; replace: boolean; meta: Meta; si: string }
   | { k: 'finishDir'; rel: string; abs: string; meta: Meta }
-  | { k: 'fetch'; rel: string; abs: string; s: ListEntry__Output; root: ResolvedRoot; where: Where; replacing: boolean }
+  | { k: 'fetch'; rel: string; abs: string; s: ListEntry__Output; root: ResolvedRoot; where: Where }
   | { k: 'link'; rel: string; abs: string; leaderAbs: string; s: ListEntry__Output; where: Where }
   | { k: 'symlink'; rel: string; abs: string; target: string; meta: Meta; s: ListEntry__Output }
   | { k: 'fifo'; rel: string; abs: string; meta: Meta; s: ListEntry__Output }

@@ -141,7 +141,7 @@ export class Executor {
     // put in place must be on record first, or a kill while waiting orphans it, and the next
     // pass takes it for a file cmmigrate did not write (as run() does before the queue waits).
     writer?.flush();
-    const r = await this.ctx.fetch!.receive(a.rel, a.abs, (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel), a.replacing);
+    const r = await this.ctx.fetch!.receive(a.rel, a.abs, (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel));
     if (r === null) {
       this.ctx.readErrors = true;
       summary.vanished++;
@@ -167,7 +167,7 @@ export class Executor {
     } else {
       const tmp = tmpName(a.abs);
       fsSync.linkSync(a.leaderAbs, tmp);
-      await renameIntoPlace(tmp, a.abs, a.rel, y !== null);
+      await renameIntoPlace(tmp, a.abs, a.rel);
       this.ctx.summary.hardlinks++;
       this.ctx.digests?.relinked(a.s.leader, x, lstatOrNull(a.leaderAbs));
     }

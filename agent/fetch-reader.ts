@@ -50,7 +50,7 @@ export class FetchReader {
   wireBytes = 0;
   private readonly entries: AsyncIterator<TarEntry>;
   private peeked: TarEntry | null = null;
-  private pending: { rel: string; abs: string; tmp: string; sha256: string; replacing: boolean } | null = null;
+  private pending: { rel: string; abs: string; tmp: string; sha256: string } | null = null;
   private currentTmp: string | null = null;
   private batch: FetchWant[] = [];
   private ended = false;
@@ -146,18 +146,17 @@ export class FetchReader {
         hint: `the data was damaged on the way or the sender is faulty; run ${RERUN}, and check the network and both hosts' disks if it recurs`,
       });
     }
-    await renameIntoPlace(p.tmp, p.abs, p.rel, p.replacing);
+    await renameIntoPlace(p.tmp, p.abs, p.rel);
     if (this.hooks.onLanded) this.hooks.onLanded(p.rel, fsSync.lstatSync(p.abs, { bigint: true }), p.sha256);
   }
 
   /**
    * Receive the file just asked for: its content into place, or null when the sender
-   * skipped it (it vanished or kept changing during a live pass). `replacing`: a file is at
-   * `abs` now, which this one replaces.
+   * skipped it (it vanished or kept changing during a live pass).
    */
-  async receive(rel: string, abs: string, owner: OwnerOf, replacing = false): Promise<Received | null> {
+  async receive(rel: string, abs: string, owner: OwnerOf): Promise<Received | null> {
     try {
-      return await this.receiveOne(rel, abs, owner, replacing);
+      return await this.receiveOne(rel, abs, owner);
     } catch (err) {
       // Name the file the stream broke on.
       if (err instanceof CmError && err.code === 'wire.protocol' && !err.message.includes(`/${rel}`)) {
@@ -167,7 +166,7 @@ export class FetchReader {
     }
   }
 
-  private async receiveOne(rel: string, abs: string, owner: OwnerOf, replacing: boolean): Promise<Received | null> {
+  private async receiveOne(rel: string, abs: string, owner: OwnerOf): Promise<Received | null> {
     let e = await this.next();
     const ctl = (x: TarEntry): string | undefined => ((x.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL];
     while (ctl(e) === 'digest') {
@@ -222,7 +221,7 @@ export class FetchReader {
     }
     fsSync.closeSync(fd);
     this.currentTmp = null;
-    this.pending = { rel, abs, tmp, sha256: hash.digest('hex'), replacing };
+    this.pending = { rel, abs, tmp, sha256: hash.digest('hex') };
     // Its digest comes with the next entry: the next file, or a digest the sender sends
     // when it has nothing more to send.
     this.peeked = await this.next();

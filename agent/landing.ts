@@ -28,17 +28,10 @@ export function typeConflict(rel: string, want: string): CmError {
   });
 }
 
-/**
- * Rename a finished temp file over `abs`; the temp file goes either way. `replacing` says
- * that something is at `abs` already: ext4 (mount option auto_da_alloc, its default) then
- * starts the writeback of the renamed file inside rename(2), tens to hundreds of microseconds
- * for a file just written, so that rename goes through the thread pool and the merge goes on
- * meanwhile. A rename to a free name costs microseconds and stays synchronous.
- */
-export async function renameIntoPlace(tmp: string, abs: string, rel: string, replacing = false): Promise<void> {
+/** Rename a finished temp file over `abs`; the temp file goes either way. */
+export async function renameIntoPlace(tmp: string, abs: string, rel: string): Promise<void> {
   try {
-    if (replacing) await fs.rename(tmp, abs);
-    else fsSync.renameSync(tmp, abs);
+    fsSync.renameSync(tmp, abs);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     const code = (err as NodeJS.ErrnoException).code;

@@ -325,7 +325,7 @@ export class RootMerge {
         return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta: this.metaOf(s, rel), s, symlink: false });
       }
       if (top) top.dirty = true;
-      if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel, abs, s, root: this.root, where: 'main', replacing: true });
+      if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel, abs, s, root: this.root, where: 'main' });
       this.ctx.tick(1, Number(s.size));
       return undefined;
     }
@@ -412,7 +412,7 @@ export class RootMerge {
       return undefined;
     }
     this.item('new', '/' + s.path);
-    if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel: s.path, abs, s, root: this.root, where, replacing: false });
+    if (!this.dry) return this.exec.fetchLater({ k: 'fetch', rel: s.path, abs, s, root: this.root, where });
     this.ctx.tick(1, Number(s.size));
     return undefined;
   }
