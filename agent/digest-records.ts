@@ -31,7 +31,7 @@ import { comparePaths } from '../proto';
 import { splitNs, timeBefore, timeText, type SplitNs } from './fast-lstat';
 import { LineReader } from './line-reader';
 import type { ResolvedRoot } from './paths';
-import { devOf, inoOf, sizeOf } from './stat-numbers';
+import { devOf, inoOf, isDecimalOf, sizeOf } from './stat-numbers';
 
 export interface DigestRecord {
   /** Path relative to --root. */
@@ -119,11 +119,11 @@ function parseFixed(line: string): DigestRecord | null {
 /** Whether `rec`, taken from a records file stamped `stamp` (its mtime), still gives the content of a file with stat `st`. */
 export function recordHolds(rec: DigestRecord, st: BigIntStats, stamp: SplitNs): boolean {
   return (
-    rec.i === statText(st, 'ino') &&
-    rec.s === statText(st, 'size') &&
+    isDecimalOf(rec.i, inoOf(st)) &&
+    isDecimalOf(rec.s, sizeOf(st)) &&
     rec.m === timeText(st, 'mtime') &&
     rec.c === timeText(st, 'ctime') &&
-    rec.d === statText(st, 'dev') &&
+    isDecimalOf(rec.d, devOf(st)) &&
     timeBefore(st, 'ctime', stamp) &&
     timeBefore(st, 'mtime', stamp)
   );

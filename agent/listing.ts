@@ -60,8 +60,7 @@ class RootLister {
   readonly end: ListEnd = { sockets_skipped: 0, vanished: 0, vanished_paths: [] };
   /** What the root's announcement counts: entries but sockets, the owners' ids, files and bytes (a hard-linked file once). */
   readonly tally = { entries: 0, files: 0, bytes: 0, uids: new Set<number>(), gids: new Set<number>() };
-  /** Hard-linked files counted, by device and inode. */
-  private readonly counted = new Set<string>();
+  /** Hard-link groups still open, by device and inode: their leader and the links not yet seen. */
   private readonly leaders = new Map<string, { rel: string; left: number }>();
   private readonly names: OwnerNames;
 
@@ -101,18 +100,16 @@ class RootLister {
     t.gids.add(gid);
     let leader = '';
     if (e.type === 'file') {
-      let first = true;
       if (nlink > 1) {
         const key = `${dev}:${ino}`;
-        first = !this.counted.has(key);
-        if (first) this.counted.add(key);
         const l = this.leaders.get(key);
         if (l) {
           leader = l.rel;
           if (--l.left <= 0) this.leaders.delete(key);
         } else this.leaders.set(key, { rel: e.rel, left: nlink - 1 });
       }
-      if (first) {
+      // A hard-linked file's content counts once, at its leader.
+      if (!leader) {
         t.files++;
         t.bytes += Number(size);
       }
