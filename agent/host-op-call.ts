@@ -3,7 +3,7 @@
  * host-operation runner, and its result as the wire's reply.
  */
 import { CmError, INPUT_OPS, isHostOpName, isUnitName, SERVICE_OPS, type HostOpReply } from '../proto';
-import type { HostOpRunner } from './host-ops';
+import type { HostOpRunner } from './host/host-ops';
 import type { HostOpRequestChecked } from './requests';
 
 /** One operation of the allowlist; names outside it are refused before anything runs. */

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { CmError, ExternalTlsWriteSchema, HOST_OP_MAX_UNITS, ROOTS, rootsForPhase, type ExternalTlsWrite, type Phase, type RootName } from '../proto';
-import type { OwnerNames } from './pass';
+import type { OwnerNames } from './receive/pass';
 
 const NAME = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/);
 const ScopeSchema = z.object({

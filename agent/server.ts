@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CmError, DEFAULT_MAILBOXES_DIR, formatHostPort, parseHostPort, SERVER_OPTIONS } from '../proto';
 import { createLogger, type Logger } from './log';
-import { checkMailboxesDir } from './paths';
+import { checkMailboxesDir } from './fs/paths';
 import { AgentService } from './service';
 import { loadAgentTls, serverCredentials } from './tls';
 

@@ -1,4 +1,12 @@
 /**
+ * The files at the top of agent/ are the agent as a process and a gRPC service: the CLI
+ * (cli.ts), the server (server.ts), this service, what every handler shares (calls.ts),
+ * the requests checked with zod (requests.ts), the call adapters (bridge-call.ts,
+ * host-op-call.ts), TLS material (tls.ts) and the log (log.ts). The work lives in the
+ * folders below, which never import these files but log.ts, tls.ts and requests.ts:
+ * fs/ (shared), wire/, send/, receive/, verify/, host/, bridge/. test/layout.test.ts
+ * holds these rules.
+ *
  * The agent's gRPC service: a thin adapter. Each handler checks the caller's role (calls.ts),
  * parses its request with zod (requests.ts), calls one function, and writes what it
  * returns; any failure becomes a status that carries the CmError code and hint.
@@ -9,19 +17,19 @@ import { agentService, ROLE_AGENT, ROLE_CONTROLLER, type AgentHandlers, type Pul
 import { BridgeManager } from './bridge/manager';
 import { bridgeReply, bridgeRequestOf } from './bridge-call';
 import { streamingCall, unaryCall, writeAll } from './calls';
-import { HostOpRunner } from './host-ops';
+import { HostOpRunner } from './host/host-ops';
 import { hostOpReply } from './host-op-call';
-import { loadIdentity } from './identity';
-import { agentInfo } from './info';
-import { listBatches } from './listing';
+import { loadIdentity } from './fs/identity';
+import { agentInfo } from './host/info';
+import { listBatches } from './send/listing';
 import type { Logger } from './log';
-import { resolveRoots, type AgentRoots } from './paths';
-import { pullFromPeer } from './pull-session';
+import { resolveRoots, type AgentRoots } from './fs/paths';
+import { pullFromPeer } from './receive/pull-session';
 import { BridgeStartSchema, FetchFirstSchema, FetchItemsSchema, HostOpSchema, ListSchema, ownersMap, parse, phaseOf, PullSchema, rootsOfScope, VerifySchema } from './requests';
-import { PassDigests } from './digest-records';
-import { fetchTar, type FetchWant } from './tar-writer';
+import { PassDigests } from './verify/digest-records';
+import { fetchTar, type FetchWant } from './send/tar-writer';
 import type { AgentTls } from './tls';
-import { verifyBatches } from './tree-digest';
+import { verifyBatches } from './verify/tree-digest';
 
 export interface AgentServiceOptions {
   roots: AgentRoots;

@@ -100,8 +100,23 @@ function onInterrupt(abort: AbortController): void {
   process.on('SIGTERM', handler);
 }
 
+/**
+ * A reader that goes away (`cmmigrate --help | head`, a closed `tee`) ends the output, not
+ * the command: a step in progress goes on to its end and the journal records it, and nothing
+ * prints a stack trace about a broken pipe.
+ */
+function quietBrokenPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return;
+      throw err;
+    });
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   quietIpServernameWarning();
+  quietBrokenPipe();
   const abort = new AbortController();
   let reporter: Reporter | undefined;
   let exitCode: number = ExitCode.ok;

@@ -35,7 +35,7 @@ export const HOST_OPS = [
   // Old agent: both files its deployed chatmail.ini names, content and attributes, in the
   // output as JSON (not cut at HOST_OP_OUTPUT_MAX_BYTES; EXTERNAL_TLS_MAX_BYTES per file).
   'tls.external_read',
-  // New agent: write them from the request's input (agent/external-tls.ts has the checks).
+  // New agent: write them from the request's input (agent/host/external-tls.ts has the checks).
   'tls.external_write',
   // `acmetool --state=<root>/var/lib/acme --batch account-url`, as chatmail/relay's
   // `cmdeploy dns` asks for the URL its CAA record pins (cmdeploy/src/cmdeploy/remote/rdns.py

@@ -6,7 +6,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_CLI, cmmigrate, freePort, runNode, startAgentProcess } from './support/harness';
+import { AGENT_CLI, cmmigrate, CONTROLLER_CLI, freePort, runNode, startAgentProcess } from './support/harness';
 
 describe('cmmigrate CLI', () => {
   let dir: string;
@@ -25,6 +25,18 @@ describe('cmmigrate CLI', () => {
     expect(s.code).toBe(0);
     expect(s.stdout).toContain('--phase');
     expect(s.stdout).toContain('--dry-run');
+  });
+
+  it('a reader that goes away early (`--help | head -1`) ends the output quietly, exit 0', async () => {
+    // The pipe's reading end is closed before the help is written: every write gets EPIPE.
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [CONTROLLER_CLI, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect(stderr).not.toMatch(/EPIPE|Error/);
+    expect(code).toBe(0);
   });
 
   it('a missing option is a usage error (exit 2) that names it', async () => {

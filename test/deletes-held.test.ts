@@ -9,7 +9,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PAX_SKIPPED } from '../agent/wire-format';
+import { PAX_SKIPPED } from '../agent/wire/wire-format';
 import { CraftedTar, listed, listing, MAILBOXES, startCraftedSender, type CraftedSender } from './support/crafted-sender';
 import { setupMigration, type Migration } from './support/harness';
 

@@ -1,5 +1,5 @@
 /**
- * The digest records' line format (agent/digest-records.ts): writers put the keys in one
+ * The digest records' line format (agent/verify/digest-records.ts): writers put the keys in one
  * order, path last, which readers take apart without a JSON parse; a line of another key
  * order (what agents before wrote) still reads through JSON.parse, and anything else is no
  * record, so its file ends there and the files it would have covered are read again.
@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DigestReader, DigestWriter, digestRecord, parseRecord, recordText, type DigestRecord } from '../agent/digest-records';
+import { DigestReader, DigestWriter, digestRecord, parseRecord, recordText, type DigestRecord } from '../agent/verify/digest-records';
 
 const rec = (p: string): DigestRecord => ({ p, d: '2049', i: '123456', s: '4096', m: '1700000000123456789', c: '1700000001987654321', h: 'ab'.repeat(32) });
 

@@ -1,5 +1,5 @@
 /**
- * The digests passes record for a quick verify (agent/digest-records.ts): a record holds
+ * The digests passes record for a quick verify (agent/verify/digest-records.ts): a record holds
  * only while device, inode, size, mtime and ctime are all as recorded, and only for a file
  * older than the records file (the racy case of git's index); records are read back in walk
  * order from the committed set and from a killed pass's journal.
@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DigestReader, DigestWriter, digestRecord } from '../agent/digest-records';
+import { DigestReader, DigestWriter, digestRecord } from '../agent/verify/digest-records';
 
 let dir: string;
 let state: string;

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentClient, ALLOWED_UNITS, clientChannelOptions, type AgentClient, type HostOpReply__Output, type HostOpRequest } from '../proto';
-import { HostOpRunner } from '../agent/host-ops';
+import { HostOpRunner } from '../agent/host/host-ops';
 import { connectAgent, type AgentHandle } from '../controller/agent-client';
 import { hostOps, MAIL_UNITS, MAILBOX_WRITERS, type HostOps } from '../controller/host-ops';
 import { loadTls } from '../controller/tls-material';

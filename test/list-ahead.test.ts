@@ -8,9 +8,9 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadIdentity } from '../agent/identity';
-import type { ResolvedRoot } from '../agent/paths';
-import { announceAndList, type ListedEntry, type ListEnd } from '../agent/listing';
+import { loadIdentity } from '../agent/fs/identity';
+import type { ResolvedRoot } from '../agent/fs/paths';
+import { announceAndList, type ListedEntry, type ListEnd } from '../agent/send/listing';
 import type { CmError } from '../proto';
 
 async function collect(roots: ResolvedRoot[], root: string, keep?: number): Promise<{ announced: unknown; items: (ListedEntry | ListEnd)[] }> {

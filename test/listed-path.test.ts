@@ -1,11 +1,11 @@
 /**
- * The merge's one-pass check of listed paths (agent/listed-path.ts) decides as
- * checkWirePath (agent/paths.ts) does, error text included, on edge cases and on paths
+ * The merge's one-pass check of listed paths (agent/receive/listed-path.ts) decides as
+ * checkWirePath (agent/fs/paths.ts) does, error text included, on edge cases and on paths
  * drawn from a seeded alphabet of the characters that matter.
  */
 import { describe, expect, it } from 'vitest';
-import { checkListedPath } from '../agent/listed-path';
-import { checkWirePath } from '../agent/paths';
+import { checkListedPath } from '../agent/receive/listed-path';
+import { checkWirePath } from '../agent/fs/paths';
 
 const outcome = (f: () => string): string => {
   try {

@@ -1,5 +1,5 @@
 /**
- * The receiver's journal of what a pass wrote (agent/manifest.ts): a record appended after
+ * The receiver's journal of what a pass wrote (agent/receive/manifest.ts): a record appended after
  * the pass was stopped (an action the executor had under way, a hard link or a rename it
  * awaited) still reaches the disk, so the next pass knows the file as one cmmigrate wrote.
  */
@@ -7,8 +7,8 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManifestReader, ManifestWriter, type ManifestRecord } from '../agent/manifest';
-import { manifestLine, parseManifestLine } from '../agent/manifest-line';
+import { ManifestReader, ManifestWriter, type ManifestRecord } from '../agent/receive/manifest';
+import { manifestLine, parseManifestLine } from '../agent/receive/manifest-line';
 import { comparePaths } from '../proto';
 
 let dir: string | undefined;

@@ -9,11 +9,11 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lstatBig, lstatIsFast, splitNs, STAT, statNumbers, timeBefore, timeText } from '../agent/fast-lstat';
-import { loadIdentity } from '../agent/identity';
-import { announceAndList } from '../agent/listing';
-import { PackedWriter, unpackEntries, type PackedEntryInput } from '../agent/packed-entries';
-import type { ResolvedRoot } from '../agent/paths';
+import { lstatBig, lstatIsFast, splitNs, STAT, statNumbers, timeBefore, timeText } from '../agent/fs/fast-lstat';
+import { loadIdentity } from '../agent/fs/identity';
+import { announceAndList } from '../agent/send/listing';
+import { PackedWriter, unpackEntries, type PackedEntryInput } from '../agent/wire/packed-entries';
+import type { ResolvedRoot } from '../agent/fs/paths';
 import { CmError } from '../proto';
 
 const base: PackedEntryInput = {

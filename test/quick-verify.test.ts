@@ -11,7 +11,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DigestReader } from '../agent/digest-records';
+import { DigestReader } from '../agent/verify/digest-records';
 import { loadTls } from '../controller/tls-material';
 import { agentClient, clientChannelOptions, comparePaths, rootsForPhase, type AgentClient, type VerifyBatch__Output } from '../proto';
 import { setupMigration, walkTree, type Migration } from './support/harness';

@@ -1,5 +1,5 @@
 /**
- * The merge's stat fields as numbers (agent/stat-numbers.ts) are exactly what the BigInt
+ * The merge's stat fields as numbers (agent/fs/stat-numbers.ts) are exactly what the BigInt
  * fields of fs.lstatSync give, on real entries both through fast-lstat (the walk's stats)
  * and through fs.lstatSync itself; listed mtimes and recorded decimals compare as the
  * BigInt arithmetic and String() they replace.
@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { lstatBig, lstatIsFast } from '../agent/fast-lstat';
-import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from '../agent/stat-numbers';
+import { lstatBig, lstatIsFast } from '../agent/fs/fast-lstat';
+import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from '../agent/fs/stat-numbers';
 
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const exact = (v: bigint): number | bigint => (v <= SAFE ? Number(v) : v);

@@ -12,7 +12,7 @@ import * as http2 from 'node:http2';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { unpackEntries } from '../agent/packed-entries';
+import { unpackEntries } from '../agent/wire/packed-entries';
 import { agentClient, clientChannelOptions, type ListBatch } from '../proto';
 import { setupMigration, type Migration } from './support/harness';
 
@@ -83,7 +83,7 @@ describe('receive window and chunk sizes', { timeout: 60_000 }, () => {
       const last = sizes.pop()!;
       expect(last).toBeGreaterThan(0);
       expect(last).toBeLessThanOrEqual(MIB);
-      // Every other message holds 256 KiB to 1 MiB (agent/chunker.ts): a slow read or the
+      // Every other message holds 256 KiB to 1 MiB (agent/send/chunker.ts): a slow read or the
       // tail of a 1 MiB cut does not send a short one.
       for (const n of sizes) {
         expect(n, JSON.stringify(sizes)).toBeLessThanOrEqual(MIB);

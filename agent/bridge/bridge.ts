@@ -1,4 +1,8 @@
 /**
+ * Folder agent/bridge/: the bridge engine (this file), its pipes, limits, counters, state
+ * file and the manager the service calls. It imports nothing of the agent outside this
+ * folder; ../bridge-call.ts adapts it to the wire.
+ *
  * The bridge: the old host passes the relay's TCP ports, byte for byte and unparsed, to
  * the same ports of the new host, so clients that still resolve the old address reach the
  * new relay while DNS changes (issue 14).

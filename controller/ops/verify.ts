@@ -13,7 +13,7 @@ import { compareListings, type Comparison } from '../tree-compare';
 export interface VerifyOptions {
   /**
    * Take each regular file's SHA-256 from what the agents recorded where the record still
-   * holds (agent/digest-records.ts), reading only the rest: cost grows with what changed.
+   * holds (agent/verify/digest-records.ts), reading only the rest: cost grows with what changed.
    */
   quick?: boolean;
   /** How many differing paths to list; default 20. */

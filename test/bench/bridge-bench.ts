@@ -15,7 +15,7 @@
  * The agent runs in a process of its own, the servers in another, the client here. The
  * load average is printed before and after: on a shared machine the figures move with it.
  * The results are written as JSON to `--out` (default bench-results/bridge-<date>.json);
- * bridge-figures.ts makes the README's figures from such a file. Run after a build:
+ * bridge-figures.ts makes the figures of docs/performance.md from such a file. Run after a build:
  *   npm run build:tools && node dist-test/test/bench/bridge-bench.js [--rounds N] [--trips N] [--gib N]
  *     [--bridge-node PATH (the agent's runtime, e.g. Node 18.19)] [--out FILE]
  */

@@ -1,18 +1,18 @@
 /**
- * The README's bridge speed figures, made from the JSON that a real run of
+ * The bridge's speed figures in docs/performance.md, made from the JSON that a real run of
  * test/bench/bridge-bench.ts wrote, so that no figure there is typed by hand:
- *   node dist-test/test/bench/bridge-figures.js --readme README.md bench-results/bridge-....json
+ *   node dist-test/test/bench/bridge-figures.js --doc docs/performance.md bench-results/bridge-....json
  * copies the result file into test/bench/results/ (replacing the bridge result there) and
- * writes the text between the README's two bridge markers. The bench prints the same lines
+ * writes the text between the page's two bridge markers. The bench prints the same lines
  * (bridgeLines) on its console. test/readme-figures.test.ts makes the text again from the
- * kept file and fails when the README differs.
+ * kept file and fails when the page differs.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RESULTS_DIR } from './performance';
-import { withReadmeBlock } from './readme-block';
+import { takeDocArg, withReadmeBlock } from './readme-block';
 
-/** The markers around the generated part of the README's bridge "Speed." paragraph. */
+/** The markers around the generated part of the bridge's "Speed." paragraph in docs/performance.md. */
 export const BRIDGE_START = '<!-- bridge figures: made by test/bench/bridge-figures.ts from test/bench/results/bridge-*.json; do not edit by hand -->';
 export const BRIDGE_END = '<!-- end of the generated bridge figures -->';
 
@@ -50,7 +50,7 @@ const MB = 1e6;
 const first3 = (loadavg: string): string => loadavg.split(' ').slice(0, 3).join(' ');
 const gib = (r: BridgeResult): string => String(Number((r.bytesPerTransfer / GiB).toFixed(3)));
 
-/** The lines the bench prints: the same in its console and in the README. */
+/** The lines the bench prints: the same in its console and in docs/performance.md. */
 export function bridgeLines(r: BridgeResult): string[] {
   const l = r.latencyMs;
   const t = r.throughputMBps;
@@ -98,18 +98,19 @@ export function readBridgeResult(dir = RESULTS_DIR): BridgeResult {
 
 function main(): void {
   const args = process.argv.slice(2);
-  const at = args.indexOf('--readme');
-  const readme = at >= 0 ? args.splice(at, 2)[1] : undefined;
+  const readme = takeDocArg(args);
   if (args.length !== 1 || !isBridgeFile(path.basename(args[0]))) {
-    process.stderr.write('usage: bridge-figures.js [--readme README.md] bridge-RESULT.json\n');
+    process.stderr.write('usage: bridge-figures.js [--doc docs/performance.md] bridge-RESULT.json\n');
     process.exit(2);
   }
   const text = bridgeSection(JSON.parse(fs.readFileSync(args[0], 'utf8')) as BridgeResult);
   process.stdout.write(text + '\n');
   if (readme) {
     fs.mkdirSync(RESULTS_DIR, { recursive: true });
+    // Read before anything goes: the given file may be the one kept there already.
+    const kept = fs.readFileSync(args[0]);
     for (const f of fs.readdirSync(RESULTS_DIR)) if (isBridgeFile(f)) fs.rmSync(path.join(RESULTS_DIR, f));
-    fs.copyFileSync(args[0], path.join(RESULTS_DIR, path.basename(args[0])));
+    fs.writeFileSync(path.join(RESULTS_DIR, path.basename(args[0])), kept);
     fs.writeFileSync(readme, withBridge(fs.readFileSync(readme, 'utf8'), text));
   }
 }

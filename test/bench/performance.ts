@@ -1,22 +1,25 @@
 /**
- * The README's performance figures, made from the JSON that real runs of `npm run bench` and
- * `npm run scale` wrote, so that no figure there is typed by hand:
- *   node dist-test/test/bench/performance.js --readme README.md bench-results/a.json ...
+ * The performance figures of docs/performance.md, made from the JSON that real runs of
+ * `npm run bench` and `npm run scale` wrote, so that no figure there is typed by hand:
+ *   node dist-test/test/bench/performance.js --doc docs/performance.md bench-results/a.json ...
  * copies the given result files into test/bench/results/ (replacing those there) and writes
- * the text between the README's two markers. test/readme-figures.test.ts makes the text
- * again from test/bench/results/ and fails when the README differs.
+ * the text between the page's two markers. test/readme-figures.test.ts makes the text
+ * again from test/bench/results/ and fails when the page differs.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO } from '../support/harness';
-import { withReadmeBlock } from './readme-block';
+import { takeDocArg, withReadmeBlock } from './readme-block';
 import { fmtS, median, type CaseResult, type Machine } from './report';
 
-/** The markers around the generated part of the README's Performance section. */
+/** The markers around the generated part of docs/performance.md. */
 export const PERF_START = '<!-- performance figures: made by test/bench/performance.ts from test/bench/results/*.json; do not edit by hand -->';
 export const PERF_END = '<!-- end of the generated performance figures -->';
 
-/** Where the result files behind the README's figures are kept. */
+/** The page the figures go to. */
+export const PERFORMANCE_DOC = path.join(REPO, 'docs', 'performance.md');
+
+/** Where the result files behind the page's figures are kept. */
 export const RESULTS_DIR = path.join(REPO, 'test', 'bench', 'results');
 
 interface Common {
@@ -215,7 +218,7 @@ export function performanceSection(results: Result[]): string {
   return out.join('\n');
 }
 
-/** `readme` with the text between the markers replaced by `section`. */
+/** `readme` (docs/performance.md's text) with the text between the markers replaced by `section`. */
 export function withPerformance(readme: string, section: string): string {
   return withReadmeBlock(readme, PERF_START, PERF_END, section, 'performance');
 }
@@ -234,10 +237,9 @@ export function readResults(dir = RESULTS_DIR): Result[] {
 
 function main(): void {
   const args = process.argv.slice(2);
-  const at = args.indexOf('--readme');
-  const readme = at >= 0 ? args.splice(at, 2)[1] : undefined;
+  const readme = takeDocArg(args);
   if (!args.length) {
-    process.stderr.write('usage: performance.js [--readme README.md] RESULT.json ...\n');
+    process.stderr.write('usage: performance.js [--doc docs/performance.md] RESULT.json ...\n');
     process.exit(2);
   }
   const bridge = args.filter((f) => !isResultFile(path.basename(f)));

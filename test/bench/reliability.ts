@@ -1,17 +1,18 @@
 /**
  * Turn the `RELIABILITY {...}` lines that the fault, hostile-input, peer, secret and fuzz
- * tests print into the markdown of test/RELIABILITY.md, so that its figures are those of a
- * real run:
+ * tests print into the markdown of the table in docs/reliability.md, so that its figures
+ * are those of a real run:
  *   npm test 2>&1 | tee test.log
  *   npm run fuzz 2>&1 | tee fuzz.log          (optional: the longer fuzz figures)
- *   node dist-test/test/bench/reliability.js test.log fuzz.log > test/RELIABILITY.md
- *   node dist-test/test/bench/reliability.js --readme README.md test.log fuzz.log
- * The second form also puts the same text in the README's Reliability section (between its
- * heading and the paragraph that says how the table is made); test/readme-figures.test.ts
- * checks that the two agree. A row with no observation behind it says so, a row whose test
- * file failed in the log is printed as failed, and either makes the script exit 1.
+ *   node dist-test/test/bench/reliability.js --doc docs/reliability.md test.log fuzz.log
+ * prints the text and puts it in the page's section (between its heading and the paragraph
+ * that says how the table is made); without --doc it only prints it.
+ * test/readme-figures.test.ts checks the section. A row with no observation behind it says
+ * so, a row whose test file failed in the log is printed as failed, and either makes the
+ * script exit 1.
  */
 import * as fs from 'node:fs';
+import { takeDocArg } from './readme-block';
 
 type Fig = Record<string, unknown> & { name?: string; fuzz?: string };
 
@@ -37,18 +38,17 @@ const sum = (figs: Fig[], key: string): number => figs.reduce((n, f) => n + Numb
 export const SECTION_START = '## Reliability: what was tried, and the result';
 export const SECTION_AFTER = 'The table is made from a real run';
 
-/** `readme` with its generated Reliability part replaced by `section`. */
+/** `readme` (docs/reliability.md's text) with its generated Reliability part replaced by `section`. */
 export function withSection(readme: string, section: string): string {
   const a = readme.indexOf(SECTION_START);
   const b = readme.indexOf(SECTION_AFTER, a);
-  if (a < 0 || b < 0) throw new Error(`the README has no "${SECTION_START}" section ending before "${SECTION_AFTER}"`);
+  if (a < 0 || b < 0) throw new Error(`the page has no "${SECTION_START}" section ending before "${SECTION_AFTER}" (the table lives in docs/reliability.md)`);
   return readme.slice(0, a) + section + '\n' + readme.slice(b);
 }
 
 function main(): void {
   const args = process.argv.slice(2);
-  const at = args.indexOf('--readme');
-  const readme = at >= 0 ? args.splice(at, 2)[1] : undefined;
+  const readme = takeDocArg(args);
   const { tests, fuzz, passed, failed } = read(args);
   // A row's figures must come from observations of this run, and its test must have passed.
   const problems: string[] = [];

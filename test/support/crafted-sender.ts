@@ -26,7 +26,7 @@ import {
 } from '../../proto';
 import type { ListRequest__Output } from '../../proto/generated/cmmigrate/v1/ListRequest';
 import { loadTls } from '../../controller/tls-material';
-import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH } from '../../agent/wire-format';
+import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH } from '../../agent/wire/wire-format';
 
 /** What the crafted sender answers to the calls of one pass. */
 export interface CraftedPass {
@@ -198,7 +198,7 @@ export function setUstarSize(buf: Buffer, offset: number, size: number): void {
 }
 
 /**
- * A Fetch answer built entry by entry, as agent/tar-writer.ts sends it. The digest of each file
+ * A Fetch answer built entry by entry, as agent/send/tar-writer.ts sends it. The digest of each file
  * goes into the pax header of the next entry; `file(..., { sha256 })` lies about it.
  */
 export class CraftedTar {

@@ -105,7 +105,7 @@ export async function planVia(m: Migration, name: string, oldAddress: string): P
   return plan;
 }
 
-/** A line the tests print for test/RELIABILITY.md, collected by grep from a real run. */
+/** A line the tests print for the table in docs/reliability.md, collected by grep from a real run. */
 export function reportFigure(name: string, figures: Record<string, number | string>): void {
   console.log(`RELIABILITY ${JSON.stringify({ name, ...figures })}`);
 }

@@ -1,12 +1,12 @@
 /**
- * The packed listing (agent/packed-entries.ts, protocol 2) for the receiver's fuzzer: a
+ * The packed listing (agent/wire/packed-entries.ts, protocol 2) for the receiver's fuzzer: a
  * listing's entries packed by the sender's own PackedWriter into `ListBatch.packed`, then
  * damaged as bytes (flipped, cut, extended, length fields and varints that lie, entries
  * dropped or repeated, the message split so that its owner names are missing), as a broken
  * or hostile sender could send them. test/support/fuzz-pull.ts feeds them to the receiver.
  */
 import type { ListBatch, ListEntry } from '../../proto';
-import { PackedWriter, type PackedEntryInput } from '../../agent/packed-entries';
+import { PackedWriter, type PackedEntryInput } from '../../agent/wire/packed-entries';
 import type { Rng } from './rng';
 
 const PACKED_TYPES = new Set(['file', 'dir', 'symlink', 'fifo']);

@@ -1,12 +1,12 @@
 /**
- * A seeded fuzzer of the receiving side: agent/pull.ts's `pull()` is fed listings and tar
+ * A seeded fuzzer of the receiving side: agent/receive/pull.ts's `pull()` is fed listings and tar
  * streams that start out well formed (test/support/crafted-sender.ts builds them) and are
  * then damaged: listing entries with changed fields, listing messages re-encoded as
  * protobuf with flipped bytes (what does not decode is what grpc-js would refuse), tar
  * streams with flipped bytes, cut, spliced or with lying size fields, cut into odd slices.
  * `fuzzPackedPull` sends the entries packed as the sender does since protocol 2
  * (test/support/fuzz-packed.ts damages the packed bytes); every listing goes through the
- * receiver's own unpacking (agent/pull-session.ts's `unpacked`) before the merge.
+ * receiver's own unpacking (agent/receive/pull-session.ts's `unpacked`) before the merge.
  *
  * Every run must end in success or a CmError of a registered code (proto/errors.ts); never
  * another exception, an unhandled rejection, a run that does not end, a file outside the new
@@ -18,10 +18,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
 import { CmError, isErrorCode, type ListBatch, type ListBatch__Output, type ListEntry } from '../../proto';
-import { loadIdentity } from '../../agent/identity';
-import { resolveRoots } from '../../agent/paths';
-import { pull, TMP_PREFIX, type FetchChannel } from '../../agent/pull';
-import { unpacked } from '../../agent/pull-session';
+import { loadIdentity } from '../../agent/fs/identity';
+import { resolveRoots } from '../../agent/fs/paths';
+import { pull, TMP_PREFIX, type FetchChannel } from '../../agent/receive/pull';
+import { unpacked } from '../../agent/receive/pull-session';
 import { CraftedTar, listed, listing, MAILBOXES, setUstarSize } from './crafted-sender';
 import { damagedPacked } from './fuzz-packed';
 import { writeIdentity } from './relay-tree';

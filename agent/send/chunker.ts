@@ -6,7 +6,7 @@
  * before it asks for more). The writer says when it waits through an IdleGate; no timer
  * decides, so a slow disk never cuts a message short.
  */
-import { CHUNK_MAX_BYTES, CHUNK_MIN_BYTES } from '../proto';
+import { CHUNK_MAX_BYTES, CHUNK_MIN_BYTES } from '../../proto';
 
 /** Set by the writer while it waits for the receiver; the chunker then sends what it holds. */
 export class IdleGate {

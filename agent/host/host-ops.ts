@@ -1,4 +1,8 @@
 /**
+ * Folder agent/host/: what the controller asks of a host apart from moving its tree: the
+ * host operations (this file), the external TLS files (external-tls.ts) and the Info
+ * call's facts (info.ts). It imports fs/ and the checked requests (../requests.ts).
+ *
  * Host operations of the agent: the fixed allowlist of proto/host-ops.ts, run with the
  * host's own `systemctl`, `postfix` and `postsuper` from the agent's PATH, never through a
  * shell, each with a timeout and a bounded tail of its output. Reads of
@@ -9,13 +13,13 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsForPhase, type HostOpName, type UnitName } from '../proto';
-import { runChild, type ChildResult } from '../proto/child-run';
-import type { Logger } from './log';
-import { parseExternalTlsWrite } from './requests';
+import { CHATMAIL_VERSION_MAX_BYTES, CmError, HOST_OP_OUTPUT_MAX_BYTES, rootsForPhase, type HostOpName, type UnitName } from '../../proto';
+import { runChild, type ChildResult } from '../../proto/child-run';
+import type { Logger } from '../log';
+import { parseExternalTlsWrite } from '../requests';
 import { deployedExternalPaths, readExternalTls, writeExternalTls } from './external-tls';
-import { resolveRoots, type AgentRoots } from './paths';
-import { walkRoot } from './walk';
+import { resolveRoots, type AgentRoots } from '../fs/paths';
+import { walkRoot } from '../fs/walk';
 
 /** How long one host command may run before it is stopped (host.command_timeout). */
 export const HOST_COMMAND_TIMEOUT_MS = 120_000;
@@ -148,7 +152,7 @@ export class HostOpRunner {
         return { output: await this.externalTlsFiles(fields) };
       case 'os_release.read':
         return { output: await this.osRelease() };
-      // External TLS files (agent/external-tls.ts): a separate block, kept apart for merges.
+      // External TLS files (agent/host/external-tls.ts): a separate block, kept apart for merges.
       case 'tls.external_read':
         return { output: JSON.stringify({ files: await readExternalTls(this.cfg.roots, fields) }) };
       case 'tls.external_write': {

@@ -13,14 +13,14 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as tar from 'tar-stream';
-import { CHUNK_MAX_BYTES, CmError, type Phase } from '../proto';
+import { CHUNK_MAX_BYTES, CmError, type Phase } from '../../proto';
 import { chunks, IdleGate } from './chunker';
-import { nameOr, type Identity } from './identity';
+import { nameOr, type Identity } from '../fs/identity';
 import { strictChange } from './listing';
-import { checkWirePath, rootOf, type ResolvedRoot } from './paths';
-import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN, paxTime, type FetchWant } from './wire-format';
+import { checkWirePath, rootOf, type ResolvedRoot } from '../fs/paths';
+import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN, paxTime, type FetchWant } from '../wire/wire-format';
 
-export type { FetchWant } from './wire-format';
+export type { FetchWant } from '../wire/wire-format';
 
 type HeaderArg = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
 

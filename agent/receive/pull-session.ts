@@ -18,16 +18,16 @@ import {
   type ListBatch__Output,
   type PassSummary,
   type PullEvent,
-} from '../proto';
+} from '../../proto';
 import type { FetchChannel } from './fetch-reader';
-import { loadIdentity } from './identity';
-import { unpackEntries } from './packed-entries';
-import type { Logger } from './log';
-import { resolveRoots, type AgentRoots } from './paths';
+import { loadIdentity } from '../fs/identity';
+import { unpackEntries } from '../wire/packed-entries';
+import type { Logger } from '../log';
+import { resolveRoots, type AgentRoots } from '../fs/paths';
 import { pull } from './pull';
-import { ownersMap, phaseOf, rootsOfScope, type PullRequestChecked } from './requests';
-import { peerCredentials, type AgentTls } from './tls';
-import { wireError } from './wire-format';
+import { ownersMap, phaseOf, rootsOfScope, type PullRequestChecked } from '../requests';
+import { peerCredentials, type AgentTls } from '../tls';
+import { wireError } from '../wire/wire-format';
 
 /** What a session needs of the agent it runs in. */
 export interface PullSessionEnv {

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { CmError } from '../proto';
+import { CmError } from '../../proto';
 
 export interface Identity {
   userName(uid: number): string | undefined;

@@ -27,11 +27,11 @@
 import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
-import { comparePaths } from '../proto';
-import { splitNs, timeBefore, timeText, type SplitNs } from './fast-lstat';
-import { LineReader } from './line-reader';
-import type { ResolvedRoot } from './paths';
-import { devOf, inoOf, isDecimalOf, sizeOf } from './stat-numbers';
+import { comparePaths } from '../../proto';
+import { splitNs, timeBefore, timeText, type SplitNs } from '../fs/fast-lstat';
+import { LineReader } from '../fs/line-reader';
+import type { ResolvedRoot } from '../fs/paths';
+import { devOf, inoOf, isDecimalOf, sizeOf } from '../fs/stat-numbers';
 
 export interface DigestRecord {
   /** Path relative to --root. */

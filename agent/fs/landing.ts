@@ -8,7 +8,7 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CmError, RERUN } from '../proto';
+import { CmError, RERUN } from '../../proto';
 
 /** The name prefix of temp files; a pass removes those it finds (an earlier pass died). */
 export const TMP_PREFIX = '.cmmigrate-tmp-';

@@ -2,13 +2,13 @@
  * What the parts of a receiving pass share: its options, and the context that the merge
  * (merge.ts) and the executor (executor.ts) work in, which pull.ts provides.
  */
-import type { Item, ListBatch__Output, PassProgress, PassSummary, Phase, RootName } from '../proto';
+import type { Item, ListBatch__Output, PassProgress, PassSummary, Phase, RootName } from '../../proto';
 import type { ActionQueue } from './action-queue';
-import type { PassDigests } from './digest-records';
+import type { PassDigests } from '../verify/digest-records';
 import type { FetchChannel, FetchReader } from './fetch-reader';
-import type { Identity } from './identity';
+import type { Identity } from '../fs/identity';
 import type { ManifestWriter } from './manifest';
-import type { AgentRoots, ResolvedRoot } from './paths';
+import type { AgentRoots, ResolvedRoot } from '../fs/paths';
 
 /** An owner a root's entries get on the new host, whatever the source says. */
 export interface OwnerNames {

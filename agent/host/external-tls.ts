@@ -12,11 +12,11 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CmError, EXTERNAL_TLS_MAX_BYTES, RERUN, ROOTS, type ExternalTlsFile, type ExternalTlsWrite, type ExternalTlsWritten } from '../proto';
-import { loadIdentity, nameOr } from './identity';
-import { tmpName } from './landing';
-import type { AgentRoots } from './paths';
-import { utimesSeconds } from './walk';
+import { CmError, EXTERNAL_TLS_MAX_BYTES, RERUN, ROOTS, type ExternalTlsFile, type ExternalTlsWrite, type ExternalTlsWritten } from '../../proto';
+import { loadIdentity, nameOr } from '../fs/identity';
+import { tmpName } from '../fs/landing';
+import type { AgentRoots } from '../fs/paths';
+import { utimesSeconds } from '../fs/walk';
 
 /** Where chatmail/relay's deploy writes the relay's chatmail.ini on the host (basedeploy.py remote_chatmail_inipath). */
 const DEPLOYED_INI = 'usr/local/lib/chatmaild/chatmail.ini';

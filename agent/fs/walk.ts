@@ -6,7 +6,7 @@
  */
 import type { BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { compareNames, comparePaths } from '../proto';
+import { compareNames, comparePaths } from '../../proto';
 import { lstatBig } from './fast-lstat';
 import type { ResolvedRoot } from './paths';
 

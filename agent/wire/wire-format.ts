@@ -1,4 +1,8 @@
 /**
+ * Folder agent/wire/: the formats the sender and the receiver share, as tar-stream's
+ * headers.js sits between pack.js and extract.js: this file for the Fetch answer's tar
+ * stream, packed-entries.ts for the List answer's entries. It imports only fs/.
+ *
  * What cmmigrate adds to a plain pax tar stream of a Fetch answer, shared by the sender
  * (tar-writer.ts) and the receiver (fetch-reader.ts): control entries (digest, skipped, end),
  * the pax keys that carry digests, the pax time format, and what a want looks like.
@@ -8,7 +12,7 @@
  * belongs to in `CMMIGRATE.sha256.path`. A file that changed while it was read is followed
  * by `CMMIGRATE.torn` instead, and the receiver discards it.
  */
-import { CmError } from '../proto';
+import { CmError } from '../../proto';
 
 export const PAX_CONTROL = 'CMMIGRATE.control';
 export const PAX_SHA256 = 'CMMIGRATE.sha256';

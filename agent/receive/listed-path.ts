@@ -5,7 +5,7 @@
  * component. Anything else — a trailing slash, a non-ASCII character, anything the check
  * would refuse — goes to checkWirePath, which decides and words the error.
  */
-import { checkWirePath } from './paths';
+import { checkWirePath } from '../fs/paths';
 
 /** The limits checkWirePath enforces (Linux PATH_MAX and NAME_MAX, in bytes). */
 const MAX_PATH = 4096;

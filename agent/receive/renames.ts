@@ -6,8 +6,8 @@
  * would cross the wire again.
  */
 import * as path from 'node:path';
-import type { ListEntry__Output } from '../proto';
-import { us } from './walk';
+import type { ListEntry__Output } from '../../proto';
+import { us } from '../fs/walk';
 
 /** An entry of this host that the source no longer has: only what renames and deletes need. */
 export interface Gone {

@@ -4,8 +4,8 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PROTOCOL_VERSION, ROOTS, VERSION, type InfoReply } from '../proto';
-import { resolveRoots, type AgentRoots } from './paths';
+import { PROTOCOL_VERSION, ROOTS, VERSION, type InfoReply } from '../../proto';
+import { resolveRoots, type AgentRoots } from '../fs/paths';
 
 /** What the controller learns of an agent before a run: version, host, roots present, free space. */
 export async function agentInfo(roots: AgentRoots, role: string): Promise<InfoReply> {

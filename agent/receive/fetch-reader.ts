@@ -9,10 +9,10 @@ import { constants as C } from 'node:fs';
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as tar from 'tar-stream';
-import { CmError, RERUN } from '../proto';
-import { diskFull, renameIntoPlace, tmpName } from './landing';
-import { utimesSeconds } from './walk';
-import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN, parsePaxTime, wireError, type FetchWant } from './wire-format';
+import { CmError, RERUN } from '../../proto';
+import { diskFull, renameIntoPlace, tmpName } from '../fs/landing';
+import { utimesSeconds } from '../fs/walk';
+import { CONTROL_NAME, PAX_CONTROL, PAX_SHA256, PAX_SHA256_PATH, PAX_SKIPPED, PAX_TORN, parsePaxTime, wireError, type FetchWant } from '../wire/wire-format';
 
 /** The wire side of a Fetch call, as the receiver sees it. */
 export interface FetchChannel {

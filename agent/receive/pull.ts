@@ -1,4 +1,10 @@
 /**
+ * Folder agent/receive/: the new host's side of a pass, from the session with the old agent
+ * (pull-session.ts) through the merge (merge.ts, renames.ts, listed-path.ts), the action
+ * queue and its executor, the Fetch reader, to the manifest of what passes put here
+ * (manifest.ts, manifest-line.ts). It imports fs/, wire/, verify/ (digest records) and the
+ * checked requests (../requests.ts), never send/.
+ *
  * The receiving side of a pass. For every root it merges the sender's listing with this
  * host's tree and the manifest of earlier passes (merge.ts), which decides per entry:
  * unchanged, attributes only, rename on the spot, fetch the content, or (at the end of the
@@ -18,21 +24,21 @@
  * - When the pass reports success, what it wrote is on stable storage (`sync -f` per root)
  *   and the manifest is committed.
  */
-import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type PassProgress, type PassSummary } from '../proto';
+import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type PassProgress, type PassSummary } from '../../proto';
 import { ActionQueue } from './action-queue';
 import { Executor } from './executor';
 import { FetchReader } from './fetch-reader';
-import { diskFull } from './landing';
-import { PassDigests } from './digest-records';
+import { diskFull } from '../fs/landing';
+import { PassDigests } from '../verify/digest-records';
 import { ManifestReader, ManifestWriter } from './manifest';
 import { RootMerge } from './merge';
 import type { PassContext, PullOptions } from './pass';
-import type { ResolvedRoot } from './paths';
-import { LocalWalk } from './walk';
-import { wireError } from './wire-format';
+import type { ResolvedRoot } from '../fs/paths';
+import { LocalWalk } from '../fs/walk';
+import { wireError } from '../wire/wire-format';
 
 export type { FetchChannel } from './fetch-reader';
-export { TMP_PREFIX } from './landing';
+export { TMP_PREFIX } from '../fs/landing';
 export type { OwnerNames, PullOptions } from './pass';
 
 const NAME_RE = /^(#\d{1,10}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?)$/;

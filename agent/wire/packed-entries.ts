@@ -12,7 +12,7 @@
  * of the message's name table, or 1 + its index there. Varints are unsigned LEB128, up to
  * 64 bits. Each message stands alone: its name table starts empty.
  */
-import type { ListEntry__Output } from '../proto';
+import type { ListEntry__Output } from '../../proto';
 import { wireError } from './wire-format';
 
 const TYPES = ['file', 'dir', 'symlink', 'fifo'] as const;

@@ -1,10 +1,16 @@
 /**
+ * Folder agent/fs/: the host's files as every role of the agent sees them: the allowlisted
+ * roots and path checks (paths.ts), the walk and its lstat (walk.ts, fast-lstat.ts,
+ * stat-numbers.ts), owner names (identity.ts), how an entry lands under a temp name
+ * (landing.ts), and the line reader of the agent's own state files. It imports nothing of
+ * the agent outside this folder: send/, receive/, verify/, host/ and journal/ build on it.
+ *
  * Where an agent may read and write: the allowlisted roots under --root, and the checks
  * every path from the wire passes before it touches the disk.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { CmError, DEFAULT_MAILBOXES_DIR, RERUN, ROOTS, RootName, isRootName } from '../proto';
+import { CmError, DEFAULT_MAILBOXES_DIR, RERUN, ROOTS, RootName, isRootName } from '../../proto';
 
 export interface AgentRoots {
   /** The agent's --root, absolute. */

@@ -12,8 +12,8 @@
 import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { comparePaths } from '../proto';
-import { LineReader } from './line-reader';
+import { comparePaths } from '../../proto';
+import { LineReader } from '../fs/line-reader';
 import { manifestLine, parseManifestLine, type ManifestRecord, type StoredRecord } from './manifest-line';
 
 export type { ManifestRecord, StoredRecord } from './manifest-line';

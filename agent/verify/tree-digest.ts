@@ -1,4 +1,8 @@
 /**
+ * Folder agent/verify/: the digest `cmmigrate verify` compares (this file) and the digest
+ * records that passes leave on both hosts so that a quick verify reads only what changed
+ * (digest-records.ts). It imports only fs/ and wire/.
+ *
  * The digest `cmmigrate verify` compares: one record per entry of a root, in walk order,
  * over its path, type, size, mode, owner names (after the plan's owner rules), mtime to
  * the microsecond, content SHA-256, symlink target and hard-link group. Sockets are
@@ -7,12 +11,12 @@
 import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { CmError, verifyLine, type RootName, type VerifyBatch } from '../proto';
+import { CmError, verifyLine, type RootName, type VerifyBatch } from '../../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
-import { OwnerNames, type Identity } from './identity';
-import type { ResolvedRoot } from './paths';
-import { devOf, gidOf, inoOf, mtimeUsOf, nlinkOf, permOf, sizeOf, uidOf } from './stat-numbers';
-import { walkBatches, type WalkEntry } from './walk';
+import { OwnerNames, type Identity } from '../fs/identity';
+import type { ResolvedRoot } from '../fs/paths';
+import { devOf, gidOf, inoOf, mtimeUsOf, nlinkOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
+import { walkBatches, type WalkEntry } from '../fs/walk';
 
 export interface DigestOptions {
   identity: Identity;
@@ -20,7 +24,7 @@ export interface DigestOptions {
   /** Stops the walk and the reads of files under way (their descriptors close). */
   signal?: AbortSignal;
   /**
-   * Where this agent keeps its digest records (agent/digest-records.ts). With it, the
+   * Where this agent keeps its digest records (agent/verify/digest-records.ts). With it, the
    * digest records every file it hashed for later quick verifies; with `quick` too, a file
    * whose record still holds is not read.
    */

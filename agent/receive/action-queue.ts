@@ -3,8 +3,8 @@
  * them. The queue keeps the merge at most QUEUE_LIMIT actions ahead, so memory stays
  * bounded however large the tree.
  */
-import type { ListEntry__Output } from '../proto';
-import type { ResolvedRoot } from './paths';
+import type { ListEntry__Output } from '../../proto';
+import type { ResolvedRoot } from '../fs/paths';
 
 /** The attributes an entry gets on the new host (owner ids already mapped from names). */
 export interface Meta {

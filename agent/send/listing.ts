@@ -1,4 +1,9 @@
 /**
+ * Folder agent/send/: the old host's side of a pass, the List answer (this file) and the
+ * Fetch answer (tar-writer.ts, cut into messages by chunker.ts). It reads the roots and
+ * writes nothing there. It imports fs/, wire/ and verify/ (the records a pass leaves for a
+ * quick verify), never receive/.
+ *
  * The sender's listing (the counterpart of merge.ts on the receiver): an announcement of
  * every root (presence, totals, the owner names it uses) so that the receiver can refuse a
  * pass before it writes anything, then the roots' entries in walk order, metadata only.
@@ -9,14 +14,14 @@
 import * as fsSync from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../proto';
-import { nameOr, OwnerNames, type Identity } from './identity';
-import { PackedWriter, unpackEntries } from './packed-entries';
-import type { ResolvedRoot } from './paths';
-import { devOf, gidOf, inoOf, nlinkOf, permOf, sizeOf, uidOf } from './stat-numbers';
-import { nextTurn, TreeWalk, type WalkEntry } from './walk';
+import { CmError, PROTOCOL_VERSION, RERUN, type ListBatch, type ListedEntry, type ListedRootEnd, type Phase, type RootAnnouncement } from '../../proto';
+import { nameOr, OwnerNames, type Identity } from '../fs/identity';
+import { PackedWriter, unpackEntries } from '../wire/packed-entries';
+import type { ResolvedRoot } from '../fs/paths';
+import { devOf, gidOf, inoOf, nlinkOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
+import { nextTurn, TreeWalk, type WalkEntry } from '../fs/walk';
 
-export type { ListedEntry, RootAnnouncement } from '../proto';
+export type { ListedEntry, RootAnnouncement } from '../../proto';
 /** The record that ends one root of a listing. */
 export type ListEnd = ListedRootEnd;
 

@@ -12,19 +12,19 @@
  */
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
-import { CmError, comparePaths, type ListBatch__Output, type ListEntry__Output } from '../proto';
+import { CmError, comparePaths, type ListBatch__Output, type ListEntry__Output } from '../../proto';
 import type { Meta, Where } from './action-queue';
 import type { Executor } from './executor';
-import { TMP_PREFIX, typeConflict } from './landing';
+import { TMP_PREFIX, typeConflict } from '../fs/landing';
 import type { ManifestReader, ManifestRecord, StoredRecord } from './manifest';
 import { manifestLine } from './manifest-line';
 import { REPORT_LIMIT, type PassContext } from './pass';
 import { checkListedPath } from './listed-path';
-import { ensureParents, type ResolvedRoot } from './paths';
+import { ensureParents, type ResolvedRoot } from '../fs/paths';
 import { GoneIndex, maildirFolder } from './renames';
-import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from './stat-numbers';
-import { us, type LocalWalk, type WalkEntry } from './walk';
-import { wireError } from './wire-format';
+import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
+import { us, type LocalWalk, type WalkEntry } from '../fs/walk';
+import { wireError } from '../wire/wire-format';
 
 /** Messages held back to the end of a root for a rename partner, at most. */
 const MAX_DEFERRED = 50_000;

@@ -9,11 +9,11 @@ import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { ListEntry__Output } from '../proto';
+import type { ListEntry__Output } from '../../proto';
 import type { Action, Meta, Where } from './action-queue';
-import { lstatOrNull, renameIntoPlace, tmpName, typeConflict } from './landing';
+import { lstatOrNull, renameIntoPlace, tmpName, typeConflict } from '../fs/landing';
 import { REPORT_LIMIT, type PassContext } from './pass';
-import { us, utimesSeconds } from './walk';
+import { us, utimesSeconds } from '../fs/walk';
 
 const execFileP = promisify(execFile);
 
