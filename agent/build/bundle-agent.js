@@ -4,7 +4,9 @@
  * with every dependency and the wire contract inlined, CommonJS for Node 18.19 (Debian
  * 12's nodejs) and newer. `cmmigrate install-agent` uploads this file to a host, which
  * then needs nothing but `node`. The build fails if anything but a Node built-in would
- * still be loaded from disk at run time.
+ * still be loaded from disk at run time. The change journal's Python helper
+ * (agent/journal/fanotify-helper.py) goes in as a string constant, which
+ * agent/journal/journal-source.ts prefers to reading the file beside it.
  */
 'use strict';
 const fs = require('node:fs');
@@ -18,6 +20,15 @@ const outfile = path.join(repo, 'dist', 'cmmigrate-agent.js');
 
 const versionOnly = versionPlugin(repo);
 
+/**
+ * Constants the bundle's code finds in place of files: the change journal's helper source
+ * (agent/journal/journal-source.ts reads the .py file only where this is not defined).
+ */
+function bundleDefines() {
+  const helper = fs.readFileSync(path.join(repo, 'agent', 'journal', 'fanotify-helper.py'), 'utf8');
+  return { CMM_JOURNAL_HELPER_SOURCE: JSON.stringify(helper) };
+}
+
 async function main() {
   const result = await esbuild.build({
     entryPoints: [path.join(repo, 'agent', 'cli.ts')],
@@ -28,6 +39,7 @@ async function main() {
     format: 'cjs',
     tsconfig: path.join(repo, 'tsconfig.json'),
     plugins: [versionOnly],
+    define: bundleDefines(),
     metafile: true,
     logLevel: 'warning',
     legalComments: 'eof',
@@ -47,7 +59,11 @@ async function main() {
   process.stdout.write(`bundled ${path.relative(repo, outfile)} (${kib} KiB, ${Object.keys(result.metafile.inputs).length} modules)\n`);
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err.stack || err}\n`);
-  process.exit(1);
-});
+module.exports = { bundleDefines };
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`${err.stack || err}\n`);
+    process.exit(1);
+  });
+}
