@@ -28,6 +28,8 @@ function main(argv: string[]): void {
       if (!Number.isFinite(n) || n <= 0) throw new CmError('usage.bad_option', `--stall-timeout ${v}: expected a number of seconds`);
       return n;
     })
+    .option('--no-journal', 'keep no change journal: every pass and quick verify walks every root in full')
+    .option('--python <path>', 'the python3 that runs the change journal\'s fanotify helper', 'python3')
     .option('--log-level <level>', 'pino log level: trace, debug, info, warn, error', 'info')
     .addHelpText(
       'after',
@@ -36,6 +38,12 @@ It reads and writes only the relay's state under --root: the mailboxes dir, /etc
 /var/lib/acme, /var/spool/postfix, and when present /etc/chatmail-nocreate,
 /etc/ssl/certs/mailserver.pem, /etc/ssl/private/mailserver.key, /home/vmail/passdb.sqlite.
 User and group names come from <root>/etc/passwd and <root>/etc/group.
+
+From the moment it serves it keeps a change journal of those paths (Linux fanotify, read
+by a small helper in the host's python3; it needs root), so that a later pass and a quick
+verify look only at what changed. Whenever the journal may have missed a change (the
+helper stopped, its queue overflowed, the agent restarted), the next pass walks that root
+in full and says why.
 
 For the controller it also runs a fixed list of host operations, nothing else: systemctl
 is-active/stop/start/restart of the relay's units (postfix, dovecot, opendkim, doveauth,
@@ -46,7 +54,7 @@ without a shell), and reading /etc/chatmail-version, free disk and the size of t
 Example:
   cmmigrate-agent serve --listen 127.0.0.2:${DEFAULT_AGENT_PORT} --root / --tls-dir /opt/cmmigrate/tls`,
     )
-    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; stateDir?: string; stallTimeout?: number; logLevel: string }) => {
+    .action(async (o: { listen: string; root: string; tlsDir: string; mailboxesDir: string; stateDir?: string; stallTimeout?: number; logLevel: string; journal: boolean; python: string }) => {
       const log = createLogger(o.logLevel);
       // Handlers first: a signal that arrives while the agent starts must still stop it cleanly.
       let agent: RunningAgent | null = null;
@@ -62,7 +70,7 @@ Example:
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
-      agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, stallSeconds: o.stallTimeout, log });
+      agent = await startAgent({ listen: o.listen, root: o.root, tlsDir: o.tlsDir, mailboxesDir: o.mailboxesDir, stateDir: o.stateDir, stallSeconds: o.stallTimeout, log, journal: o.journal, python: o.python });
       if (stopping) await agent.stop();
     });
 

@@ -23,11 +23,25 @@ export const PullSchema = z.object({
   owners: z.array(OwnerSchema).max(16),
   dry_run: z.boolean(),
   max_delete: z.string().regex(/^-?\d{1,18}$/),
+  no_journal: z.boolean().default(false),
 });
 /** Verify (controller → either agent). */
 export const VerifySchema = z.object({ scope: ScopeSchema, owners: z.array(OwnerSchema).max(16), quick: z.boolean().optional(), digests_only: z.boolean().optional() });
+/** Paths one journal request may name per root; more, and the receiver asks for a full walk. */
+export const MAX_SCOPE_PATHS = 16_384;
+const ScopedPathSchema = z.object({ path: z.string().min(1).max(4096), scope: z.enum(['entry', 'children', 'subtree']), content: z.boolean().default(false) });
+const JournalPositionSchema = z.object({ epoch: z.string().max(64), seq: z.string().regex(/^\d{1,16}$/) });
+/** A receiver's journal request for one root of a List (issue 25). */
+const RootJournalSchema = z.object({
+  root: z.string().max(32),
+  since: JournalPositionSchema.nullable(),
+  changed: z.array(ScopedPathSchema).max(MAX_SCOPE_PATHS),
+  sender_identity: z.string().max(64),
+  last_try: z.boolean().default(false),
+});
 /** List (receiving agent → sending agent). */
-export const ListSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema });
+export const ListSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema, journal: z.array(RootJournalSchema).max(16).default([]) });
+export type RootJournalChecked = z.infer<typeof RootJournalSchema>;
 /** The first message of a Fetch: the pass it belongs to, no items yet. */
 export const FetchFirstSchema = z.object({ phase: PhaseSchema, scope: ScopeSchema, items: z.array(z.unknown()).max(0) });
 /** Every later message of a Fetch: the wanted files. */

@@ -5,9 +5,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { CmError, DEFAULT_MAILBOXES_DIR, formatHostPort, parseHostPort, SERVER_OPTIONS } from '../proto';
+import { CmError, DEFAULT_MAILBOXES_DIR, formatHostPort, parseHostPort, ROOTS, SERVER_OPTIONS } from '../proto';
+import { ChangeJournal } from './journal/journal';
 import { createLogger, type Logger } from './log';
-import { checkMailboxesDir } from './fs/paths';
+import { checkMailboxesDir, resolveRoots, type AgentRoots } from './fs/paths';
 import { AgentService } from './service';
 import { loadAgentTls, serverCredentials } from './tls';
 
@@ -21,6 +22,10 @@ export interface AgentServerOptions {
   /** Seconds without progress after which a pass fails; default 300. */
   stallSeconds?: number;
   log?: Logger;
+  /** Keep a change journal of the carried roots (issue 25); default true. */
+  journal?: boolean;
+  /** The python3 that runs the journal's fanotify helper; default `python3` from PATH. */
+  python?: string;
 }
 
 /** How long a pass may see no progress at all before it fails as stalled. */
@@ -31,6 +36,23 @@ export interface RunningAgent {
   port: number;
   address: string;
   stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * The change journal of every root this agent may carry, from now on: a pass then walks
+ * only what changed since the last one. Without it (--no-journal, or it cannot start)
+ * every pass walks in full and says why.
+ */
+async function startJournal(cfg: AgentRoots, stateDir: string, opts: AgentServerOptions, log: Logger): Promise<{ journal: ChangeJournal | null; journalOff?: string }> {
+  if (opts.journal === false) return { journal: null, journalOff: 'journal: off on this agent (--no-journal)' };
+  const roots = resolveRoots(cfg, ROOTS.map((r) => r.name), cfg.mailboxesDir);
+  try {
+    const journal = await ChangeJournal.start({ roots: roots.map((r) => ({ name: r.name, abs: r.abs })), cookieDir: path.join(stateDir, 'journal'), log: log.child({ part: 'journal' }), python: opts.python });
+    return { journal };
+  } catch (err) {
+    log.warn({ err }, 'change journal not started; every pass walks in full');
+    return { journal: null, journalOff: `journal: not started (${(err as Error).message})` };
+  }
 }
 
 export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent> {
@@ -46,7 +68,8 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
   const stateDir = path.resolve(opts.stateDir ?? path.join(root, 'var/lib/cmmigrate'));
   const stallMs = Math.max(1, opts.stallSeconds ?? DEFAULT_STALL_SECONDS) * 1000;
   const shutdown = new AbortController();
-  const service = new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir, stallMs, signal: shutdown.signal });
+  const { journal, journalOff } = await startJournal({ root, mailboxesDir }, stateDir, opts, log);
+  const service = new AgentService({ roots: { root, mailboxesDir }, tls, log, stateDir, stallMs, signal: shutdown.signal, journal, journalOff });
   service.addToServer(server);
   const address = formatHostPort(hp.host, hp.port);
   const port = await new Promise<number>((resolve, reject) => {
@@ -78,6 +101,7 @@ export async function startAgent(opts: AgentServerOptions): Promise<RunningAgent
     stop: (graceMs = 5000) => {
       // The bridge stops with the agent but keeps its state: a restarted agent resumes it.
       shutdown.abort();
+      void journal?.close();
       const bridgeDown = service.bridges.shutdown();
       const grpcDown = new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

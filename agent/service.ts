@@ -13,7 +13,8 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import * as path from 'node:path';
-import { agentService, ROLE_AGENT, ROLE_CONTROLLER, type AgentHandlers, type PullEvent } from '../proto';
+import { agentService, ROLE_AGENT, ROLE_CONTROLLER, type AgentHandlers, type PullEvent, type RootAnnouncement } from '../proto';
+import type { ChangeJournal } from './journal/journal';
 import { BridgeManager } from './bridge/manager';
 import { bridgeReply, bridgeRequestOf } from './bridge-call';
 import { streamingCall, unaryCall, writeAll } from './calls';
@@ -30,6 +31,7 @@ import { PassDigests } from './verify/digest-records';
 import { fetchTar, type FetchWant } from './send/tar-writer';
 import type { AgentTls } from './tls';
 import { verifyBatches } from './verify/tree-digest';
+import { listScopes } from './send/list-scopes';
 
 export interface AgentServiceOptions {
   roots: AgentRoots;
@@ -41,6 +43,9 @@ export interface AgentServiceOptions {
   stallMs: number;
   /** The agent's shutdown: a running bridge stops and keeps its state, to resume at the next start. */
   signal?: AbortSignal;
+  /** The change journal of the carried roots (issue 25), or null with the reason in journalOff. */
+  journal: ChangeJournal | null;
+  journalOff?: string;
 }
 
 type Writable = grpc.ServerWritableStream<unknown, unknown>;
@@ -97,9 +102,10 @@ export class AgentService {
     const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, phase), req.scope.mailboxes_dir);
     const identity = await loadIdentity(this.opts.roots.root);
     const log = this.opts.log.child({ method: 'List', phase, peer: call.getPeer() });
-    const onAnnounced = (announced: { name: string; present: boolean; files: number; bytes: number }[]): void =>
-      log.info({ roots: announced.map((a) => ({ name: a.name, present: a.present, files: a.files, bytes: a.bytes })) }, 'listing');
-    await writeAll(call, listBatches(roots, phase, identity, signal, (msg, f) => log.warn(f, msg), onAnnounced, this.opts.stateDir), signal, 'the receiver went away');
+    const onAnnounced = (announced: RootAnnouncement[]): void =>
+      log.info({ roots: announced.map((a) => ({ name: a.name, present: a.present, files: a.files, bytes: a.bytes, scoped: a.scoped, paths: a.scope.length, walk_reason: a.walk_reason || undefined })) }, 'listing');
+    const scopes = await listScopes(this.opts.journal, this.opts.journalOff, req.journal, identity, signal);
+    await writeAll(call, listBatches(roots, phase, identity, signal, (msg, f) => log.warn(f, msg), onAnnounced, this.opts.stateDir, scopes), signal, 'the receiver went away');
   }
 
   private async fetch(call: Duplex, signal: AbortSignal): Promise<void> {

@@ -50,7 +50,7 @@ export * from './numbered';
 export * from './roles';
 
 /** The version of the wire protocol; agents of different protocol versions refuse each other. */
-export const PROTOCOL_VERSION = '3';
+export const PROTOCOL_VERSION = '4';
 
 /** The one set of loader options, as grpc-node recommends. */
 export const LOADER_OPTIONS: protoLoader.Options = {

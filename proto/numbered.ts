@@ -59,5 +59,6 @@ export function emptySummary(): PassSummary {
     deletes_skipped: false,
     kept_paths: [],
     vanished_paths: [],
+    walks: [],
   };
 }

@@ -23,5 +23,6 @@ const INT64_FIELDS = Object.keys(INT64) as Int64Field[];
 export function passSummaryOf(s: Summary__Output): PassSummary {
   const out = { ...s, seconds: Math.round(s.seconds * 1000) / 1000 } as unknown as PassSummary;
   for (const k of INT64_FIELDS) out[k] = Number(s[k]);
+  out.walks = (s.walks ?? []).map((w) => ({ root: w.root, scoped: w.scoped, paths: Number(w.paths), reason: w.reason }));
   return out;
 }

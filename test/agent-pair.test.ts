@@ -143,7 +143,7 @@ describe('agent pair: a whole relay, host to host', () => {
   }, 180_000);
 
   // Issue 15.8: a change behind cmmigrate's back that keeps size and mtime to the nanosecond.
-  it('a byte changed on the new host with its exact mtime kept: the final pass keeps it, verify and verify --quick name it', async () => {
+  it('a byte changed on the new host with its exact mtime kept: a pass without the journal keeps it, verify and verify --quick name it, a pass with the journal puts it right', async () => {
     const mbox = (await fs.readdir(path.join(m.newRoot, 'home/vmail/mail/mail.example.org')))[0];
     const rel = `home/vmail/mail/mail.example.org/${mbox}/dovecot-uidlist`;
     const file = path.join(m.newRoot, rel);
@@ -156,8 +156,8 @@ describe('agent pair: a whole relay, host to host', () => {
     expect(after.mtimeNs).toBe(before.mtimeNs);
     expect(after.size).toBe(before.size);
 
-    // A pass trusts size and mtime (as rsync does without --checksum): it keeps the file.
-    const r = await m.cli(['sync', '--plan', m.plan, '--phase', 'final', '--json']);
+    // A pass that walks trusts size and mtime (as rsync does without --checksum): it keeps the file.
+    const r = await m.cli(['sync', '--plan', m.plan, '--phase', 'final', '--json', '--no-journal']);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.files).toBe(0);
@@ -178,5 +178,18 @@ describe('agent pair: a whole relay, host to host', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout).files).toBe(1);
     expect((await m.cli(['verify', '--plan', m.plan])).code).toBe(0);
+
+    // With the change journal, a pass sees the write itself (issue 25): the same damage is put
+    // right by the next pass, with no verify needed to find it.
+    const st = await fs.stat(file, { bigint: true });
+    const good = await fs.readFile(file);
+    const bad = Buffer.from(good);
+    bad[0] ^= 1;
+    await fs.writeFile(file, bad);
+    execFileSync('touch', ['-m', '-d', `@${st.mtimeNs / 1_000_000_000n}.${String(st.mtimeNs % 1_000_000_000n).padStart(9, '0')}`, file]);
+    const fixed = await m.cli(['sync', '--plan', m.plan, '--phase', 'final', '--json']);
+    expect(fixed.code, fixed.stderr).toBe(0);
+    expect(JSON.parse(fixed.stdout).files).toBe(1);
+    expect((await fs.readFile(file)).equals(good)).toBe(true);
   }, 180_000);
 });

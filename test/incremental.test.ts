@@ -118,7 +118,8 @@ describe('incremental final sync', () => {
     expect([...lines].filter((l) => l.startsWith('kept'))).toEqual([]);
 
     const after = await snapshotTree(m.newRoot, ['/']);
-    expect(diffSnapshots(before, after)).toEqual([]);
+    // The agent's sync cookies come and go in its own state dir: the relay's state stays as it was.
+    expect(diffSnapshots(before, after, { ignore: (p) => p === '/var/lib/cmmigrate/journal' })).toEqual([]);
     expect(await findTempFiles(m.newRoot)).toEqual([]);
   }, 60_000);
 
@@ -156,7 +157,13 @@ describe('incremental final sync', () => {
     expect(s.files).toBe(0);
     expect(s.renamed).toBe(0);
     expect(s.deleted).toBe(0);
-    expect(s.unchanged).toBeGreaterThan(100);
+    // After a committed pass, the change journals of both hosts say nothing changed: the
+    // pass looks at no entry of the mailboxes at all (issue 25).
+    const mail = (s as unknown as { walks: { root: string; scoped: boolean; paths: number }[] }).walks.find((w) => w.root === 'mailboxes');
+    expect(mail).toEqual({ root: 'mailboxes', scoped: true, paths: 0, reason: '' });
+    const full = parseSummary(await sync('final', '--json', '--no-journal'));
+    expect(full.files).toBe(0);
+    expect(full.unchanged).toBeGreaterThan(100);
   }, 60_000);
 
   it('keeps files that another process wrote on the new host, reports them, and honours --max-delete', async () => {

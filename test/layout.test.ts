@@ -16,8 +16,8 @@ const repo = path.join(__dirname, '..');
 const ALLOWED: Record<string, string[]> = {
   fs: ['fs'],
   wire: ['wire', 'fs'],
-  send: ['send', 'fs', 'wire', 'verify'],
-  receive: ['receive', 'fs', 'wire', 'verify', 'top:requests', 'top:log', 'top:tls'],
+  send: ['send', 'fs', 'wire', 'verify', 'journal', 'top:requests'],
+  receive: ['receive', 'fs', 'wire', 'verify', 'journal', 'top:requests', 'top:log', 'top:tls'],
   verify: ['verify', 'fs', 'wire'],
   host: ['host', 'fs', 'top:requests', 'top:log'],
   bridge: ['bridge'],

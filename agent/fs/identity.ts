@@ -2,6 +2,7 @@
  * User and group names of a host, read from `<root>/etc/passwd` and `<root>/etc/group`.
  * Ownership travels by name because the relay's system users get different ids per host.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { CmError } from '../../proto';
@@ -11,6 +12,11 @@ export interface Identity {
   groupName(gid: number): string | undefined;
   uid(name: string): number | undefined;
   gid(name: string): number | undefined;
+  /**
+   * A digest of every name and id: two reads of a host with the same digest name every
+   * owner alike (a pass that lists only what changed relies on it).
+   */
+  readonly digest?: string;
 }
 
 /** Parse the colon-separated name:x:id:... format of passwd and group. */
@@ -30,12 +36,17 @@ export function parseIdFile(text: string): Map<string, number> {
 class MapIdentity implements Identity {
   private readonly uidToName = new Map<number, string>();
   private readonly gidToName = new Map<number, string>();
+  readonly digest: string;
   constructor(
     private readonly users: Map<string, number>,
     private readonly groups: Map<string, number>,
   ) {
     for (const [n, id] of users) if (!this.uidToName.has(id)) this.uidToName.set(id, n);
     for (const [n, id] of groups) if (!this.gidToName.has(id)) this.gidToName.set(id, n);
+    const h = createHash('sha256');
+    for (const [n, id] of [...users].sort()) h.update(`u ${n} ${id}\n`);
+    for (const [n, id] of [...groups].sort()) h.update(`g ${n} ${id}\n`);
+    this.digest = h.digest('hex').slice(0, 32);
   }
   userName(uid: number): string | undefined {
     return this.uidToName.get(uid);

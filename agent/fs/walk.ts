@@ -9,6 +9,7 @@ import * as fsSync from 'node:fs';
 import { compareNames, comparePaths } from '../../proto';
 import { lstatBig } from './fast-lstat';
 import type { ResolvedRoot } from './paths';
+import type { DirScope, WalkScope } from './walk-scope';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'device';
 
@@ -37,6 +38,12 @@ export interface WalkOptions {
    * before it is skipped without an lstat, except the directories on its way.
    */
   after?: string;
+  /**
+   * Walk only what the change journals name (walk-scope.ts): the directories on the way
+   * are looked at but not read, and a scoped path that is not there is no vanished entry,
+   * only one that is gone.
+   */
+  scope?: WalkScope;
 }
 
 /** Entries between two turns of the event loop. */
@@ -53,6 +60,9 @@ interface DirFrame {
   abs: string;
   names: string[];
   i: number;
+  /** With a scope: how this directory was entered, and whether its names came from the scope. */
+  ds?: DirScope;
+  explicit?: boolean;
 }
 
 /**
@@ -97,7 +107,7 @@ export class TreeWalk {
       if (st === undefined) return out;
       const entry: WalkEntry = { rel: root.rel, abs: root.abs, st, type: typeOf(st) };
       if (opts.after === undefined || comparePaths(root.rel, opts.after) > 0) out.push(entry);
-      if (entry.type === 'dir' && !this.enter(root.rel, root.abs, out)) return out;
+      if (entry.type === 'dir' && !this.enter(root.rel, root.abs, out, opts.scope?.rootDir())) return out;
     }
     const { stack, opts } = this;
     const skip = this.root.skip;
@@ -124,18 +134,35 @@ export class TreeWalk {
         if (!isGone(err)) throw err;
       }
       if (cst === undefined) {
+        // A path the scope named that is not here: gone, which the merge sees for itself.
+        if (top.explicit) continue;
         if (!this.vanished(childRel, out)) return out;
         continue;
       }
       const child: WalkEntry = { rel: childRel, abs: childAbs, st: cst, type: typeOf(cst) };
       if (c > 0) out.push(child);
-      if (child.type === 'dir' && !this.enter(childRel, childAbs, out)) return out;
+      if (child.type === 'dir') {
+        let ds: DirScope | undefined;
+        if (top.ds) {
+          const d = this.opts.scope!.childDir(top.ds, name);
+          if (!d) continue;
+          ds = d;
+        }
+        if (!this.enter(childRel, childAbs, out, ds)) return out;
+      }
     }
     return out;
   }
 
   /** Read a directory onto the stack; false when it vanished and the batch must end there. */
-  private enter(rel: string, abs: string, out: WalkEntry[]): boolean {
+  private enter(rel: string, abs: string, out: WalkEntry[], ds?: DirScope): boolean {
+    if (ds) {
+      const scoped = this.opts.scope!.names(ds);
+      if (scoped) {
+        this.stack.push({ rel, abs, names: scoped, i: 0, ds, explicit: true });
+        return true;
+      }
+    }
     let names: string[];
     try {
       names = fsSync.readdirSync(abs);
@@ -144,7 +171,7 @@ export class TreeWalk {
       throw err;
     }
     names.sort(compareNames);
-    this.stack.push({ rel, abs, names, i: 0 });
+    this.stack.push({ rel, abs, names, i: 0, ds });
     return true;
   }
 
@@ -193,8 +220,8 @@ export class LocalWalk {
   private i = 0;
   private done = false;
 
-  constructor(root: ResolvedRoot) {
-    this.w = new TreeWalk(root);
+  constructor(root: ResolvedRoot, opts: WalkOptions = {}) {
+    this.w = new TreeWalk(root, opts);
   }
 
   /** The next entry, or undefined at the end. */

@@ -26,6 +26,21 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
 }
 
 
+/**
+ * A root's manifest is only what passes committed: no journal of an interrupted pass lies
+ * beside it (checked before a pass asks the journals for what changed).
+ */
+export function manifestClean(dir: string, root: string): boolean {
+  let names: string[];
+  try {
+    names = fsSync.readdirSync(dir);
+  } catch {
+    return true;
+  }
+  const committed = new Set([`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`]);
+  return filesOf(dir, root, names).every((f) => committed.has(path.basename(f)));
+}
+
 /** One manifest file being read: its current record, and that record's ordinal in the file. */
 interface Head {
   file: string;
@@ -121,13 +136,38 @@ export class ManifestReader {
     }
   }
 
+  /**
+   * Called with each record that `at` (or `skipWhile`) passes over without returning it: a
+   * pass that walks only what the journals name counts those it should have seen.
+   */
+  onSkip: ((rec: StoredRecord) => void) | null = null;
+
+  /** The committed manifest's files (for a pass that carries their records over). */
+  get committedFiles(): string[] {
+    return this.heads.map((h) => h.file);
+  }
+
+  /** Pass over records while `more(path)` holds, in walk order (each goes to onSkip). */
+  skipWhile(more: (p: string) => boolean): void {
+    for (;;) {
+      let min: Head | null = null;
+      for (const h of this.heads) if (h.rec && (!min || comparePaths(h.rec.p, min.rec!.p) < 0)) min = h;
+      if (!min || !more(min.rec!.p)) return;
+      this.onSkip?.(min.rec!);
+      this.advance(min);
+    }
+  }
+
   /** The record of `p`, if any, with its line. Calls must come in walk order. */
   at(p: string): StoredRecord | undefined {
     let found: StoredRecord | undefined;
     let hits = 0;
     let before = 0;
     for (const h of this.heads) {
-      while (h.rec && comparePaths(h.rec.p, p) < 0) this.advance(h);
+      while (h.rec && comparePaths(h.rec.p, p) < 0) {
+        this.onSkip?.(h.rec);
+        this.advance(h);
+      }
       // This file's records before `p`: all it read but its current one.
       before += h.rec ? h.count - 1 : h.count;
       if (h.rec && h.rec.p === p) {
@@ -329,10 +369,17 @@ export class ManifestWriter {
         await fs.writeFile(f.path, '', { mode: 0o600 });
       }
     }
-    // Replace the old manifest and the journals of interrupted passes.
+    await this.putInPlace([this.files.main.path, final.main], [this.files.extra.path, final.extra]);
+  }
+
+  /**
+   * Rename the new files over the manifest, remove the journals of interrupted passes (and
+   * any other file of the root), and make the directory durable.
+   */
+  private async putInPlace(...renames: [from: string, to: string][]): Promise<void> {
     const names = await fs.readdir(this.dir);
-    for (const which of ['main', 'extra'] as const) await fs.rename(this.files[which].path, final[which]);
-    const keep = new Set(Object.values(final));
+    for (const [from, to] of renames) await fs.rename(from, to);
+    const keep = new Set(renames.map(([, to]) => to));
     for (const file of filesOf(this.dir, this.root, names)) if (!keep.has(file)) await fs.rm(file, { force: true });
     const d = await fs.open(this.dir, 'r');
     try {
@@ -340,6 +387,63 @@ export class ManifestWriter {
     } finally {
       await d.close();
     }
+  }
+
+  /**
+   * Commit a pass that walked only what the journals named (issue 25): the root's manifest
+   * becomes the committed one's records that `keepOld` keeps (those outside the pass's
+   * scope, and those it kept as they were) merged in walk order with this pass's records.
+   * With `unchanged` (the pass wrote no record, changed nothing and dropped no record), the
+   * committed manifest stays as it is.
+   */
+  async commitScoped(committed: string[], keepOld: (p: string) => boolean, unchanged: boolean): Promise<void> {
+    this.following = null;
+    const m = this.files.main;
+    const e = this.files.extra;
+    if (unchanged && m.fd === null && !m.buf.length && e.fd === null && !e.buf.length) return;
+    this.flush();
+    for (const f of [m, e]) {
+      if (f.fd !== null) {
+        fsSync.fsyncSync(f.fd);
+        fsSync.closeSync(f.fd);
+        f.fd = null;
+      }
+    }
+    // The old records to keep, merged with this pass's main journal, into a file no reader
+    // takes for a manifest until it is renamed into place.
+    const merged = path.join(this.dir, `${this.root}.${this.id}.merged.tmp`);
+    const out = fsSync.openSync(merged, 'w', 0o600);
+    const heads = [...committed, ...(fsSync.existsSync(m.path) ? [m.path] : [])].map((file, i) => ({ lines: new LineReader(file), rec: null as StoredRecord | null, ours: i >= committed.length }));
+    const next = (h: (typeof heads)[number]): void => {
+      for (;;) {
+        let line = h.lines.next();
+        while (line === '') line = h.lines.next();
+        h.rec = line === null ? null : parseManifestLine(line);
+        if (!h.rec || h.ours || keepOld(h.rec.p)) return;
+      }
+    };
+    try {
+      heads.forEach(next);
+      let buf: string[] = [];
+      for (;;) {
+        let min: (typeof heads)[number] | null = null;
+        for (const h of heads) if (h.rec && (!min || comparePaths(h.rec.p, min.rec!.p) < 0)) min = h;
+        if (!min) break;
+        buf.push(min.rec!.line);
+        if (buf.length >= 1024) {
+          fsSync.writeSync(out, buf.join('\n') + '\n');
+          buf = [];
+        }
+        next(min);
+      }
+      if (buf.length) fsSync.writeSync(out, buf.join('\n') + '\n');
+      fsSync.fsyncSync(out);
+    } finally {
+      fsSync.closeSync(out);
+      for (const h of heads) h.lines.close();
+    }
+    if (!fsSync.existsSync(e.path)) await fs.writeFile(e.path, '', { mode: 0o600 });
+    await this.putInPlace([merged, path.join(this.dir, `${this.root}.${MANIFEST}.jsonl`)], [e.path, path.join(this.dir, `${this.root}.${MANIFEST}.extra.jsonl`)]);
   }
 
   /** Keep what was written as a journal of an interrupted pass (it still counts as ours). */

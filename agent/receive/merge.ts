@@ -24,6 +24,7 @@ import { ensureParents, type ResolvedRoot } from '../fs/paths';
 import { GoneIndex, maildirFolder } from './renames';
 import { gidOf, inoOf, isDecimalOf, listedMtimeUs, mtimeUsOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
 import { us, type LocalWalk, type WalkEntry } from '../fs/walk';
+import type { WalkScope } from '../fs/walk-scope';
 import { wireError } from '../wire/wire-format';
 
 /** Messages held back to the end of a root for a rename partner, at most. */
@@ -95,10 +96,25 @@ export class RootMerge {
     private readonly ours: ManifestReader,
     /** This host's walk of the root. */
     private readonly local: LocalWalk,
+    /**
+     * Set when the change journals named what changed (issue 25): the listing and the local
+     * walk hold only this scope, and what it does not cover keeps its records.
+     */
+    private readonly scope?: WalkScope,
   ) {
     this.dry = !!ctx.o.dryRun;
     this.base = path.join(ctx.o.cfg.root, '/');
+    if (scope) {
+      ours.onSkip = (rec) => {
+        if (scope.covers(rec.p)) this.droppedCovered++;
+      };
+    }
   }
+
+  /** Scoped: records kept as they were, by path (they are carried over, not written again). */
+  private readonly keptSame = new Set<string>();
+  /** Scoped: records of covered paths that nothing here looked at again (gone on both hosts). */
+  private droppedCovered = 0;
 
   /** Merge the root's batches of the listing, then settle renames and deletes. */
   async run(batches: AsyncIterable<ListBatch__Output>): Promise<void> {
@@ -240,6 +256,10 @@ export class RootMerge {
    */
   private keep(ours: StoredRecord, line: string): Promise<void> | undefined {
     const { writer, queue } = this.ctx;
+    if (this.scope && line === ours.line) {
+      this.keptSame.add(ours.p);
+      return undefined;
+    }
     if (line === ours.line && writer && queue.empty && writer.keepSame(this.ours.ordinalOf(ours))) return undefined;
     return this.exec.keep(line);
   }
@@ -312,7 +332,10 @@ export class RootMerge {
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
     const top = this.top;
     if (te && te.type === 'file') {
-      const what = differs(te, s, l);
+      // The journals saw data written here: same size and mtime prove nothing (issue 25).
+      const content = this.scope !== undefined && this.scope.contentChanged(rel);
+      let what = differs(te, s, l);
+      if (content) what = [...what, 'content'];
       if (!what.length) {
         if (key >= 0) this.leaders.set(key, inoOf(te.st));
         this.ctx.summary.unchanged++;
@@ -320,7 +343,7 @@ export class RootMerge {
         return !this.dry && ours ? this.keep(ours, keptLine(ours, rel, te, s)) : undefined;
       }
       this.item('changed', '/' + rel, what.join(','));
-      if (!what.includes('size') && !what.includes('mtime')) {
+      if (!content && !what.includes('size') && !what.includes('mtime')) {
         this.ctx.tick(1, Number(s.size));
         return this.dry ? undefined : this.ctx.queue.push({ k: 'attrs', rel, abs, meta: this.metaOf(s, rel), s, symlink: false });
       }
@@ -400,7 +423,8 @@ export class RootMerge {
   }
 
   private renameOrFetch(s: ListEntry__Output, abs: string, meta: Meta, where: Where): Promise<void> | undefined {
-    const g = this.gone.findRename(s);
+    // Data written since the last pass: the old copy here is no longer this file's content.
+    const g = this.scope?.contentChanged(s.path) ? undefined : this.gone.findRename(s);
     if (g) {
       g.consumed = true;
       this.ctx.summary.renamed++;
@@ -448,10 +472,25 @@ export class RootMerge {
         await this.ctx.queue.push({ k: 'sync', abs: this.root.abs });
         await this.exec.barrier();
       }
-      await this.ctx.writer!.commit();
+      if (this.scope) await this.commitScoped(this.scope);
+      else await this.ctx.writer!.commit();
       this.ctx.writer = null;
     }
     this.ctx.o.onProgress?.({ ...this.ctx.progress });
+  }
+
+  /**
+   * Commit a scoped pass: the records of covered paths that no entry here asked for are
+   * counted (up to the end of the scope), then the manifest keeps every record the scope
+   * does not cover and those this pass kept as they were, with this pass's own records.
+   */
+  private async commitScoped(scope: WalkScope): Promise<void> {
+    const last = scope.last;
+    this.ours.skipWhile((p) => comparePaths(p, last) <= 0 || isUnder(p, last));
+    this.ours.onSkip = null;
+    const unchanged = !this.ctx.wrote && this.droppedCovered === 0 && this.gone.all.length === 0;
+    const keptSame = this.keptSame;
+    await this.ctx.writer!.commitScoped(this.ours.committedFiles, (p) => !scope.covers(p) || keptSame.has(p), unchanged);
   }
 
   /** Delete, deepest first, what earlier passes put here and the source no longer has. */

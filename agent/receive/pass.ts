@@ -2,7 +2,7 @@
  * What the parts of a receiving pass share: its options, and the context that the merge
  * (merge.ts) and the executor (executor.ts) work in, which pull.ts provides.
  */
-import type { Item, ListBatch__Output, PassProgress, PassSummary, Phase, RootName } from '../../proto';
+import type { Item, ListBatch__Output, ListRoot__Output, PassProgress, PassSummary, Phase, RootName } from '../../proto';
 import type { ActionQueue } from './action-queue';
 import type { PassDigests } from '../verify/digest-records';
 import type { FetchChannel, FetchReader } from './fetch-reader';
@@ -35,6 +35,13 @@ export interface PullOptions {
   onItem?: (i: Item) => void;
   /** Called whenever the pass makes progress; a watchdog uses it to find a stalled sender. */
   onActivity?: () => void;
+  /**
+   * The change journals (issue 25): the roots this receiver asked a scoped listing for, and
+   * why each other root is walked in full. Unset: every root is walked in full.
+   */
+  journal?: { asked: Set<string>; reasons: Map<string, string> };
+  /** The sender's announcement of every root, once the pass has it. */
+  onAnnounced?: (announced: Map<string, ListRoot__Output>) => void;
 }
 
 /** Paths a summary lists, at most. */

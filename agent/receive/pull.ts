@@ -24,7 +24,7 @@
  * - When the pass reports success, what it wrote is on stable storage (`sync -f` per root)
  *   and the manifest is committed.
  */
-import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type PassProgress, type PassSummary } from '../../proto';
+import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type ListRoot__Output, type PassProgress, type PassSummary } from '../../proto';
 import { ActionQueue } from './action-queue';
 import { Executor } from './executor';
 import { FetchReader } from './fetch-reader';
@@ -34,7 +34,10 @@ import { ManifestReader, ManifestWriter } from './manifest';
 import { RootMerge } from './merge';
 import type { PassContext, PullOptions } from './pass';
 import type { ResolvedRoot } from '../fs/paths';
+import { checkWirePath } from '../fs/paths';
 import { LocalWalk } from '../fs/walk';
+import { WalkScope, type ScopeKind } from '../fs/walk-scope';
+import { dropJournalState } from './journal-state';
 import { wireError } from '../wire/wire-format';
 
 export type { FetchChannel } from './fetch-reader';
@@ -71,6 +74,8 @@ class Puller implements PassContext {
   private lastProgress = 0;
   /** The manifests read so far: each closes its files at their end, or in abort(). */
   private readonly manifests: ManifestReader[] = [];
+  /** The sender's announcement of each root. */
+  readonly announced = new Map<string, ListRoot__Output>();
 
   constructor(readonly o: PullOptions) {}
 
@@ -79,6 +84,7 @@ class Puller implements PassContext {
     const first = await list.next();
     if (first.done) throw wireError('the sender\'s listing was empty');
     const announced = this.begin(first.value);
+    this.o.onAnnounced?.(this.announced);
     let pendingBatch: ListBatch__Output | null = first.value.entries.length || first.value.root_end ? first.value : null;
 
     if (!this.o.dryRun) {
@@ -165,6 +171,7 @@ class Puller implements PassContext {
         });
       }
       out.set(a.name, { files: a.files, bytes: a.bytes });
+      this.announced.set(a.name, a);
       if (!a.present) {
         this.summary.absent_roots.push(a.name);
         return;
@@ -227,13 +234,38 @@ class Puller implements PassContext {
   }
 
   private async mergeRoot(root: ResolvedRoot, batches: AsyncGenerator<ListBatch__Output>): Promise<void> {
+    const ann = this.announced.get(root.name)!;
+    const scope = this.scopeOf(root, ann);
     const ours = await ManifestReader.open(this.o.stateDir, root.name);
     this.manifests.push(ours);
+    if (scope && !ours.clean) throw wireError(`root ${root.name}: a scoped listing over a manifest with an interrupted pass's records`);
+    if (ann.present) {
+      const reason = scope ? '' : ann.walk_reason || this.o.journal?.reasons.get(root.name) || '';
+      this.summary.walks.push({ root: root.name, scoped: !!scope, paths: scope?.size ?? 0, reason });
+    }
     if (!this.o.dryRun) {
+      // The journal state describes the committed manifest; this pass is about to change both.
+      dropJournalState(this.o.stateDir, root.name);
       this.writer = new ManifestWriter(this.o.stateDir, root.name);
-      this.writer.follow(ours);
+      if (!scope) this.writer.follow(ours);
     }
     this.wrote = false;
-    await new RootMerge(this, this.exec, root, ours, new LocalWalk(root)).run(batches);
+    await new RootMerge(this, this.exec, root, ours, new LocalWalk(root, { scope }), scope).run(batches);
+  }
+
+  /**
+   * The scope of a root the sender listed only in part: the paths both walk, checked as
+   * every path from the wire is; only a root this receiver asked a scope for may have one.
+   */
+  private scopeOf(root: ResolvedRoot, ann: ListRoot__Output): WalkScope | undefined {
+    if (!ann.scoped) return undefined;
+    if (!this.o.journal?.asked.has(root.name)) throw wireError(`root ${root.name} was listed in part, which this receiver did not ask for`);
+    const paths = ann.scope.map((p) => {
+      const rel = checkWirePath(p.path, 'scoped path');
+      if (rel !== root.rel && !rel.startsWith(root.rel + '/')) throw wireError(`scoped path /${rel} is outside root ${root.name}`);
+      if (p.scope !== 'entry' && p.scope !== 'children' && p.scope !== 'subtree') throw wireError(`scoped path /${rel}: unknown scope ${JSON.stringify(p.scope)}`);
+      return { path: rel, scope: p.scope as ScopeKind, content: p.content === true };
+    });
+    return new WalkScope(root.rel, paths);
   }
 }

@@ -20,6 +20,7 @@ import { PackedWriter, unpackEntries } from '../wire/packed-entries';
 import type { ResolvedRoot } from '../fs/paths';
 import { devOf, gidOf, inoOf, nlinkOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
 import { nextTurn, TreeWalk, type WalkEntry } from '../fs/walk';
+import type { WalkScope } from '../fs/walk-scope';
 
 export type { ListedEntry, RootAnnouncement } from '../../proto';
 /** The record that ends one root of a listing. */
@@ -75,6 +76,17 @@ class RootLister {
     private readonly onWarning?: (msg: string, fields: Record<string, unknown>) => void,
   ) {
     this.names = new OwnerNames(identity);
+  }
+
+  /** A hard-linked file listed with fewer of its names than its link count: the first such path. */
+  get incompleteLink(): string | null {
+    for (const l of this.leaders.values()) return l.rel;
+    return null;
+  }
+
+  /** Every such file, as dev:ino (ListEntry.ino). */
+  incompleteInodes(): string[] {
+    return [...this.leaders.keys()];
   }
 
   readonly vanished = (rel: string): void => {
@@ -189,6 +201,15 @@ class SpillFile {
     }
   }
 
+  /** Where the next write goes: rewind(mark) drops what was written after it. */
+  mark(): number {
+    return this.size;
+  }
+
+  rewind(mark: number): void {
+    this.size = mark;
+  }
+
   read(at: number, length: number): Buffer {
     const out = Buffer.allocUnsafe(length);
     for (let done = 0; done < length; ) {
@@ -220,6 +241,26 @@ function openSpill(dir: string): number {
   return fd;
 }
 
+/**
+ * What the change journals let a listing leave out (issue 25): the sender's journal
+ * position at the listing's start, and per root the scope to list, or why it is walked in
+ * full. Built by the service from the agent's journal and the receiver's request.
+ */
+export interface ListScopes {
+  /** The sender's journal position that this listing covers (taken before it walks); null: no journal. */
+  position: { epoch: string; seq: number } | null;
+  /** The sender's owner names (Identity.digest), for the receiver to hand back next time. */
+  identity: string;
+  /**
+   * A root's scope, or the reason it is walked in full; undefined: the receiver asked for no
+   * scope. `lastTry`: hard links with names outside the scope mean a full walk, not a second request.
+   */
+  of(root: ResolvedRoot): { scope: WalkScope; lastTry: boolean } | { reason: string } | undefined;
+}
+
+/** Hard-linked files named in a links_outside answer, at most (more: a full walk). */
+const MAX_LINKS_OUTSIDE = 4096;
+
 /** A listing: the announcement, then the entries. */
 export interface Listing {
   /** Every root: presence, totals, and the owner names it uses. */
@@ -248,6 +289,7 @@ export async function announceAndList(
   onWarning?: (msg: string, fields: Record<string, unknown>) => void,
   keep = LIST_AHEAD,
   spillDir = os.tmpdir(),
+  scopes?: ListScopes,
 ): Promise<Listing> {
   const strict = phase === 'final';
   const announced: RootAnnouncement[] = [];
@@ -258,7 +300,12 @@ export async function announceAndList(
   try {
     for (const root of roots) {
       let present = false;
-      const lister = new RootLister(strict, identity, onWarning);
+      let lister = new RootLister(strict, identity, onWarning);
+      const asked = scopes?.of(root);
+      let scope = asked && 'scope' in asked ? asked.scope : undefined;
+      let walkReason = asked && 'reason' in asked ? asked.reason : '';
+      let linksOutside: string[] = [];
+      const start = { runs: runs.length, kept, spill: spill.mark() };
       const cut = (end?: ListEnd): void => {
         const n = writer.count;
         if (kept + n <= keep) {
@@ -272,17 +319,52 @@ export async function announceAndList(
           writer.reset();
         }
       };
-      const walk = new TreeWalk(root, { onVanished: lister.vanished });
-      for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
-        present = true;
-        for (const e of batch) if (lister.entry(e, writer) && writer.count >= LIST_BATCH) cut();
-        await nextTurn();
+      for (;;) {
+        const walk = new TreeWalk(root, { onVanished: lister.vanished, scope });
+        for (let batch = walk.take(WALK_BATCH); batch.length > 0; batch = walk.take(WALK_BATCH)) {
+          present = true;
+          for (const e of batch) if (lister.entry(e, writer) && writer.count >= LIST_BATCH) cut();
+          await nextTurn();
+        }
+        const partial = scope ? lister.incompleteLink : null;
+        if (partial === null) break;
+        // A hard-linked file whose other names the journals did not name. The receiver's
+        // manifest knows the names it had at the last pass: it asks again with them.
+        const inodes = lister.incompleteInodes();
+        if (asked && 'lastTry' in asked && !asked.lastTry && inodes.length <= MAX_LINKS_OUTSIDE) {
+          linksOutside = inodes;
+          break;
+        }
+        // Still some after that: only a full walk finds them, and its leader must be the first in walk order.
+        walkReason = `journal: /${partial} has hard links outside what changed`;
+        scope = undefined;
+        runs.length = start.runs;
+        kept = start.kept;
+        spill.rewind(start.spill);
+        writer.reset();
+        present = false;
+        lister = new RootLister(strict, identity, onWarning);
       }
       cut(lister.end);
       const { uids, gids, files, bytes, entries } = lister.tally;
       const users = new Set([...uids].map((u) => nameOr(u, identity.userName(u))));
       const groups = new Set([...gids].map((g) => nameOr(g, identity.groupName(g))));
-      announced.push({ name: root.name, rel: root.rel, present, files, bytes, entries, users: [...users].sort(), groups: [...groups].sort() });
+      announced.push({
+        name: root.name,
+        rel: root.rel,
+        present,
+        files,
+        bytes,
+        entries,
+        users: [...users].sort(),
+        groups: [...groups].sort(),
+        position: scopes?.position ?? { epoch: '', seq: 0 },
+        scoped: !!scope,
+        scope: scope ? scope.paths() : [],
+        walk_reason: scope ? '' : walkReason,
+        identity: scopes?.identity ?? '',
+        links_outside: linksOutside,
+      });
     }
   } catch (err) {
     spill.close();
@@ -321,8 +403,9 @@ export async function* listBatches(
   onWarning?: (msg: string, fields: Record<string, unknown>) => void,
   onAnnounced?: (announced: RootAnnouncement[]) => void,
   spillDir?: string,
+  scopes?: ListScopes,
 ): AsyncGenerator<ListBatch> {
-  const listing = await announceAndList(roots, phase, identity, onWarning, LIST_AHEAD, spillDir);
+  const listing = await announceAndList(roots, phase, identity, onWarning, LIST_AHEAD, spillDir, scopes);
   const { announced, runs } = listing;
   try {
     checkRequiredRoots(phase, roots, announced);

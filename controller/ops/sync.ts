@@ -18,6 +18,8 @@ export interface SyncOptions {
   dryRun?: boolean;
   /** At most this many deletes; negative: no limit. */
   maxDelete?: number;
+  /** Walk every root in full on both hosts, whatever the change journals say. */
+  noJournal?: boolean;
   /** Part of `cmmigrate run`: no "next:" line, the run says what comes next. */
   embedded?: boolean;
   /** Ctrl-C: cancels the pass (step.interrupted). */
@@ -43,6 +45,7 @@ export async function runSync(plan: Plan, newAgent: AgentHandle, opts: SyncOptio
       owners: ownerRules(plan),
       dry_run: !!opts.dryRun,
       max_delete: String(opts.maxDelete ?? -1),
+      no_journal: !!opts.noJournal,
     });
     let summary: SyncSummary | undefined;
     const items: NonNullable<SyncSummary['items']> = [];
@@ -68,6 +71,7 @@ export async function runSync(plan: Plan, newAgent: AgentHandle, opts: SyncOptio
       `${verb} ${summary.files} files, ${formatBytes(summary.bytes)} in ${formatDuration(summary.seconds)}` +
         ` (${summary.renamed} renamed, ${summary.deleted} deleted, ${summary.unchanged} unchanged; ${summary.dirs} new dirs, ${summary.symlinks} symlinks, ${summary.hardlinks} hard links, ${summary.fifos} FIFOs; ${summary.sockets_skipped} socket(s) skipped)`,
     );
+    for (const w of summary.walks) out.info(walkLine(w));
     if (summary.kept_extraneous) {
       out.warn(`kept ${summary.kept_extraneous} entries that are only on the new host and were not put there by cmmigrate: ${summary.kept_paths.slice(0, 5).join(', ')}${summary.kept_extraneous > 5 ? ', ...' : ''}`);
     }
@@ -84,6 +88,12 @@ export async function runSync(plan: Plan, newAgent: AgentHandle, opts: SyncOptio
   } finally {
     out.endProgress();
   }
+}
+
+/** How a pass looked at a root: only what the journals named, or all of it and why. */
+export function walkLine(w: PassSummary['walks'][number]): string {
+  if (w.scoped) return `${w.root}: looked only at what changed (${w.paths} path${w.paths === 1 ? '' : 's'} named by the change journals)`;
+  return `${w.root}: full walk${w.reason ? ` (${w.reason})` : ''}`;
 }
 
 function progressLine(root: string, t: { files: number; bytes: number; totalFiles: number; totalBytes: number }, sent: number, started: number): string {

@@ -17,6 +17,7 @@ import type { HostOpRequest as _cmmigrate_v1_HostOpRequest, HostOpRequest__Outpu
 import type { InfoReply as _cmmigrate_v1_InfoReply, InfoReply__Output as _cmmigrate_v1_InfoReply__Output } from './cmmigrate/v1/InfoReply';
 import type { InfoRequest as _cmmigrate_v1_InfoRequest, InfoRequest__Output as _cmmigrate_v1_InfoRequest__Output } from './cmmigrate/v1/InfoRequest';
 import type { Item as _cmmigrate_v1_Item, Item__Output as _cmmigrate_v1_Item__Output } from './cmmigrate/v1/Item';
+import type { JournalPosition as _cmmigrate_v1_JournalPosition, JournalPosition__Output as _cmmigrate_v1_JournalPosition__Output } from './cmmigrate/v1/JournalPosition';
 import type { ListBatch as _cmmigrate_v1_ListBatch, ListBatch__Output as _cmmigrate_v1_ListBatch__Output } from './cmmigrate/v1/ListBatch';
 import type { ListEnd as _cmmigrate_v1_ListEnd, ListEnd__Output as _cmmigrate_v1_ListEnd__Output } from './cmmigrate/v1/ListEnd';
 import type { ListEntry as _cmmigrate_v1_ListEntry, ListEntry__Output as _cmmigrate_v1_ListEntry__Output } from './cmmigrate/v1/ListEntry';
@@ -28,7 +29,10 @@ import type { PullEvent as _cmmigrate_v1_PullEvent, PullEvent__Output as _cmmigr
 import type { PullRequest as _cmmigrate_v1_PullRequest, PullRequest__Output as _cmmigrate_v1_PullRequest__Output } from './cmmigrate/v1/PullRequest';
 import type { RootDigest as _cmmigrate_v1_RootDigest, RootDigest__Output as _cmmigrate_v1_RootDigest__Output } from './cmmigrate/v1/RootDigest';
 import type { RootInfo as _cmmigrate_v1_RootInfo, RootInfo__Output as _cmmigrate_v1_RootInfo__Output } from './cmmigrate/v1/RootInfo';
+import type { RootJournal as _cmmigrate_v1_RootJournal, RootJournal__Output as _cmmigrate_v1_RootJournal__Output } from './cmmigrate/v1/RootJournal';
+import type { RootWalk as _cmmigrate_v1_RootWalk, RootWalk__Output as _cmmigrate_v1_RootWalk__Output } from './cmmigrate/v1/RootWalk';
 import type { Scope as _cmmigrate_v1_Scope, Scope__Output as _cmmigrate_v1_Scope__Output } from './cmmigrate/v1/Scope';
+import type { ScopedPath as _cmmigrate_v1_ScopedPath, ScopedPath__Output as _cmmigrate_v1_ScopedPath__Output } from './cmmigrate/v1/ScopedPath';
 import type { Summary as _cmmigrate_v1_Summary, Summary__Output as _cmmigrate_v1_Summary__Output } from './cmmigrate/v1/Summary';
 import type { UnitState as _cmmigrate_v1_UnitState, UnitState__Output as _cmmigrate_v1_UnitState__Output } from './cmmigrate/v1/UnitState';
 import type { VerifyBatch as _cmmigrate_v1_VerifyBatch, VerifyBatch__Output as _cmmigrate_v1_VerifyBatch__Output } from './cmmigrate/v1/VerifyBatch';
@@ -57,6 +61,7 @@ export interface ProtoGrpcType {
       InfoReply: MessageTypeDefinition<_cmmigrate_v1_InfoReply, _cmmigrate_v1_InfoReply__Output>
       InfoRequest: MessageTypeDefinition<_cmmigrate_v1_InfoRequest, _cmmigrate_v1_InfoRequest__Output>
       Item: MessageTypeDefinition<_cmmigrate_v1_Item, _cmmigrate_v1_Item__Output>
+      JournalPosition: MessageTypeDefinition<_cmmigrate_v1_JournalPosition, _cmmigrate_v1_JournalPosition__Output>
       ListBatch: MessageTypeDefinition<_cmmigrate_v1_ListBatch, _cmmigrate_v1_ListBatch__Output>
       ListEnd: MessageTypeDefinition<_cmmigrate_v1_ListEnd, _cmmigrate_v1_ListEnd__Output>
       ListEntry: MessageTypeDefinition<_cmmigrate_v1_ListEntry, _cmmigrate_v1_ListEntry__Output>
@@ -69,7 +74,10 @@ export interface ProtoGrpcType {
       PullRequest: MessageTypeDefinition<_cmmigrate_v1_PullRequest, _cmmigrate_v1_PullRequest__Output>
       RootDigest: MessageTypeDefinition<_cmmigrate_v1_RootDigest, _cmmigrate_v1_RootDigest__Output>
       RootInfo: MessageTypeDefinition<_cmmigrate_v1_RootInfo, _cmmigrate_v1_RootInfo__Output>
+      RootJournal: MessageTypeDefinition<_cmmigrate_v1_RootJournal, _cmmigrate_v1_RootJournal__Output>
+      RootWalk: MessageTypeDefinition<_cmmigrate_v1_RootWalk, _cmmigrate_v1_RootWalk__Output>
       Scope: MessageTypeDefinition<_cmmigrate_v1_Scope, _cmmigrate_v1_Scope__Output>
+      ScopedPath: MessageTypeDefinition<_cmmigrate_v1_ScopedPath, _cmmigrate_v1_ScopedPath__Output>
       Summary: MessageTypeDefinition<_cmmigrate_v1_Summary, _cmmigrate_v1_Summary__Output>
       UnitState: MessageTypeDefinition<_cmmigrate_v1_UnitState, _cmmigrate_v1_UnitState__Output>
       VerifyBatch: MessageTypeDefinition<_cmmigrate_v1_VerifyBatch, _cmmigrate_v1_VerifyBatch__Output>

@@ -38,7 +38,7 @@
  * Needs root, tmpfs, 127.0.0.2 and 127.0.0.3, Debian's openssh-server and rsync.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -463,10 +463,24 @@ class Bench {
    * (what `run` does within step 4); throws if one fails. Each result is that command's own.
    */
   private async cmmigrateOps(m: Migration, commands: string[][]): Promise<OpResult[]> {
+    return this.withAgents(m, async (op) => {
+      const results: OpResult[] = [];
+      for (const args of commands) results.push(await op(args));
+      return results;
+    });
+  }
+
+  /**
+   * Run `fn` with one pair of freshly started agents, which stay up between its commands, as
+   * installed agents do for days before a move: their change journals then cover what
+   * happens between two passes (issue 25). `op` times one cmmigrate command.
+   */
+  private async withAgents<T>(m: Migration, fn: (op: (args: string[]) => Promise<OpResult>) => Promise<T>): Promise<T> {
     const [old, neu] = await this.startAgents(m);
     try {
-      const results: OpResult[] = [];
-      for (const args of commands) {
+      return await fn(async (args) => {
+        // Each command's own peak RSS: writing 5 to clear_refs resets a process's VmHWM.
+        for (const a of [old, neu]) writeFileSync(`/proc/${a.child.pid}/clear_refs`, '5');
         flush();
         const others = foreignTicks();
         const cpu0 = { old: await cpuSeconds(old.child.pid!), new: await cpuSeconds(neu.child.pid!) };
@@ -486,9 +500,8 @@ class Bench {
         if (r.code !== 0 && !(args[0] === 'verify' && r.code === 1)) {
           throw new Error(`cmmigrate ${args.join(' ')} exited with ${r.code}:\n${r.stderr}\nold agent log (tail):\n${old.log().slice(-2000)}\nnew agent log (tail):\n${neu.log().slice(-2000)}`);
         }
-        results.push({ seconds, foreign, out, rss, cpu });
-      }
-      return results;
+        return { seconds, foreign, out, rss, cpu };
+      });
     } finally {
       for (const a of [old, neu]) {
         await a.stop();
@@ -576,20 +589,39 @@ class Bench {
     copyTree(this.tree.root, this.src);
     await resetDir(this.newRoot);
     await resetDir(this.peer);
-    if (wantCmm) {
-      await writeIdentity(this.newRoot, 7000);
-      await this.cmmigrateOp(this.direct, ['sync', '--phase', 'initial']);
+    if (wantRsync) {
+      // What rsync itself leaves after a first pass (locally: untimed preparation).
+      runOrThrow('rsync', ['-aHR', ...this.finalRoots.map((r) => `${this.src}/./${r}`), `${this.peer}/`]);
     }
-    // What rsync itself leaves after a first pass (locally: untimed preparation).
-    if (wantRsync) runOrThrow('rsync', ['-aHR', ...this.finalRoots.map((r) => `${this.src}/./${r}`), `${this.peer}/`]);
-    const report = await relayActivity({ ...activityFor(this.o), root: this.src });
-    this.activity = activityCounts(report);
-    if (run === 0) log(`change of the source: ${JSON.stringify(this.activity)}`);
-
-    if (wantCmm) {
-      const quick = this.has('final-quick-verify');
-      const [r, q] = await this.cmmigrateOps(this.direct, [['sync', '--phase', 'final'], ...(quick ? [['verify', '--quick']] : [])]);
+    const change = async (): Promise<Awaited<ReturnType<typeof relayActivity>>> => {
+      const report = await relayActivity({ ...activityFor(this.o), root: this.src });
+      this.activity = activityCounts(report);
+      if (run === 0) log(`change of the source: ${JSON.stringify(this.activity)}`);
+      return report;
+    };
+    const rsyncFinal = rsyncSsh(this.sshConfig, SSH_DIRECT, this.src, this.finalRoots, this.peer, true);
+    const rsyncCases = async (): Promise<void> => {
+      if (this.has('final-rsync-ssh')) await this.shellCase('final-rsync-ssh', rsyncFinal, run);
+      else if (wantRsync) await runShell(rsyncFinal);
+    };
+    if (!wantCmm) {
+      await change();
+      await rsyncCases();
+      if (this.has('unchanged-rsync-ssh')) await this.shellCase('unchanged-rsync-ssh', rsyncFinal, run);
+      return;
+    }
+    // One pair of agents from the initial copy on, as installed agents run for days before a
+    // move: the initial copy and one catch-up pass (what `run` takes before it stops mail)
+    // are untimed, then the change, then the timed final pass.
+    await writeIdentity(this.newRoot, 7000);
+    await this.withAgents(this.direct, async (op) => {
+      await op(['sync', '--phase', 'initial']);
+      await op(['sync', '--phase', 'initial']);
+      const report = await change();
+      const r = await op(['sync', '--phase', 'final']);
+      const q = this.has('final-quick-verify') ? await op(['verify', '--quick']) : undefined;
       const entries = passEntries(r.out);
+      if (run === 0) log(`final pass: ${JSON.stringify(r.out.walks)}`);
       if (this.has('final-cmmigrate')) this.record('final-cmmigrate', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, entries, summary: pick(r.out, SYNC_FIELDS) });
       if (q) {
         const both = { old: r.cpu.old + q.cpu.old, new: r.cpu.new + q.cpu.new };
@@ -604,15 +636,13 @@ class Bench {
       if (!(sent <= expected * 1.1 + 65_536)) {
         this.anomalies.push(`final-cmmigrate run ${run + 1}: sent ${sent} bytes of content, more than the ${expected} that changed (renamed messages sent again?)`);
       }
-    }
-    const rsyncFinal = rsyncSsh(this.sshConfig, SSH_DIRECT, this.src, this.finalRoots, this.peer, true);
-    if (this.has('final-rsync-ssh')) await this.shellCase('final-rsync-ssh', rsyncFinal, run);
-    else if (wantRsync) await runShell(rsyncFinal);
-    if (this.has('unchanged-cmmigrate')) {
-      const u = await this.cmmigrateOp(this.direct, ['sync', '--phase', 'final']);
-      this.record('unchanged-cmmigrate', u.seconds, run, { foreign: u.foreign, rss: u.rss, cpu: u.cpu, entries: passEntries(u.out), summary: pick(u.out, SYNC_FIELDS) });
-      if (Number(u.out.files) > 0 || Number(u.out.renamed) > 0 || Number(u.out.deleted) > 0) this.anomalies.push(`unchanged-cmmigrate run ${run + 1}: a pass with nothing changed moved something: ${JSON.stringify(pick(u.out, SYNC_FIELDS))}`);
-    }
+      await rsyncCases();
+      if (this.has('unchanged-cmmigrate')) {
+        const u = await op(['sync', '--phase', 'final']);
+        this.record('unchanged-cmmigrate', u.seconds, run, { foreign: u.foreign, rss: u.rss, cpu: u.cpu, entries: passEntries(u.out), summary: pick(u.out, SYNC_FIELDS) });
+        if (Number(u.out.files) > 0 || Number(u.out.renamed) > 0 || Number(u.out.deleted) > 0) this.anomalies.push(`unchanged-cmmigrate run ${run + 1}: a pass with nothing changed moved something: ${JSON.stringify(pick(u.out, SYNC_FIELDS))}`);
+      }
+    });
     if (this.has('unchanged-rsync-ssh')) await this.shellCase('unchanged-rsync-ssh', rsyncFinal, run);
     if (this.has('verify')) {
       const r = await this.cmmigrateOp(this.direct, ['verify']);

@@ -181,6 +181,13 @@ export async function setupMigration(opts: MigrationOptions = {}): Promise<Migra
   return m;
 }
 
+/**
+ * The directories of an agent's own state below a test's root (the default --state-dir,
+ * <root>/var/lib/cmmigrate): the change journal makes `journal/` there at its first sync,
+ * for its cookies, even in a pass that is refused before it writes anything of the relay.
+ */
+export const AGENT_STATE_DIRS: readonly string[] = ['var', 'var/lib', 'var/lib/cmmigrate', 'var/lib/cmmigrate/journal'];
+
 /** The name prefix of the receiving agent's temp files. */
 export const TMP_PREFIX = '.cmmigrate-tmp-';
 

@@ -12,6 +12,7 @@ export interface PullRequest {
   'owners'?: (_cmmigrate_v1_OwnerRule)[];
   'dry_run'?: (boolean);
   'max_delete'?: (number | string | Long);
+  'no_journal'?: (boolean);
 }
 
 export interface PullRequest__Output {
@@ -21,4 +22,5 @@ export interface PullRequest__Output {
   'owners': (_cmmigrate_v1_OwnerRule__Output)[];
   'dry_run': (boolean);
   'max_delete': (string);
+  'no_journal': (boolean);
 }

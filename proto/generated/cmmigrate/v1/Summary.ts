@@ -1,5 +1,6 @@
 // Original file: proto/cmmigrate.proto
 
+import type { RootWalk as _cmmigrate_v1_RootWalk, RootWalk__Output as _cmmigrate_v1_RootWalk__Output } from '../../cmmigrate/v1/RootWalk';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Summary {
@@ -22,6 +23,7 @@ export interface Summary {
   'deletes_skipped'?: (boolean);
   'kept_paths'?: (string)[];
   'vanished_paths'?: (string)[];
+  'walks'?: (_cmmigrate_v1_RootWalk)[];
 }
 
 export interface Summary__Output {
@@ -44,4 +46,5 @@ export interface Summary__Output {
   'deletes_skipped': (boolean);
   'kept_paths': (string)[];
   'vanished_paths': (string)[];
+  'walks': (_cmmigrate_v1_RootWalk__Output)[];
 }
