@@ -271,6 +271,23 @@ describe('bounds and forgetting', () => {
     expect(full(j.changesSince('mailboxes', from))).toMatch(/forgotten/);
     expect(j.status().roots.find((r) => r.name === 'mailboxes')!.entries).toBe(2);
   });
+
+  it('lets go of its own writes a committed pass accounted for, and keeps others\' made meanwhile', async () => {
+    const start = await j.sync();
+    // This process is the agent here: its writes are its own; the shell's are foreign.
+    for (let i = 0; i < 50; i++) await fs.writeFile(path.join(mail, 'u/cur', `own${i}`), 'x');
+    await sh(': > u/cur/theirs', mail);
+    const end = await j.sync();
+    const before = j.status().roots.find((r) => r.name === 'mailboxes')!.entries;
+    const answer = brief(changes(j.changesSince('mailboxes', start, { ignoreOwnUpTo: end.seq })));
+    expect(answer).toContain('entry u/cur/theirs');
+    expect(answer.filter((a) => a.includes('/own'))).toEqual([]);
+    j.forget('mailboxes', start, end.seq);
+    const held = j.status().roots.find((r) => r.name === 'mailboxes')!.entries;
+    expect(held).toBeLessThan(before - 40);
+    // The next pass's question gets the same answer as before the journal let go.
+    expect(brief(changes(j.changesSince('mailboxes', start, { ignoreOwnUpTo: end.seq })))).toEqual(answer);
+  });
 });
 
 describe('on the ordinary disk', () => {

@@ -37,6 +37,33 @@ describe('ManifestWriter', () => {
   });
 });
 
+describe('ManifestReader after a killed pass', () => {
+  // A pass killed after it put a new copy of a file in place leaves two records of the path:
+  // the committed manifest's (the old copy's inode) and its journal's (the new one's).
+  // The one that describes the file there must hold, whatever order the directory lists
+  // the files in; otherwise the next pass takes the file for one it did not write, keeps
+  // no record of it, and never deletes it when the source does.
+  const p = 'home/vmail/mail/a/maildirsize';
+  const line = (i: string): string => manifestLine({ p, t: 'file', s: 5, m: '7', i, si: '9' }) + '\n';
+
+  for (const journalName of ['mailboxes.pass-1796000000000-1.jsonl', 'mailboxes.aaa-pass.jsonl', 'mailboxes.zzz-pass.jsonl']) {
+    it(`takes the record of the inode that is there, and else the newer one (journal ${journalName})`, async () => {
+      dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cmm-manifest-'));
+      await fsp.writeFile(path.join(dir, 'mailboxes.manifest.jsonl'), line('100'));
+      await fsp.writeFile(path.join(dir, journalName), line('200'));
+      for (const [ino, want] of [[200, '200'], [100, '100'], [undefined, '200'], [300, '200']] as const) {
+        const r = await ManifestReader.open(dir, 'mailboxes');
+        try {
+          expect(r.clean).toBe(false);
+          expect(r.at(p, ino)?.i, `inode ${ino}`).toBe(want);
+        } finally {
+          r.close();
+        }
+      }
+    });
+  }
+});
+
 describe('ManifestWriter following the committed manifest', () => {
   const paths = ['home/vmail/mail', 'home/vmail/mail/a', 'home/vmail/mail/b', 'home/vmail/mail/c'];
   const committed = async (recs: ManifestRecord[]): Promise<string> => {

@@ -122,20 +122,41 @@ export class WalkScope {
     return i > 0 && this.contentDirs.has(rel.slice(0, i));
   }
 
-  /** Whether a walk with this scope looks at `rel` (an entry of this root). */
+  /**
+   * Whether a walk with this scope looks at `rel` (an entry of this root). Asked for every
+   * record of a manifest, in walk order: what a directory's entries get is worked out once
+   * per directory.
+   */
   covers(rel: string): boolean {
     if (rel === this.rootRel) return true;
-    if (!rel.startsWith(this.rootRel + '/')) return false;
-    const parts = rel.slice(this.rootRel.length + 1).split('/');
-    let node = this.top;
-    for (let i = 0; i < parts.length; i++) {
-      if (node.kind === 'subtree') return true;
-      const next = node.kids?.get(parts[i]);
-      if (!next) return node.kind === 'children' && i === parts.length - 1;
-      node = next;
+    const slash = rel.lastIndexOf('/');
+    if (slash <= 0) return false;
+    const dir = rel.slice(0, slash);
+    if (dir !== this.lastDir) {
+      this.lastDir = dir;
+      this.lastDirScope = this.entriesOf(dir);
     }
-    return true;
+    const d = this.lastDirScope;
+    return d === true || (d !== false && d.kids !== null && d.kids.has(rel.slice(slash + 1)));
   }
+
+  /** The entries of directory `dir` are all covered (true), none (false), or those its node names. */
+  private entriesOf(dir: string): Node | boolean {
+    if (dir !== this.rootRel && !dir.startsWith(this.rootRel + '/')) return false;
+    let node = this.top;
+    if (dir !== this.rootRel) {
+      for (const part of dir.slice(this.rootRel.length + 1).split('/')) {
+        if (node.kind === 'subtree') return true;
+        const next = node.kids?.get(part);
+        if (!next) return false;
+        node = next;
+      }
+    }
+    return node.kind === 'subtree' || node.kind === 'children' ? true : node;
+  }
+
+  private lastDir: string | null = null;
+  private lastDirScope: Node | boolean = false;
 
   /**
    * A bound of the scope in walk order: every path the scope covers sorts at or before

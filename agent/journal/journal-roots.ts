@@ -187,8 +187,8 @@ export class WatchedRoot {
   }
 
   /** Drop what was recorded at or before `upTo`; positions before it get full from now on. */
-  forget(upTo: number): void {
-    this.changes.forget(upTo);
+  forget(upTo: number, ownUpTo = upTo): void {
+    this.changes.forget(upTo, ownUpTo);
     this.losses.forget(upTo);
     if (upTo > this.forgotten) this.forgotten = upTo;
   }

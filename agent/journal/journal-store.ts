@@ -196,10 +196,13 @@ export class RootChanges {
     }
   }
 
-  /** Drop what was recorded at or before `upTo`: a pass that committed it has seen it. */
-  forget(upTo: number): void {
+  /**
+   * Drop what no later query needs: a pass committed everything at or before `upTo`, and its
+   * own events up to `ownUpTo` (default `upTo`) are left out of every query after it.
+   */
+  forget(upTo: number, ownUpTo = upTo): void {
     for (const [p, r] of this.recs) {
-      if (r.last > upTo) continue;
+      if (counts(r.last, r.foreign, upTo, ownUpTo)) continue;
       this.recs.delete(p);
       this.held -= pathBytes(p);
       this.coalesced.delete(p);

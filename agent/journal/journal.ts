@@ -343,10 +343,14 @@ export class ChangeJournal {
     return r.since(since.seq, opts.ignoreOwnUpTo ?? 0, this.losses.after(since.seq));
   }
 
-  /** Drop what `root` recorded at or before `upTo` (a committed pass's position). */
-  forget(root: RootName, upTo: JournalPosition): void {
+  /**
+   * Drop what `root` recorded at or before `upTo` (a committed pass's position), and the
+   * agent's own events up to `ownUpTo`, which no query after that pass counts. Positions
+   * before `upTo` get full from then on.
+   */
+  forget(root: RootName, upTo: JournalPosition, ownUpTo?: number): void {
     if (upTo.epoch !== this.epochId) return;
-    this.roots.find((x) => x.name === root)?.forget(upTo.seq);
+    this.roots.find((x) => x.name === root)?.forget(upTo.seq, ownUpTo);
   }
 
   /** Epoch, seq, losses, paths held, the helper's pid. */

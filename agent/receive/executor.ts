@@ -141,7 +141,10 @@ export class Executor {
     // put in place must be on record first, or a kill while waiting orphans it, and the next
     // pass takes it for a file cmmigrate did not write (as run() does before the queue waits).
     writer?.flush();
-    const r = await this.ctx.fetch!.receive(a.rel, a.abs, (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel));
+    // The record is written the moment the file is in place (FetchReader.settle), before
+    // anything can interrupt the pass between the two.
+    const record = (r: { size: number; mtimeNs: bigint; ino: string }): void => writer?.append({ p: a.rel, t: 'file', s: r.size, m: String(us(r.mtimeNs)), i: r.ino, si: a.s.ino }, a.where);
+    const r = await this.ctx.fetch!.receive(a.rel, a.abs, (uname, gname) => this.ctx.owner(a.root, uname, gname, a.rel), record);
     if (r === null) {
       this.ctx.readErrors = true;
       summary.vanished++;
@@ -154,7 +157,6 @@ export class Executor {
     summary.bytes += r.size;
     this.ctx.progress.sent_bytes += r.size;
     this.ctx.tick(1, r.size);
-    writer?.append({ p: a.rel, t: 'file', s: r.size, m: String(us(r.mtimeNs)), i: r.ino, si: a.s.ino }, a.where);
   }
 
   private async link(a: Act<'link'>): Promise<void> {

@@ -50,7 +50,10 @@ export class FetchReader {
   wireBytes = 0;
   private readonly entries: AsyncIterator<TarEntry>;
   private peeked: TarEntry | null = null;
-  private pending: { rel: string; abs: string; tmp: string; sha256: string } | null = null;
+  /** The file written to its temp name, waiting for its digest; `landed` records it once in place. */
+  private pending: { rel: string; abs: string; tmp: string; sha256: string; landed?: () => void } | null = null;
+  /** A failure after the last file landed, thrown by the next call so that its record comes first. */
+  private deferred: unknown = null;
   private currentTmp: string | null = null;
   private batch: FetchWant[] = [];
   private ended = false;
@@ -147,6 +150,9 @@ export class FetchReader {
       });
     }
     await renameIntoPlace(p.tmp, p.abs, p.rel);
+    // Its record at once, with no turn of the event loop since the rename: a kill or a
+    // cancelled call between the two would leave a file that no pass owns.
+    p.landed?.();
     if (this.hooks.onLanded) this.hooks.onLanded(p.rel, fsSync.lstatSync(p.abs, { bigint: true }), p.sha256);
   }
 
@@ -154,9 +160,10 @@ export class FetchReader {
    * Receive the file just asked for: its content into place, or null when the sender
    * skipped it (it vanished or kept changing during a live pass).
    */
-  async receive(rel: string, abs: string, owner: OwnerOf): Promise<Received | null> {
+  async receive(rel: string, abs: string, owner: OwnerOf, record?: (r: Received) => void): Promise<Received | null> {
+    if (this.deferred) throw this.deferred;
     try {
-      return await this.receiveOne(rel, abs, owner);
+      return await this.receiveOne(rel, abs, owner, record);
     } catch (err) {
       // Name the file the stream broke on.
       if (err instanceof CmError && err.code === 'wire.protocol' && !err.message.includes(`/${rel}`)) {
@@ -166,7 +173,7 @@ export class FetchReader {
     }
   }
 
-  private async receiveOne(rel: string, abs: string, owner: OwnerOf): Promise<Received | null> {
+  private async receiveOne(rel: string, abs: string, owner: OwnerOf, record?: (r: Received) => void): Promise<Received | null> {
     let e = await this.next();
     const ctl = (x: TarEntry): string | undefined => ((x.header.pax ?? {}) as Record<string, string>)[PAX_CONTROL];
     while (ctl(e) === 'digest') {
@@ -221,12 +228,20 @@ export class FetchReader {
     }
     fsSync.closeSync(fd);
     this.currentTmp = null;
-    this.pending = { rel, abs, tmp, sha256: hash.digest('hex') };
+    this.pending = { rel, abs, tmp, sha256: hash.digest('hex'), landed: record && (() => record({ size, mtimeNs, ino })) };
     // Its digest comes with the next entry: the next file, or a digest the sender sends
     // when it has nothing more to send.
     this.peeked = await this.next();
     if (ctl(this.peeked) === 'digest') {
-      await this.drain(this.peeked);
+      const landed = this.lastTorn !== rel;
+      try {
+        await this.drain(this.peeked);
+      } catch (err) {
+        // The file is in place already: its record must be written before anything fails,
+        // or the next pass takes it for one cmmigrate did not write. The next call fails.
+        if (!landed) throw err;
+        this.deferred = err;
+      }
       this.peeked = null;
     }
     if (this.lastTorn === rel) return null; // it changed while read: dropped, left for the final pass
@@ -244,6 +259,7 @@ export class FetchReader {
 
   /** After the last want: the end of the stream. */
   async finish(): Promise<void> {
+    if (this.deferred) throw this.deferred;
     this.flush();
     this.ch.end();
     this.ended = true;

@@ -14,6 +14,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { comparePaths } from '../../proto';
 import { LineReader } from '../fs/line-reader';
+import { isDecimalOf } from '../fs/stat-numbers';
 import { manifestLine, parseManifestLine, type ManifestRecord, type StoredRecord } from './manifest-line';
 
 export type { ManifestRecord, StoredRecord } from './manifest-line';
@@ -73,7 +74,11 @@ export class ManifestReader {
       /* no manifest yet */
     }
     const committed = new Set([`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`].map((n) => path.join(dir, n)));
-    for (const file of filesOf(dir, root, names)) {
+    // Oldest first, so that a later file's record of a path wins: the committed manifest,
+    // then the journals of interrupted passes by their start (pass-<ms>-<pid>), never in the
+    // directory's own order, which on ext4 is a hash's.
+    const rank = (f: string): string => (committed.has(f) ? `0${f}` : `1${f}`);
+    for (const file of filesOf(dir, root, names).sort((a, b) => (rank(a) < rank(b) ? -1 : rank(a) > rank(b) ? 1 : 0))) {
       if (!committed.has(file)) r.clean = false;
       const head: Head = { file, rec: null, lines: new LineReader(file), count: 0, torn: false };
       r.heads.push(head);
@@ -158,8 +163,13 @@ export class ManifestReader {
     }
   }
 
-  /** The record of `p`, if any, with its line. Calls must come in walk order. */
-  at(p: string): StoredRecord | undefined {
+  /**
+   * The record of `p`, if any, with its line. Calls must come in walk order. With `ino`
+   * (this host's inode of `p`), a record of that inode wins over a later one of another:
+   * a pass killed after it put a file in place but before it committed leaves both, and
+   * the one that describes the file there is the one that holds.
+   */
+  at(p: string, ino?: number | bigint): StoredRecord | undefined {
     let found: StoredRecord | undefined;
     let hits = 0;
     let before = 0;
@@ -171,7 +181,8 @@ export class ManifestReader {
       // This file's records before `p`: all it read but its current one.
       before += h.rec ? h.count - 1 : h.count;
       if (h.rec && h.rec.p === p) {
-        found = h.rec; // later files (newer passes) win
+        // Later files (newer passes) win, unless only an earlier one is of this inode.
+        if (!found || ino === undefined || isDecimalOf(h.rec.i, ino) || !isDecimalOf(found.i, ino)) found = h.rec;
         hits++;
         this.advance(h);
       }
@@ -189,9 +200,9 @@ export class ManifestReader {
 
 /**
  * Appends this pass's records; `commit` turns them into the root's manifest. Records go to
- * the journal with plain synchronous writes in small batches, and whenever the pass waits
- * for data: if the agent is killed, the page cache still has them, and the next pass
- * knows what this one put there.
+ * the journal with plain synchronous writes (a fresh one at once, kept ones in batches),
+ * and whenever the pass waits for data: if the agent is killed, the page cache still has
+ * them, and the next pass knows what this one put there.
  */
 export class ManifestWriter {
   private readonly id = `pass-${Date.now()}-${process.pid}`;
@@ -210,6 +221,12 @@ export class ManifestWriter {
       main: { path: path.join(dir, `${root}.${this.id}.jsonl`), fd: null, buf: [], fresh: 0 },
       extra: { path: path.join(dir, `${root}.${this.id}.extra.jsonl`), fd: null, buf: [], fresh: 0 },
     };
+  }
+
+  /** This pass wrote a record (to its journal or its buffer), fresh or kept. */
+  get wroteRecords(): boolean {
+    const { main, extra } = this.files;
+    return main.fd !== null || extra.fd !== null || main.buf.length > 0 || extra.buf.length > 0;
   }
 
   /** Set by close(): the pass stopped, but an action already under way may still append. */
@@ -306,7 +323,11 @@ export class ManifestWriter {
       f.fd = null;
       return;
     }
-    if (f.buf.length >= (f.fresh ? 32 : 256)) this.flushOne(which);
+    // The record of an entry this pass put in place goes out at once: until it is in the
+    // journal, a kill of the agent leaves a file here that the next pass takes for one
+    // cmmigrate did not write (and keeps, though the source may remove it). Kept records
+    // wait in larger batches: the earlier manifest still vouches for those entries.
+    if (f.fresh || f.buf.length >= 256) this.flushOne(which);
   }
 
   /** Write what is buffered (cheap: one write per file). */
@@ -400,7 +421,7 @@ export class ManifestWriter {
     this.following = null;
     const m = this.files.main;
     const e = this.files.extra;
-    if (unchanged && m.fd === null && !m.buf.length && e.fd === null && !e.buf.length) return;
+    if (unchanged && !this.wroteRecords) return;
     this.flush();
     for (const f of [m, e]) {
       if (f.fd !== null) {

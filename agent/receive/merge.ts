@@ -212,13 +212,13 @@ export class RootMerge {
     const abs = this.base + rel;
     const l: Listed = { owner: this.ownerOf(s, rel), mode: s.mode & 0o7777, mtimeUs };
     // The record of an earlier pass, if this host's entry is still the one it wrote.
-    let ours = te ? this.ours.at(rel) : undefined;
-    if (ours && !isDecimalOf(ours.i, inoOf(te!.st))) ours = undefined;
+    const recorded = te ? this.ours.at(rel, inoOf(te.st)) : undefined;
+    const ours = recorded && isDecimalOf(recorded.i, inoOf(te!.st)) ? recorded : undefined;
     switch (s.type) {
       case 'dir':
         return this.dir(s, rel, abs, te, l, ours);
       case 'file':
-        return s.leader ? this.hardLink(s, rel, abs, te, ours) : this.file(s, rel, abs, te, l, ours);
+        return s.leader ? this.hardLink(s, rel, abs, te, ours) : this.file(s, rel, abs, te, l, ours, recorded !== undefined);
       case 'symlink':
         return this.symlink(s, rel, abs, te, l, ours);
       case 'fifo':
@@ -326,7 +326,7 @@ export class RootMerge {
     return undefined;
   }
 
-  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, l: Listed, ours: StoredRecord | undefined): Promise<void> | undefined {
+  private file(s: ListEntry__Output, rel: string, abs: string, te: WalkEntry | undefined, l: Listed, ours: StoredRecord | undefined, recorded = false): Promise<void> | undefined {
     const key = Number(s.nlink) > 1 ? pathKey(rel) : -1;
     if (key >= 0) this.leaders.set(key, null);
     if (te && te.type === 'dir') throw typeConflict(rel, 'a file');
@@ -340,7 +340,14 @@ export class RootMerge {
         if (key >= 0) this.leaders.set(key, inoOf(te.st));
         this.ctx.summary.unchanged++;
         this.ctx.tick(1, Number(s.size));
-        return !this.dry && ours ? this.keep(ours, keptLine(ours, rel, te, s)) : undefined;
+        if (this.dry) return undefined;
+        if (ours) return this.keep(ours, keptLine(ours, rel, te, s));
+        // A pass wrote this path, and the copy here is what the source lists, but its record
+        // is of another inode: a pass killed after it put this copy in place lost the record
+        // of it. The file is cmmigrate's; without a record it would be kept forever once the
+        // source removes it.
+        if (recorded) return this.exec.keep(manifestLine(record(rel, te, s)));
+        return undefined;
       }
       this.item('changed', '/' + rel, what.join(','));
       if (!content && !what.includes('size') && !what.includes('mtime')) {
@@ -415,7 +422,7 @@ export class RootMerge {
       if (parentFrame) parentFrame.dirty = true;
       return this.dry ? undefined : this.ctx.queue.push({ k: 'rmtmp', abs: te.abs });
     }
-    const m = this.ours.at(te.rel);
+    const m = this.ours.at(te.rel, inoOf(te.st));
     const isOurs = !!m && m.t === te.type && m.i === String(te.st.ino) && (te.type !== 'file' || (m.s === Number(te.st.size) && m.m === String(us(te.st.mtimeNs))));
     this.gone.add({ rel: te.rel, abs: te.abs, type: te.type, size: Number(te.st.size), mtimeUs: us(te.st.mtimeNs), ours: isOurs, si: m?.si ?? '', consumed: false });
     if (parentFrame) this.touched.set(parentFrame.rel, parentFrame);
@@ -485,10 +492,14 @@ export class RootMerge {
    * does not cover and those this pass kept as they were, with this pass's own records.
    */
   private async commitScoped(scope: WalkScope): Promise<void> {
-    const last = scope.last;
-    this.ours.skipWhile((p) => comparePaths(p, last) <= 0 || isUnder(p, last));
+    let unchanged = !this.ctx.wrote && this.gone.all.length === 0 && !this.ctx.writer!.wroteRecords;
+    if (unchanged) {
+      // Nothing else changed: the manifest stays only if no record the scope covers was left out.
+      const last = scope.last;
+      this.ours.skipWhile((p) => comparePaths(p, last) <= 0 || isUnder(p, last));
+      unchanged = this.droppedCovered === 0;
+    }
     this.ours.onSkip = null;
-    const unchanged = !this.ctx.wrote && this.droppedCovered === 0 && this.gone.all.length === 0;
     const keptSame = this.keptSame;
     await this.ctx.writer!.commitScoped(this.ours.committedFiles, (p) => !scope.covers(p) || keptSame.has(p), unchanged);
   }

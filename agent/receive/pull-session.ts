@@ -187,6 +187,9 @@ async function commitJournal(env: PullSessionEnv, ask: JournalAsk, announced: Ma
       receiver: { epoch: ask.start.epoch, start: ask.start.seq, end: end.seq },
       fingerprint: fingerprint(identity.digest, owners[root.name]),
     });
+    // The next pass asks from this pass's start, without this agent's writes up to its end:
+    // the journal lets go of the rest (the initial copy's own writes, above all).
+    env.journal.forget(root.name, ask.start, end.seq);
   }
 }
 

@@ -38,8 +38,11 @@ export async function listScopes(journal: ChangeJournal | null, off: string | un
       if (!journal || !position) return { reason: none };
       if (!r.since || !r.since.epoch) return { reason: 'journal: no earlier pass recorded where it left off' };
       if (!identity.digest || r.sender_identity !== identity.digest) return { reason: "journal: the old host's users or groups changed since the last pass" };
-      const res = journal.changesSince(root.name as RootName, { epoch: r.since.epoch, seq: Number(r.since.seq) });
+      const since = { epoch: r.since.epoch, seq: Number(r.since.seq) };
+      const res = journal.changesSince(root.name as RootName, since);
       if ('full' in res) return { reason: res.full };
+      // The receiver committed this position: nothing before it is asked for again.
+      journal.forget(root.name as RootName, since);
       const paths: ScopedPath[] = res.changes.map((c) => ({ path: c.path ? `${root.rel}/${c.path}` : root.rel, scope: c.scope, content: c.content }));
       for (const c of r.changed) {
         let rel: string;

@@ -681,7 +681,7 @@ interface OpResult {
 }
 
 /** The entries a pass decided on: sent, renamed, deleted or found unchanged, of every type. */
-const SYNC_FIELDS = ['files', 'bytes', 'renamed', 'deleted', 'unchanged', 'hardlinks', 'seconds', 'wire_bytes'];
+const SYNC_FIELDS = ['files', 'bytes', 'renamed', 'deleted', 'unchanged', 'hardlinks', 'seconds', 'wire_bytes', 'walks'];
 
 function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
   return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]]));
