@@ -125,6 +125,9 @@ const disableMail: Step = {
   title: 'Disable mail on the old host (cmdeploy --disable-mail)',
   side: 'old',
   plan: (ctx) => [
+    ...(ctx.opts.noCatchUp
+      ? []
+      : ["a last catch-up pass, mail still on: the relay's users exist on the new host since step 2, so it gives their entries their owners, and the final pass looks only at what changed after it (the agents' change journals)"]),
     'ask for confirmation (unless --yes): from here on users cannot send or receive until step 6',
     cmdeployLine(ctx, 'old', 'disable-mail'),
     'check through the old agent that postfix and dovecot are inactive',
@@ -134,6 +137,12 @@ const disableMail: Step = {
   async run(ctx) {
     const { plan, journal } = ctx;
     const ran = journal.hasMark('3', 'cmdeploy');
+    if (!ran && !ctx.opts.noCatchUp) {
+      // Step 1's passes ran before step 2 made the relay's users: their entries went in as
+      // root, and a journal's position is committed only by a pass that left nothing for later.
+      ctx.out.info("  a last catch-up pass, mail still on: the relay's users exist on the new host now");
+      await pass(ctx, '3', 'initial', 'catch-up');
+    }
     if (!ran) {
       const ok = await ctx.confirm(
         `Disable mail on the old host ${plan.old.host} now? Users of ${plan.mailDomain} cannot send or receive from now until step 6 (other servers retry: nothing is lost).`,
