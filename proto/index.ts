@@ -27,6 +27,7 @@ export type { Phase__Output as PhaseName } from './generated/cmmigrate/v1/Phase'
 export type { ListBatch, ListBatch__Output } from './generated/cmmigrate/v1/ListBatch';
 export type { ListEntry, ListEntry__Output } from './generated/cmmigrate/v1/ListEntry';
 export type { ListRoot__Output } from './generated/cmmigrate/v1/ListRoot';
+export type { ScopedPath__Output } from './generated/cmmigrate/v1/ScopedPath';
 export type { ListEnd__Output } from './generated/cmmigrate/v1/ListEnd';
 export type { FetchRequest, FetchRequest__Output } from './generated/cmmigrate/v1/FetchRequest';
 export type { FetchItem } from './generated/cmmigrate/v1/FetchItem';

@@ -40,6 +40,11 @@ interface Node {
   kids: Map<string, Node> | null;
 }
 
+/** A path relative to a root ('' for the root itself, as the change journal names it) as a path under --root. */
+export function underRoot(rootRel: string, p: string): string {
+  return p ? `${rootRel}/${p}` : rootRel;
+}
+
 /** How a directory that a scoped walk enters is read. */
 export type DirScope = { all: true; node: null } | { all: false; node: Node; read: boolean };
 

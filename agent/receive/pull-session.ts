@@ -25,14 +25,14 @@ import type { ChangeJournal, JournalPosition } from '../journal/journal';
 import { loadIdentity, type Identity } from '../fs/identity';
 import { fingerprint, readJournalState, writeJournalState } from './journal-state';
 import { manifestClean, ManifestReader, type StoredRecord } from './manifest';
-import { WalkScope, type ScopeKind } from '../fs/walk-scope';
+import { underRoot } from '../fs/walk-scope';
 import type { OwnerNames } from './pass';
 import { MAX_SCOPE_PATHS } from '../requests';
 import type { FetchChannel } from './fetch-reader';
 import { unpackEntries } from '../wire/packed-entries';
 import type { Logger } from '../log';
-import { checkWirePath, resolveRoots, type AgentRoots, type ResolvedRoot } from '../fs/paths';
-import { pull } from './pull';
+import { resolveRoots, type AgentRoots, type ResolvedRoot } from '../fs/paths';
+import { pull, scopeFromWire } from './pull';
 import { ownersMap, phaseOf, rootsOfScope, type PullRequestChecked } from '../requests';
 import { peerCredentials, type AgentTls } from '../tls';
 import { wireError } from '../wire/wire-format';
@@ -60,7 +60,6 @@ interface JournalAsk {
 }
 
 /** A root-relative journal path as a path under --root. */
-const underRoot = (root: ResolvedRoot, p: string): string => (p ? `${root.rel}/${p}` : root.rel);
 
 /**
  * Ask this host's journal what changed in each root since the last committed pass, so
@@ -96,7 +95,7 @@ async function askJournal(env: PullSessionEnv, roots: ResolvedRoot[], identity: 
         ask.requests.push({
           root: root.name,
           since: state.sender,
-          changed: res.changes.map((c) => ({ path: underRoot(root, c.path), scope: c.scope, content: c.content })),
+          changed: res.changes.map((c) => ({ path: underRoot(root.rel, c.path), scope: c.scope, content: c.content })),
           sender_identity: state.senderIdentity,
         });
         ask.asked.add(root.name);
@@ -125,7 +124,7 @@ async function withLinkNames(list: AsyncGenerator<ListBatch__Output>, stateDir: 
     if (!r.scoped && !r.links_outside.length) continue;
     const req = ask.requests.find((q) => q.root === r.name);
     if (!req) throw wireError(`root ${r.name}: the sender answered for a scope this receiver did not ask for`);
-    const scope = new WalkScope(r.rel, r.scope.map((p) => ({ path: checkWirePath(p.path, 'scoped path'), scope: p.scope as ScopeKind })));
+    const scope = scopeFromWire(r.name, r.rel, r.scope);
     const inodes = new Set(r.links_outside);
     if (!scope.empty) await eachRecord(stateDir, r.name, (rec) => scope.covers(rec.p) && rec.si && inodes.add(rec.si));
     if (!inodes.size) continue;

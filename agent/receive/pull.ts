@@ -24,7 +24,7 @@
  * - When the pass reports success, what it wrote is on stable storage (`sync -f` per root)
  *   and the manifest is committed.
  */
-import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type ListRoot__Output, type PassProgress, type PassSummary } from '../../proto';
+import { CmError, emptySummary, PROTOCOL_VERSION, RERUN, type ListBatch__Output, type ListRoot__Output, type PassProgress, type ScopedPath__Output, type PassSummary } from '../../proto';
 import { ActionQueue } from './action-queue';
 import { Executor } from './executor';
 import { FetchReader } from './fetch-reader';
@@ -45,6 +45,20 @@ export { TMP_PREFIX } from '../fs/landing';
 export type { OwnerNames, PullOptions } from './pass';
 
 const NAME_RE = /^(#\d{1,10}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\$?)$/;
+
+/**
+ * A root's scope as the sender announced it, checked as every path from the wire is: each
+ * path sound and inside the root, each scope one of the three.
+ */
+export function scopeFromWire(name: string, rootRel: string, wire: readonly ScopedPath__Output[]): WalkScope {
+  const paths = wire.map((p) => {
+    const rel = checkWirePath(p.path, 'scoped path');
+    if (rel !== rootRel && !rel.startsWith(rootRel + '/')) throw wireError(`scoped path /${rel} is outside root ${name}`);
+    if (p.scope !== 'entry' && p.scope !== 'children' && p.scope !== 'subtree') throw wireError(`scoped path /${rel}: unknown scope ${JSON.stringify(p.scope)}`);
+    return { path: rel, scope: p.scope as ScopeKind, content: p.content === true };
+  });
+  return new WalkScope(rootRel, paths);
+}
 
 /** Run one pass as the receiver; the summary's `seconds` is left for the caller. */
 export async function pull(opts: PullOptions): Promise<PassSummary> {
@@ -260,12 +274,6 @@ class Puller implements PassContext {
   private scopeOf(root: ResolvedRoot, ann: ListRoot__Output): WalkScope | undefined {
     if (!ann.scoped) return undefined;
     if (!this.o.journal?.asked.has(root.name)) throw wireError(`root ${root.name} was listed in part, which this receiver did not ask for`);
-    const paths = ann.scope.map((p) => {
-      const rel = checkWirePath(p.path, 'scoped path');
-      if (rel !== root.rel && !rel.startsWith(root.rel + '/')) throw wireError(`scoped path /${rel} is outside root ${root.name}`);
-      if (p.scope !== 'entry' && p.scope !== 'children' && p.scope !== 'subtree') throw wireError(`scoped path /${rel}: unknown scope ${JSON.stringify(p.scope)}`);
-      return { path: rel, scope: p.scope as ScopeKind, content: p.content === true };
-    });
-    return new WalkScope(root.rel, paths);
+    return scopeFromWire(root.name, root.rel, ann.scope);
   }
 }

@@ -11,7 +11,7 @@
 import type { RootName } from '../../proto';
 import type { Identity } from '../fs/identity';
 import { checkWirePath, type ResolvedRoot } from '../fs/paths';
-import { WalkScope, type ScopedPath } from '../fs/walk-scope';
+import { underRoot, WalkScope, type ScopedPath } from '../fs/walk-scope';
 import type { ChangeJournal, JournalPosition } from '../journal/journal';
 import { MAX_SCOPE_PATHS, type RootJournalChecked } from '../requests';
 import type { ListScopes } from './listing';
@@ -43,7 +43,7 @@ export async function listScopes(journal: ChangeJournal | null, off: string | un
       if ('full' in res) return { reason: res.full };
       // The receiver committed this position: nothing before it is asked for again.
       journal.forget(root.name as RootName, since);
-      const paths: ScopedPath[] = res.changes.map((c) => ({ path: c.path ? `${root.rel}/${c.path}` : root.rel, scope: c.scope, content: c.content }));
+      const paths: ScopedPath[] = res.changes.map((c) => ({ path: underRoot(root.rel, c.path), scope: c.scope, content: c.content }));
       for (const c of r.changed) {
         let rel: string;
         try {
