@@ -30,7 +30,7 @@ import { BridgeStartSchema, FetchFirstSchema, FetchItemsSchema, HostOpSchema, Li
 import { PassDigests } from './verify/digest-records';
 import { fetchTar, type FetchWant } from './send/tar-writer';
 import type { AgentTls } from './tls';
-import { verifyBatches } from './verify/tree-digest';
+import { digestJournal, verifyBatches } from './verify/tree-digest';
 import { listScopes } from './send/list-scopes';
 
 export interface AgentServiceOptions {
@@ -93,7 +93,8 @@ export class AgentService {
     const req = parse(VerifySchema, call.request, 'Verify');
     const roots = resolveRoots(this.opts.roots, rootsOfScope(req.scope, 'final'), req.scope.mailboxes_dir);
     const identity = await loadIdentity(this.opts.roots.root);
-    await writeAll(call, verifyBatches(roots, { identity, owners: ownersMap(req.owners), signal, records: { stateDir: this.opts.stateDir, quick: req.quick === true } }, req.digests_only === true), signal, 'the controller went away');
+    const cache = await digestJournal(this.opts.journal, this.opts.journalOff, signal);
+    await writeAll(call, verifyBatches(roots, { identity, owners: ownersMap(req.owners), signal, records: { stateDir: this.opts.stateDir, quick: req.quick === true }, cache }, req.digests_only === true), signal, 'the controller went away');
   }
 
   private async list(call: Writable, signal: AbortSignal): Promise<void> {

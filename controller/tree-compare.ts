@@ -19,6 +19,18 @@ export interface RootComparison {
   /** Regular files whose digest each agent took from its records (quick verify), and files it read. */
   fromRecords: { old: number; new: number };
   read: { old: number; new: number };
+  /**
+   * How each agent looked at the root: only where its change journal said it changed since
+   * its last digest (scoped, with the number of paths), or in full, with the reason.
+   */
+  walk: { old: RootWalkOf; new: RootWalkOf };
+}
+
+/** One host's walk of a root in a verify. */
+export interface RootWalkOf {
+  scoped: boolean;
+  paths: number;
+  reason: string;
 }
 
 export interface Comparison {
@@ -229,6 +241,10 @@ export async function compareListings(oldB: AsyncIterable<VerifyBatch__Output>, 
             match: d1.sha256 === d2.sha256 && d1.present === d2.present,
             fromRecords: { old: Number(d1.from_records), new: Number(d2.from_records) },
             read: { old: Number(d1.read), new: Number(d2.read) },
+            walk: {
+              old: { scoped: d1.scoped === true, paths: Number(d1.paths ?? 0), reason: d1.walk_reason ?? '' },
+              new: { scoped: d2.scoped === true, paths: Number(d2.paths ?? 0), reason: d2.walk_reason ?? '' },
+            },
           });
         }
       }

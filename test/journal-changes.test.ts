@@ -288,6 +288,24 @@ describe('bounds and forgetting', () => {
     // The next pass's question gets the same answer as before the journal let go.
     expect(brief(changes(j.changesSince('mailboxes', start, { ignoreOwnUpTo: end.seq })))).toEqual(answer);
   });
+
+  it('keeps what another reader still asks for (a digest cache\'s hold), own writes included', async () => {
+    const held = await j.sync();
+    j.hold('verify', 'mailboxes', held);
+    const start = await j.sync();
+    for (let i = 0; i < 5; i++) await fs.writeFile(path.join(mail, 'u/cur', `pass${i}`), 'x');
+    await sh(': > u/cur/other', mail);
+    const end = await j.sync();
+    // A pass commits and lets go of what it accounted for, its own writes above all.
+    j.forget('mailboxes', start, end.seq);
+    const answer = brief(changes(j.changesSince('mailboxes', held)));
+    expect(answer).toContain('entry u/cur/other');
+    for (let i = 0; i < 5; i++) expect(answer).toContain(`entry u/cur/pass${i} (own)`);
+    // Let go of the hold: the next forget drops them, and that position gets full.
+    j.hold('verify', 'mailboxes', null);
+    j.forget('mailboxes', start, end.seq);
+    expect(full(j.changesSince('mailboxes', held))).toMatch(/forgotten/);
+  });
 });
 
 describe('on the ordinary disk', () => {

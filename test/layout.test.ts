@@ -18,7 +18,7 @@ const ALLOWED: Record<string, string[]> = {
   wire: ['wire', 'fs'],
   send: ['send', 'fs', 'wire', 'verify', 'journal', 'top:requests'],
   receive: ['receive', 'fs', 'wire', 'verify', 'journal', 'top:requests', 'top:log', 'top:tls'],
-  verify: ['verify', 'fs', 'wire'],
+  verify: ['verify', 'fs', 'wire', 'journal'],
   host: ['host', 'fs', 'top:requests', 'top:log'],
   bridge: ['bridge'],
   journal: ['journal', 'fs', 'top:log'],

@@ -41,6 +41,10 @@ describe('run: catch-up passes, quick and full verify', () => {
     const final = events.find((e) => e.event === 'sync' && e.pass === 'final');
     expect(final.walks.find((w: { root: string }) => w.root === 'mailboxes')).toMatchObject({ scoped: true });
     expect(events.filter((e) => e.event === 'verify').map((e) => (e.quick ? 'quick' : e.after === '6' ? 'full' : '?'))).toEqual(['quick', 'full']);
+    // Step 3 left both agents their digests, mail still on: step 4's verify looked only at
+    // what changed since, on both hosts.
+    const quick = events.find((e) => e.event === 'verify' && e.quick);
+    expect(quick.walks.find((w: { root: string }) => w.root === 'mailboxes')).toMatchObject({ old: { scoped: true }, new: { scoped: true } });
     const status = await r.run(['status', '--plan', 'plan.toml'], TIMEOUT);
     expect(status.stdout).toMatch(/pass 2 +catch-up/);
     expect(status.stdout).toMatch(/verify quick +hosts identical.*digests from records/);

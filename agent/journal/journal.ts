@@ -350,7 +350,35 @@ export class ChangeJournal {
    */
   forget(root: RootName, upTo: JournalPosition, ownUpTo?: number): void {
     if (upTo.epoch !== this.epochId) return;
-    this.roots.find((x) => x.name === root)?.forget(upTo.seq, ownUpTo);
+    // Another reader's position (hold) is kept answerable: nothing after it is dropped,
+    // own events included, which that reader counts.
+    let held = Infinity;
+    for (const h of this.holds.values()) {
+      const at = h.epoch === this.epochId ? h.seqs.get(root) : undefined;
+      if (at !== undefined && at < held) held = at;
+    }
+    const own = ownUpTo ?? upTo.seq;
+    this.roots.find((x) => x.name === root)?.forget(Math.min(upTo.seq, held), Math.min(own, held));
+  }
+
+  /** Positions other readers still ask from, per reader (`hold`). */
+  private readonly holds = new Map<string, { epoch: string; seqs: Map<RootName, number> }>();
+
+  /**
+   * Keep `root`'s changes after `at` for the reader `who` (a quick verify's digest cache,
+   * say), whatever a pass forgets: a later changesSince(root, at) is answered, not `full`.
+   * A new hold of the same reader and root replaces the last one; null lets it go.
+   */
+  hold(who: string, root: RootName, at: JournalPosition | null): void {
+    let h = this.holds.get(who);
+    if (!h || h.epoch !== this.epochId) this.holds.set(who, (h = { epoch: this.epochId, seqs: new Map() }));
+    if (at === null || at.epoch !== this.epochId) h.seqs.delete(root);
+    else h.seqs.set(root, at.seq);
+  }
+
+  /** Whether this journal watches `root` at `abs` (a request may name another mailboxes dir). */
+  watches(root: RootName, abs: string): boolean {
+    return this.roots.some((r) => r.name === root && r.abs === abs);
   }
 
   /** Epoch, seq, losses, paths held, the helper's pid. */

@@ -1,7 +1,9 @@
 /**
  * Folder agent/verify/: the digest `cmmigrate verify` compares (this file) and the digest
  * records that passes leave on both hosts so that a quick verify reads only what changed
- * (digest-records.ts). It imports only fs/ and wire/.
+ * (digest-records.ts), and the last digest of each root that a quick verify starts from when
+ * the change journal says what changed since (verify-cache.ts). It imports fs/, wire/ and
+ * the change journal (journal/).
  *
  * The digest `cmmigrate verify` compares: one record per entry of a root, in walk order,
  * over its path, type, size, mode, owner names (after the plan's owner rules), mtime to
@@ -11,12 +13,16 @@
 import * as crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { CmError, verifyLine, type RootName, type VerifyBatch } from '../../proto';
+import { CmError, comparePaths, verifyLine, type RootName, type VerifyBatch } from '../../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
 import { OwnerNames, type Identity } from '../fs/identity';
+import { LineReader } from '../fs/line-reader';
 import type { ResolvedRoot } from '../fs/paths';
 import { devOf, gidOf, inoOf, mtimeUsOf, nlinkOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
-import { walkBatches, type WalkEntry } from '../fs/walk';
+import { nextTurn, walkBatches, type WalkEntry } from '../fs/walk';
+import { underRoot, WalkScope, type ScopedPath } from '../fs/walk-scope';
+import type { ChangeJournal, JournalPosition } from '../journal/journal';
+import { cacheFingerprint, dropVerifyCache, moveVerifyCache, pathOfLine, readVerifyCache, VerifyCacheWriter, type VerifyCacheState } from './verify-cache';
 
 export interface DigestOptions {
   identity: Identity;
@@ -29,6 +35,22 @@ export interface DigestOptions {
    * whose record still holds is not read.
    */
   records?: { stateDir: string; quick: boolean };
+  /**
+   * This host's change journal and its position taken before any root was walked (or why
+   * there is none): a digest then keeps each root's lines as its cache, and a quick one
+   * looks again only at what changed since the last (verify-cache.ts).
+   */
+  cache?: DigestJournal;
+  /** Only the roots' digests are wanted (VerifyRequest.digests_only): lines may be left out. */
+  digestsOnly?: boolean;
+}
+
+/** The change journal as a digest uses it. */
+export interface DigestJournal {
+  journal: ChangeJournal | null;
+  position: JournalPosition | null;
+  /** Why there is no journal or position. */
+  off: string;
 }
 
 export interface RootResult {
@@ -40,6 +62,8 @@ export interface RootResult {
   /** Regular files whose digest came from a record, and files read and hashed. */
   fromRecords: number;
   read: number;
+  /** Whether the root was walked in full (and why, with a journal) or only where it changed. */
+  walk: { scoped: boolean; paths: number; reason: string };
 }
 
 /** An owner's name as a JSON string, made once per id. */
@@ -59,29 +83,223 @@ async function hashLarge(abs: string, signal?: AbortSignal): Promise<string> {
 }
 
 /**
- * Yield the records of a root in walk order as their lines (proto/verify-record.ts), a walk
- * batch's lines at a time as UTF-8, then the root's digest over those bytes. A file's content comes
- * from its record while that holds (quick), else it is read; small files are read
- * synchronously, so an entry costs a promise only when a big file streams.
+ * The lines of entries in walk order: owner names after the plan's rule, a file's digest
+ * from `contentOf`, the first path of a hard-link group on the others. Remembers the
+ * hard-link groups and sockets it met, for the digest cache.
+ */
+class LineMaker {
+  /** Hard-link groups still open: forgotten once all their links are seen. */
+  private readonly leaders = new Map<string, { path: string; sha: string; left: number }>();
+  /** Every hard-link group met: `dev:ino` and its paths in walk order (null: past the bound, not kept). */
+  groups: Map<string, string[]> | null = new Map();
+  private groupPaths = 0;
+  readonly sockets: string[] = [];
+  entries = 0;
+  /** Regular files whose digest was taken (not the other names of a hard-linked file). */
+  files = 0;
+  private readonly names: OwnerNames;
+  private readonly ruleUser: string | null;
+  private readonly ruleGroup: string | null;
+  private readonly userJson = new Map<number, string>();
+  private readonly groupJson = new Map<number, string>();
+
+  constructor(
+    private readonly root: ResolvedRoot,
+    opts: DigestOptions,
+    private readonly contentOf: (e: WalkEntry) => Promise<string>,
+    /** A hard-linked file's record line of the digest records, for a link that is not read (full walks). */
+    private readonly linkRecord?: (e: WalkEntry, sha: string) => void,
+  ) {
+    const rule = opts.owners[root.name];
+    this.names = new OwnerNames(opts.identity);
+    // Owner names as JSON strings, as the lines carry them: the plan's rule, else by id.
+    this.ruleUser = rule ? JSON.stringify(rule.user) : null;
+    this.ruleGroup = rule ? JSON.stringify(rule.group) : null;
+  }
+
+  /** The line of an entry (with its newline); '' for a socket, which is counted and left out. */
+  async line(e: WalkEntry): Promise<string> {
+    if (e.type === 'socket') {
+      this.sockets.push(e.rel);
+      return '';
+    }
+    let sha = '';
+    let hardlink = '';
+    const st = e.st;
+    if (e.type === 'file') {
+      const nlink = nlinkOf(st);
+      const key = nlink > 1 ? `${devOf(st)}:${inoOf(st)}` : '';
+      const g = key ? this.leaders.get(key) : undefined;
+      if (g) {
+        hardlink = g.path;
+        sha = g.sha;
+        if (--g.left <= 0) this.leaders.delete(key);
+        this.linkRecord?.(e, sha);
+      } else {
+        this.files++;
+        sha = await this.contentOf(e);
+        if (key) this.leaders.set(key, { path: e.rel, sha, left: nlink - 1 });
+      }
+      if (key) this.remember(key, e.rel);
+    }
+    const user = this.ruleUser ?? jsonOf(this.userJson, uidOf(st), (id) => this.names.user(id));
+    const group = this.ruleGroup ?? jsonOf(this.groupJson, gidOf(st), (id) => this.names.group(id));
+    this.entries++;
+    return (
+      verifyLine(
+        e.rel,
+        e.type,
+        e.type === 'file' ? String(sizeOf(st)) : '0',
+        e.type === 'symlink' ? 0 : permOf(st),
+        user,
+        group,
+        this.root.runtimeParents?.has(e.rel) ? '0' : String(mtimeUsOf(st)),
+        sha,
+        e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
+        hardlink,
+      ) + '\n'
+    );
+  }
+
+  private remember(key: string, rel: string): void {
+    if (!this.groups) return;
+    if (++this.groupPaths > MAX_GROUP_PATHS) {
+      this.groups = null;
+      return;
+    }
+    const g = this.groups.get(key);
+    if (g) g.push(rel);
+    else this.groups.set(key, [rel]);
+  }
+}
+
+/** The journal's position before a Verify walks anything, or why there is none. */
+export async function digestJournal(journal: ChangeJournal | null, off: string | undefined, signal: AbortSignal): Promise<DigestJournal> {
+  if (!journal) return { journal: null, position: null, off: off ?? 'journal: off on this host' };
+  try {
+    return { journal, position: await journal.sync(signal), off: '' };
+  } catch (err) {
+    if (signal.aborted) throw err;
+    return { journal, position: null, off: `journal: this host's journal did not answer (${(err as Error).message})` };
+  }
+}
+
+/** Hard-linked paths a digest cache keeps at most (some 40 MiB): past it, the root has no cache. */
+const MAX_GROUP_PATHS = 250_000;
+/** Entries a quick verify looks at again at most before it walks the root in full instead. */
+const MAX_SCOPED_ENTRIES = 250_000;
+/** Lines per message of the answer in a digest that merges the cache. */
+const LINES_PER_BATCH = 256;
+
+/**
+ * Yield the records of a root in walk order as their lines (proto/verify-record.ts), a batch
+ * of lines at a time as UTF-8, then the root's digest over those bytes. With the change
+ * journal (`opts.cache`), a quick verify looks again only at what the journal says changed
+ * since the root's last digest, and takes every other line from that digest's cache
+ * (verify-cache.ts); anything that keeps it from doing so soundly is a full walk, with the
+ * reason in the result.
  */
 export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): AsyncGenerator<Buffer | RootResult> {
-  const rule = opts.owners[root.name];
+  const plan = opts.records?.quick && opts.cache ? scopedPlan(root, opts, opts.cache) : { reason: '' };
+  if ('scope' in plan && plan.paths.length === 0) return yield* unchangedDigest(root, opts, plan);
+  if ('scope' in plan) {
+    const scoped = await collectScope(root, opts, plan);
+    if ('entries' in scoped) return yield* mergedDigest(root, opts, plan, scoped);
+    plan.reason = scoped.reason;
+  }
+  yield* fullDigest(root, opts, 'reason' in plan ? plan.reason : '');
+}
+
+/** Why a digest walks in full, or what it takes from the cache. */
+type ScopedPlan = { reason: string } | { scope: WalkScope; paths: ScopedPath[]; cache: { state: VerifyCacheState; lines: string }; journal: DigestJournal; reason: string };
+
+function fingerprintOf(root: ResolvedRoot, opts: DigestOptions): string {
+  return cacheFingerprint(opts.identity.digest, opts.owners[root.name], root.rel, root.runtimeParents ?? []);
+}
+
+/** From the cache and the journal: the scope to look at again, or why the root is walked in full. */
+function scopedPlan(root: ResolvedRoot, opts: DigestOptions, dj: DigestJournal): ScopedPlan {
+  const { journal, position } = dj;
+  if (!journal || !position) return { reason: dj.off };
+  const cache = readVerifyCache(opts.records!.stateDir, root.name);
+  if (!cache) return { reason: 'journal: no earlier digest of this root to start from' };
+  if (cache.state.fingerprint !== fingerprintOf(root, opts)) return { reason: "journal: this host's users, the owner rules or the root's place changed since the last digest" };
+  if (!journal.watches(root.name, root.abs)) return { reason: `journal: it watches another directory than ${root.abs} for ${root.name}` };
+  const res = journal.changesSince(root.name, { epoch: cache.state.epoch, seq: cache.state.seq });
+  if ('full' in res) return { reason: res.full };
+  const paths: ScopedPath[] = res.changes.map((c) => ({ path: underRoot(root.rel, c.path), scope: c.scope }));
+  const scope = new WalkScope(root.rel, paths);
+  if (scope.whole) return { reason: 'journal: the root itself came or went' };
+  return { scope, paths, cache, journal: dj, reason: '' };
+}
+
+/**
+ * The entries the scope covers, walked, with every hard-link group they touch whole: a
+ * file written or renamed under one name changes the lines of its other names (the digest,
+ * the group's first path), which the journal does not name. The cache's groups give the
+ * other names of what it held, the inode those of a link made since; a group whose names
+ * do not add up to its link count is a full walk.
+ */
+async function collectScope(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>): Promise<{ entries: WalkEntry[]; scope: WalkScope } | { reason: string }> {
+  const byKey = new Map(plan.cache.state.groups);
+  const paths = [...plan.paths];
+  let scope = plan.scope;
+  const added = new Set<string>();
+  const addGroup = (members: string[]): boolean => {
+    let more = false;
+    for (const p of members) {
+      if (added.has(p) || scope.covers(p)) continue;
+      added.add(p);
+      paths.push({ path: p, scope: 'entry' });
+      more = true;
+    }
+    return more;
+  };
+  for (const [, members] of plan.cache.state.groups) if (members.some((p) => scope.covers(p))) addGroup(members);
+  for (let round = 0; round < 4; round++) {
+    if (round > 0 || added.size) scope = new WalkScope(root.rel, paths);
+    const entries: WalkEntry[] = [];
+    for await (const batch of walkBatches(root, { scope })) {
+      if (opts.signal?.aborted) throw cancelled();
+      for (const e of batch) entries.push(e);
+      if (entries.length > MAX_SCOPED_ENTRIES) return { reason: `journal: more than ${MAX_SCOPED_ENTRIES} entries changed` };
+    }
+    // Links per inode seen in the scope, against the inode's link count.
+    const seen = new Map<string, { n: number; nlink: number }>();
+    for (const e of entries) {
+      if (e.type !== 'file' || nlinkOf(e.st) <= 1) continue;
+      const key = `${devOf(e.st)}:${inoOf(e.st)}`;
+      const s = seen.get(key);
+      if (s) s.n++;
+      else seen.set(key, { n: 1, nlink: nlinkOf(e.st) });
+    }
+    let more = false;
+    for (const key of seen.keys()) {
+      const members = byKey.get(key);
+      if (members && addGroup(members)) more = true;
+    }
+    if (more) continue;
+    if (entries[0]?.rel !== root.rel) return { reason: `journal: the root /${root.rel} is not there now` };
+    for (const [key, s] of seen) {
+      if (s.n !== s.nlink) return { reason: `journal: a hard-linked file (inode ${key}) has ${s.nlink} names, ${s.n} of them known` };
+    }
+    return { entries, scope };
+  }
+  return { reason: 'journal: hard-link groups kept growing while the scope was looked at' };
+}
+
+const cancelled = (): CmError => new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
+
+/** A root walked in full; with the journal, its lines become the root's digest cache. */
+async function* fullDigest(root: ResolvedRoot, opts: DigestOptions, reason: string): AsyncGenerator<Buffer | RootResult> {
   const rootHash = crypto.createHash('sha256');
-  // Hard-link groups still open: forgotten once all their links are seen.
-  const groups = new Map<string, { path: string; sha: string; left: number }>();
   let present = false;
-  let entries = 0;
-  let sockets = 0;
   let read = 0;
   const reader = opts.records?.quick ? DigestReader.open(opts.records.stateDir, root.name) : null;
   const writer = opts.records ? new DigestWriter(opts.records.stateDir, root.name) : null;
-  const names = new OwnerNames(opts.identity);
-  // Owner names as JSON strings, as the lines carry them: the plan's rule, else by id.
-  const ruleUser = rule ? JSON.stringify(rule.user) : null;
-  const ruleGroup = rule ? JSON.stringify(rule.group) : null;
-  const userJson = new Map<number, string>();
-  const groupJson = new Map<number, string>();
-  const cancelled = (): CmError => new CmError('transfer.cancelled', 'the caller went away; the digest was not finished');
+  const position = opts.cache?.position ?? null;
+  if (opts.cache && opts.records) dropVerifyCache(opts.records.stateDir, root.name);
+  const cacheWriter = position && opts.records ? new VerifyCacheWriter(opts.records.stateDir, root.name) : null;
 
   /** A file's digest: from its record while that holds (quick), else read; its record is written either way. */
   const contentOf = async (e: WalkEntry): Promise<string> => {
@@ -94,85 +312,171 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
       return recorded;
     }
     read++;
-    let sha: string;
-    if (e.st.size <= SMALL_FILE) {
-      sha = crypto.createHash('sha256').update(fsSync.readFileSync(e.abs)).digest('hex');
-    } else {
-      try {
-        sha = await hashLarge(e.abs, opts.signal);
-      } catch (err) {
-        if (opts.signal?.aborted) throw cancelled();
-        throw err;
-      }
-    }
+    const sha = await hashFile(e, opts.signal);
     writer?.append(digestRecord(e.rel, e.st, sha));
     return sha;
   };
-
+  const linkRecord = (e: WalkEntry, sha: string): void => {
+    if (!writer) return;
+    const line = reader?.lineFor(e.rel, e.st);
+    if (line) writer.appendLine(e.rel, line);
+    else writer.append(digestRecord(e.rel, e.st, sha));
+  };
+  const maker = new LineMaker(root, opts, contentOf, linkRecord);
   try {
     for await (const batch of walkBatches(root)) {
       if (opts.signal?.aborted) throw cancelled();
       present = true;
       let lines = '';
       for (const e of batch) {
-        if (e.type === 'socket') {
-          sockets++;
-          continue;
-        }
-        let sha = '';
-        let hardlink = '';
-        const st = e.st;
-        if (e.type === 'file') {
-          const nlink = nlinkOf(st);
-          const key = nlink > 1 ? `${devOf(st)}:${inoOf(st)}` : '';
-          const g = key ? groups.get(key) : undefined;
-          if (g) {
-            hardlink = g.path;
-            sha = g.sha;
-            if (--g.left <= 0) groups.delete(key);
-            if (writer) {
-              const line = reader?.lineFor(e.rel, st);
-              if (line) writer.appendLine(e.rel, line);
-              else writer.append(digestRecord(e.rel, st, sha));
-            }
-          } else {
-            sha = await contentOf(e);
-            if (opts.signal?.aborted) throw cancelled();
-            if (key) groups.set(key, { path: e.rel, sha, left: nlink - 1 });
-          }
-        }
-        const user = ruleUser ?? jsonOf(userJson, uidOf(st), (id) => names.user(id));
-        const group = ruleGroup ?? jsonOf(groupJson, gidOf(st), (id) => names.group(id));
-        lines +=
-          verifyLine(
-            e.rel,
-            e.type,
-            e.type === 'file' ? String(sizeOf(st)) : '0',
-            e.type === 'symlink' ? 0 : permOf(st),
-            user,
-            group,
-            root.runtimeParents?.has(e.rel) ? '0' : String(mtimeUsOf(st)),
-            sha,
-            e.type === 'symlink' ? fsSync.readlinkSync(e.abs) : '',
-            hardlink,
-          ) + '\n';
-        entries++;
+        lines += await maker.line(e);
+        if (opts.signal?.aborted) throw cancelled();
       }
       if (lines) {
         // Encoded once: the root digest hashes these bytes and the Verify answer sends them.
         const bytes = Buffer.from(lines, 'utf8');
         rootHash.update(bytes);
+        cacheWriter?.write(bytes);
         yield bytes;
       }
     }
     if (opts.signal?.aborted) throw cancelled();
+    const sha256 = rootHash.digest('hex');
     // The walk saw every file of the root: its records replace the older ones.
     if (present) writer?.commit();
+    if (present && cacheWriter && maker.groups && position) {
+      cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: fingerprintOf(root, opts), entries: maker.entries, files: maker.files, sha256, sockets: maker.sockets, groups: [...maker.groups] });
+      opts.cache!.journal!.hold(HOLD, root.name, position);
+    }
+    yield { root: root.name, present, entries: maker.entries, sha256, socketsSkipped: maker.sockets.length, fromRecords: reader?.hits ?? 0, read, walk: { scoped: false, paths: 0, reason } };
   } finally {
     reader?.close();
     writer?.close();
+    cacheWriter?.close();
   }
-  yield { root: root.name, present, entries, sha256: rootHash.digest('hex'), socketsSkipped: sockets, fromRecords: reader?.hits ?? 0, read };
+}
+
+/** The journal's reader name for the digest caches' positions (ChangeJournal.hold). */
+const HOLD = 'verify';
+
+/** A regular file's SHA-256; small files are read whole and synchronously. */
+async function hashFile(e: WalkEntry, signal?: AbortSignal): Promise<string> {
+  if (e.st.size <= SMALL_FILE) return crypto.createHash('sha256').update(fsSync.readFileSync(e.abs)).digest('hex');
+  try {
+    return await hashLarge(e.abs, signal);
+  } catch (err) {
+    if (signal?.aborted) throw cancelled();
+    throw err;
+  }
+}
+
+/**
+ * Nothing changed in the root since its last digest, not even the root itself: that digest
+ * stands, its lines as the cache has them (none with `digestsOnly`); the cache now starts
+ * from this digest's position.
+ */
+async function* unchangedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>): AsyncGenerator<Buffer | RootResult> {
+  const { state } = plan.cache;
+  if (!opts.digestsOnly) {
+    const fd = fsSync.openSync(plan.cache.lines, 'r');
+    try {
+      let tail = Buffer.alloc(0);
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(1 << 20);
+        const n = fsSync.readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        // Whole lines only, as every batch of the answer.
+        const data = tail.length ? Buffer.concat([tail, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+        const end = data.lastIndexOf(10) + 1;
+        tail = Buffer.from(data.subarray(end));
+        if (end) yield data.subarray(0, end);
+        await nextTurn();
+        if (opts.signal?.aborted) throw cancelled();
+      }
+    } finally {
+      fsSync.closeSync(fd);
+    }
+  }
+  const position = plan.journal.position!;
+  moveVerifyCache(opts.records!.stateDir, root.name, { ...state, epoch: position.epoch, seq: position.seq });
+  plan.journal.journal!.hold(HOLD, root.name, position);
+  yield { root: root.name, present: true, entries: state.entries, sha256: state.sha256, socketsSkipped: state.sockets.length, fromRecords: state.files, read: 0, walk: { scoped: true, paths: 0, reason: '' } };
+}
+
+/**
+ * The root's lines from the cache, but for what the scope covers, which comes from the
+ * entries walked now, merged in walk order; the merged lines become the new cache.
+ */
+async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>, scoped: { entries: WalkEntry[]; scope: WalkScope }): AsyncGenerator<Buffer | RootResult> {
+  const { scope, entries } = scoped;
+  const { state } = plan.cache;
+  const position = plan.journal.position!;
+  let read = 0;
+  const maker = new LineMaker(root, opts, async (e) => {
+    read++;
+    return hashFile(e, opts.signal);
+  });
+  const fresh: { rel: string; line: string }[] = [];
+  for (const e of entries) {
+    const line = await maker.line(e);
+    if (opts.signal?.aborted) throw cancelled();
+    if (line) fresh.push({ rel: e.rel, line });
+  }
+  const sockets = [...state.sockets.filter((p) => !scope.covers(p)), ...maker.sockets];
+  const present = true;
+  const rootHash = crypto.createHash('sha256');
+  const cacheWriter = new VerifyCacheWriter(opts.records!.stateDir, root.name);
+  const cached = new LineReader(plan.cache.lines);
+  let entriesOut = 0;
+  let keptFiles = 0;
+  try {
+    let batch: string[] = [];
+    const out = (): Buffer => {
+      const bytes = Buffer.from(batch.join(''), 'utf8');
+      batch = [];
+      rootHash.update(bytes);
+      cacheWriter.write(bytes);
+      return bytes;
+    };
+    let i = 0;
+    for (let line = cached.next(); line !== null; line = cached.next()) {
+      if (!line) continue;
+      const at = pathOfLine(line);
+      if (!at) throw new Error(`the digest cache of ${root.name} has a line that is no record`);
+      while (i < fresh.length && comparePaths(fresh[i].rel, at.path) < 0) {
+        batch.push(fresh[i++].line);
+        entriesOut++;
+      }
+      if (scope.covers(at.path)) continue;
+      batch.push(line + '\n');
+      entriesOut++;
+      // A file with a digest of its own: no first path of a hard-link group at the end.
+      if (line.startsWith(',"file",', at.end) && line.endsWith(',""]')) keptFiles++;
+      if (batch.length >= LINES_PER_BATCH) {
+        yield out();
+        await nextTurn();
+        if (opts.signal?.aborted) throw cancelled();
+      }
+    }
+    while (i < fresh.length) {
+      batch.push(fresh[i++].line);
+      entriesOut++;
+    }
+    if (batch.length) yield out();
+    const sha256 = rootHash.digest('hex');
+    if (present) {
+      const groups = new Map(state.groups.filter(([, members]) => !members.some((p) => scope.covers(p))));
+      for (const [key, members] of maker.groups ?? []) groups.set(key, members);
+      if (maker.groups) {
+        cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: state.fingerprint, entries: entriesOut, files: keptFiles + maker.files, sha256, sockets, groups: [...groups] });
+        plan.journal.journal!.hold(HOLD, root.name, position);
+      }
+    }
+    yield { root: root.name, present, entries: present ? entriesOut : 0, sha256, socketsSkipped: present ? sockets.length : 0, fromRecords: keptFiles, read, walk: { scoped: true, paths: scope.size, reason: '' } };
+  } finally {
+    cached.close();
+    cacheWriter.close();
+  }
 }
 
 /**
@@ -183,14 +487,14 @@ export async function* verifyBatches(roots: ResolvedRoot[], opts: DigestOptions,
   for (const root of roots) {
     // One batch held back, so that the root's digest travels with the root's last lines.
     let held: Buffer = Buffer.alloc(0);
-    for await (const item of digestRoot(root, opts)) {
+    for await (const item of digestRoot(root, { ...opts, digestsOnly })) {
       if (Buffer.isBuffer(item)) {
         if (digestsOnly) continue;
         if (held.length) yield { lines: held };
         held = item;
         continue;
       }
-      yield { lines: held, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped, from_records: item.fromRecords, read: item.read } };
+      yield { lines: held, root_done: { root: item.root, present: item.present, entries: item.entries, sha256: item.sha256, sockets_skipped: item.socketsSkipped, from_records: item.fromRecords, read: item.read, scoped: item.walk.scoped, paths: item.walk.paths, walk_reason: item.walk.reason } };
       held = Buffer.alloc(0);
     }
   }

@@ -8,7 +8,7 @@ import { rootsForPhase, type VerifyBatch__Output } from '../../proto';
 import { streamOf, type AgentHandle } from '../agent-client';
 import { ownerRules, type Plan } from '../plan';
 import type { Reporter } from '../report';
-import { compareListings, type Comparison } from '../tree-compare';
+import { compareListings, type Comparison, type RootComparison } from '../tree-compare';
 
 export interface VerifyOptions {
   /**
@@ -57,6 +57,8 @@ export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: Age
   if (quick && linesCompared) {
     out.info('verify --quick: the root digests differ; comparing both hosts line by line to name the paths');
     cmp = await compare(false);
+    // How each root was looked at is the first round's: the second starts from its digests.
+    for (const r of cmp.roots) r.walk = counted.roots.find((c) => c.root === r.root)?.walk ?? r.walk;
   }
   const sum = (f: (r: (typeof cmp.roots)[number]) => { old: number; new: number }): number => counted.roots.reduce((n, r) => n + f(r).old + f(r).new, 0);
   const result: VerifyResult = {
@@ -70,7 +72,7 @@ export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: Age
   };
   for (const r of cmp.roots) {
     const state = !r.present.old && !r.present.new ? 'absent on both' : r.match ? `match (${r.entries.old} entries, sha256 ${r.sha256.old.slice(0, 16)})` : `DIFFER (old ${r.entries.old} entries, new ${r.entries.new})`;
-    out.info(`  ${r.root.padEnd(10)} ${state}`);
+    out.info(`  ${r.root.padEnd(10)} ${state}${quick ? `; ${walkText(r.walk)}` : ''}`);
   }
   if (quick) out.info(`  files: ${result.fromRecords} digests from records, ${result.read} read (both hosts)`);
   if (!result.ok) {
@@ -78,6 +80,38 @@ export async function runVerify(plan: Plan, agents: { old: AgentHandle; new: Age
     for (const d of cmp.first) out.info(`  ${d.path}: ${d.what}`);
   }
   return result;
+}
+
+/**
+ * Both agents digest every root, digests only, nothing compared: each keeps its lines as
+ * the root's digest cache, from its change journal's position (agent/verify/verify-cache.ts),
+ * so that a later quick verify looks again only at what changed after. `run` does this at
+ * step 3 while mail is still on, so that step 4's verify inside the outage costs what the
+ * outage changed. Resolves with each host's walk of the mailboxes root (for the log).
+ */
+export async function primeDigests(plan: Plan, agents: { old: AgentHandle; new: AgentHandle }, signal?: AbortSignal): Promise<{ seconds: number; read: number }> {
+  const started = Date.now();
+  const req = { scope: { mailboxes_dir: plan.mailboxesDir, roots: rootsForPhase('final') }, owners: ownerRules(plan), quick: true, digests_only: true };
+  let read = 0;
+  await Promise.all(
+    [agents.old, agents.new].map(async (a) => {
+      for await (const b of streamOf<VerifyBatch__Output>(a, a.client.Verify(req), signal)) if (b.root_done) read += Number(b.root_done.read);
+    }),
+  );
+  return { seconds: (Date.now() - started) / 1000, read };
+}
+
+/**
+ * How both agents looked at a root in a quick verify: only at what their change journals
+ * said changed since the last digest, or in full, and why.
+ */
+function walkText(w: RootComparison['walk']): string {
+  const one = (side: 'old' | 'new'): string => {
+    const x = w[side];
+    if (x.scoped) return `${side}: ${x.paths} changed path${x.paths === 1 ? '' : 's'} looked at`;
+    return `${side}: full walk${x.reason ? ` (${x.reason})` : ''}`;
+  };
+  return `${one('old')}, ${one('new')}`;
 }
 
 /** `cmmigrate verify`'s ending: the result as an event and a verdict; false when the hosts differ. */

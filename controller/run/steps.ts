@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import { CmError, ExitCode, formatHostPort } from '../../proto';
 import { recordsToSet, serverLabel, waitForRecords } from '../dns';
 import { inactiveUnits, MAIL_UNITS, MAILBOX_WRITERS, runningUnits } from '../host-ops';
-import { runVerify } from '../ops/verify';
+import { primeDigests, runVerify } from '../ops/verify';
 import { cmdeployCommand, type CmdeployAction } from '../relay/cmdeploy';
 import { formatDuration } from '../report';
 import { checkServices, MAIL_PORTS } from '../service-check';
@@ -128,6 +128,7 @@ const disableMail: Step = {
     ...(ctx.opts.noCatchUp
       ? []
       : ["a last catch-up pass, mail still on: the relay's users exist on the new host since step 2, so it gives their entries their owners, and the final pass looks only at what changed after it (the agents' change journals)"]),
+    "both agents digest every root, mail still on, and keep the digests, so that step 4's verify looks only at what changed after (the agents' change journals)",
     'ask for confirmation (unless --yes): from here on users cannot send or receive until step 6',
     cmdeployLine(ctx, 'old', 'disable-mail'),
     'check through the old agent that postfix and dovecot are inactive',
@@ -142,6 +143,12 @@ const disableMail: Step = {
       // root, and a journal's position is committed only by a pass that left nothing for later.
       ctx.out.info("  a last catch-up pass, mail still on: the relay's users exist on the new host now");
       await pass(ctx, '3', 'initial', 'catch-up');
+    }
+    if (!ran) {
+      // Outside the outage: step 4's quick verify then reads only what changes from here on.
+      ctx.out.info("  digesting both hosts, mail still on, so that step 4's verify looks only at what changes from now on");
+      const p = await primeDigests(ctx.plan, ctx.agents, ctx.signal);
+      ctx.out.info(`  digests kept on both hosts in ${formatDuration(p.seconds)} (${p.read} files read)`);
     }
     if (!ran) {
       const ok = await ctx.confirm(
@@ -200,7 +207,7 @@ const finalSync: Step = {
     // once mail is back on (verify-after.ts).
     const v = await runVerify(ctx.plan, ctx.agents, { quick: true, signal: ctx.signal }, ctx.out);
     recordVerify(ctx.journal, 'quick', v);
-    ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first, quick: true, from_records: v.fromRecords, read: v.read });
+    ctx.emit('verify', { step: '4', ok: v.ok, differences: v.differences, first: v.first, quick: true, from_records: v.fromRecords, read: v.read, walks: v.roots.map((r) => ({ root: r.root, ...r.walk })) });
     if (!v.ok) {
       throw new CmError('step.verify_failed', `the new host differs from the old host in ${v.differences} path(s): ${v.first.slice(0, 5).map((d) => `${d.path} (${d.what})`).join('; ')}`, {
         hint: `nothing on the old host changed and mail stays off; find out what changes the listed paths (a service still running on either host?), then run ${ctx.rerun}`,

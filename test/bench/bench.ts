@@ -16,8 +16,10 @@
  *   over ssh of the same roots. Each round starts from the pristine tree again: a fresh
  *   copy of the source, an untimed initial pass of each tool, then the change.
  * - final-quick-verify: what the outage of step 4 costs: `cmmigrate sync --phase final` and
- *   then `cmmigrate verify --quick` (digests of unchanged files from the passes' records),
- *   timed together with the same agents, against rsync's final pass.
+ *   then `cmmigrate verify --quick`, timed together with the same agents, against rsync's
+ *   final pass. As `run` does at step 3, an untimed quick verify before the change leaves
+ *   each agent its digests, so that the timed one looks only at what its change journal
+ *   says changed since.
  * - unchanged: a second final pass right after the first, nothing changed in between,
  *   against a second `rsync -aH --delete`: the cost of the walk alone.
  * - verify: `cmmigrate verify` on the full tree after the final pass.
@@ -38,7 +40,7 @@
  * Needs root, tmpfs, 127.0.0.2 and 127.0.0.3, Debian's openssh-server and rsync.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -486,7 +488,13 @@ class Bench {
         const cpu0 = { old: await cpuSeconds(old.child.pid!), new: await cpuSeconds(neu.child.pid!) };
         const t0 = process.hrtime.bigint();
         const r = await cmmigrate([...args, '--plan', m.plan, '--json'], { cwd: m.dir, timeoutMs: 6 * HOUR });
-        const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+        const t1 = process.hrtime.bigint();
+        const seconds = Number(t1 - t0) / 1e9;
+        // CMMIGRATE_BENCH_WINDOWS: a file that gets each command's span on the monotonic clock
+        // (microseconds, as V8's --cpu-prof stamps its samples), for profile-window.ts.
+        if (process.env.CMMIGRATE_BENCH_WINDOWS) {
+          appendFileSync(process.env.CMMIGRATE_BENCH_WINDOWS, JSON.stringify({ args, startUs: Number(t0 / 1000n), endUs: Number(t1 / 1000n), pids: { old: old.child.pid, new: neu.child.pid } }) + '\n');
+        }
         const foreign = foreignSeconds(others, foreignTicks());
         const rss = { old: await peakRssMiB(old.child.pid!), new: await peakRssMiB(neu.child.pid!) };
         // CPU time is what the agents cost, whatever else the machine was doing meanwhile.
@@ -617,16 +625,21 @@ class Bench {
     await this.withAgents(this.direct, async (op) => {
       await op(['sync', '--phase', 'initial']);
       await op(['sync', '--phase', 'initial']);
+      // As `run` does at step 3, mail still on: both agents keep their digests, so that the
+      // quick verify after the final pass looks only at what changed since.
+      if (this.has('final-quick-verify')) await op(['verify', '--quick']);
       const report = await change();
       const r = await op(['sync', '--phase', 'final']);
       const q = this.has('final-quick-verify') ? await op(['verify', '--quick']) : undefined;
       const entries = passEntries(r.out);
       if (run === 0) log(`final pass: ${JSON.stringify(r.out.walks)}`);
+      const verifyWalks = (q?.out.roots as { root: string; walk: unknown }[] | undefined)?.map((x) => ({ root: x.root, walk: x.walk }));
+      if (run === 0 && verifyWalks) log(`quick verify: ${JSON.stringify(verifyWalks)}`);
       if (this.has('final-cmmigrate')) this.record('final-cmmigrate', r.seconds, run, { foreign: r.foreign, rss: r.rss, cpu: r.cpu, entries, summary: pick(r.out, SYNC_FIELDS) });
       if (q) {
         const both = { old: r.cpu.old + q.cpu.old, new: r.cpu.new + q.cpu.new };
         const rss = { old: Math.max(r.rss.old, q.rss.old), new: Math.max(r.rss.new, q.rss.new) };
-        this.record('final-quick-verify', r.seconds + q.seconds, run, { foreign: r.foreign + q.foreign, rss, cpu: both, entries, summary: { sync_seconds: r.seconds, verify_seconds: q.seconds, ...pick(q.out, ['ok', 'differences', 'from_records', 'read']) } });
+        this.record('final-quick-verify', r.seconds + q.seconds, run, { foreign: r.foreign + q.foreign, rss, cpu: both, entries, summary: { sync_seconds: r.seconds, verify_seconds: q.seconds, ...pick(q.out, ['ok', 'differences', 'from_records', 'read']), walks: verifyWalks } });
         if (q.out.ok !== true) this.anomalies.push(`final-quick-verify run ${run + 1}: verify --quick found differences after the final pass: ${JSON.stringify(q.out.first ?? q.out)}`);
       }
       // What a pass that renames instead of resending must send: the changed files, and the

@@ -10,6 +10,9 @@ export interface RootDigest {
   'sockets_skipped'?: (number | string | Long);
   'from_records'?: (number | string | Long);
   'read'?: (number | string | Long);
+  'scoped'?: (boolean);
+  'paths'?: (number | string | Long);
+  'walk_reason'?: (string);
 }
 
 export interface RootDigest__Output {
@@ -20,4 +23,7 @@ export interface RootDigest__Output {
   'sockets_skipped': (string);
   'from_records': (string);
   'read': (string);
+  'scoped': (boolean);
+  'paths': (string);
+  'walk_reason': (string);
 }
