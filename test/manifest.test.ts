@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManifestReader, ManifestWriter, type ManifestRecord } from '../agent/receive/manifest';
-import { manifestLine, parseManifestLine } from '../agent/receive/manifest-line';
+import { manifestLine, manifestLinkOf, manifestPathOf, parseManifestLine } from '../agent/receive/manifest-line';
 import { comparePaths } from '../proto';
 
 let dir: string | undefined;
@@ -199,6 +199,25 @@ describe('manifest lines', () => {
       for (const want of sorted) expect(r.at(want.p)).toEqual({ ...want, line: JSON.stringify(want) });
     } finally {
       r.close();
+    }
+  });
+});
+
+describe('a manifest line read as bytes (manifestPathOf, manifestLinkOf)', () => {
+  it('gives the path and source inode parseManifestLine gives, for plain and escaped paths, and null for a torn line', () => {
+    const paths = ['home/vmail/mail/a/cur/1.M1P1:2,S', 'home/vmail/mail/ünï/cur/x', 'etc/"quoted"/f', 'etc/back\\slash', 'etc/tab\there', 'etc/,"t":"trap'];
+    for (const p of paths) {
+      const r: ManifestRecord = { p, t: 'file', s: 12, m: '1700000000000000', i: '42', si: '2049:77' };
+      const line = manifestLine(r);
+      const bytes = Buffer.from(line, 'utf8');
+      expect(manifestPathOf(bytes), line).toBe(parseManifestLine(line)!.p);
+      expect(manifestLinkOf(bytes), line).toEqual({ p, si: '2049:77' });
+      // Keys in another order (an older writer): the same, through JSON.parse.
+      const other = Buffer.from(JSON.stringify({ si: r.si, p: r.p, t: r.t, s: r.s, m: r.m, i: r.i }));
+      expect(manifestLinkOf(other), line).toEqual({ p, si: '2049:77' });
+      // Torn by a kill: no record.
+      expect(manifestPathOf(bytes.subarray(0, bytes.length - 3)), line).toBeNull();
+      expect(manifestLinkOf(bytes.subarray(0, bytes.length - 3)), line).toBeNull();
     }
   });
 });

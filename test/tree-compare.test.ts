@@ -8,7 +8,7 @@ import { compareListings } from '../controller/tree-compare';
 import { CmError, parseVerifyLine, verifyLineOf, type RootDigest__Output, type VerifyBatch__Output, type VerifyFields } from '../proto';
 
 const entry = (path: string, over: Partial<VerifyFields> = {}): VerifyFields => ({ path, type: 'file', size: '3', mode: 0o600, user: 'vmail', group: 'vmail', mtime_us: '1700000000000000', sha256: 'a'.repeat(64), link: '', hardlink: '', ...over });
-const done = (root: string, entries: number, sha256: string, present = true): RootDigest__Output => ({ root, present, entries: String(entries), sha256, sockets_skipped: '0', from_records: '1', read: '2' });
+const done = (root: string, entries: number, sha256: string, present = true): RootDigest__Output => ({ root, present, entries: String(entries), sha256, sockets_skipped: '0', from_records: '1', read: '2', scoped: false, paths: '0', walk_reason: '' });
 
 /** A listing in batches of `size` entries, with an empty batch thrown in, each root's end on its last batch. */
 async function* listing(roots: { entries: VerifyFields[]; done: RootDigest__Output }[], size: number): AsyncGenerator<VerifyBatch__Output> {

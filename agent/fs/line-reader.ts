@@ -20,6 +20,28 @@ export class LineReader {
     return fsSync.fstatSync(this.fd, { bigint: true }).mtimeNs;
   }
 
+  /**
+   * The next line's bytes without its newline, or null at the end: a view of what was read,
+   * which stays as it is after later calls (each block is a buffer of its own).
+   */
+  nextBytes(): Buffer | null {
+    for (;;) {
+      const nl = this.buf.indexOf(10, this.pos);
+      if (nl !== -1) {
+        const line = this.buf.subarray(this.pos, nl);
+        this.pos = nl + 1;
+        return line;
+      }
+      if (this.fd === null) {
+        if (this.pos >= this.buf.length) return null;
+        const line = this.buf.subarray(this.pos); // a last line without newline: torn
+        this.pos = this.buf.length;
+        return line;
+      }
+      this.fill();
+    }
+  }
+
   /** The next line without its newline, or null at the end. */
   next(): string | null {
     for (;;) {
@@ -35,14 +57,19 @@ export class LineReader {
         this.pos = this.buf.length;
         return line;
       }
-      const rest = this.buf.length - this.pos;
-      const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
-      this.buf.copy(chunk, 0, this.pos);
-      const n = fsSync.readSync(this.fd, chunk, rest, chunk.length - rest, null);
-      if (n === 0) this.close();
-      this.buf = chunk.subarray(0, rest + n);
-      this.pos = 0;
+      this.fill();
     }
+  }
+
+  /** Read the next block after what is left of the current one, into a new buffer. */
+  private fill(): void {
+    const rest = this.buf.length - this.pos;
+    const chunk = Buffer.allocUnsafe(Math.max(READ_BLOCK, 2 * rest));
+    this.buf.copy(chunk, 0, this.pos);
+    const n = fsSync.readSync(this.fd!, chunk, rest, chunk.length - rest, null);
+    if (n === 0) this.close();
+    this.buf = chunk.subarray(0, rest + n);
+    this.pos = 0;
   }
 
   close(): void {

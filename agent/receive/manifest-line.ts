@@ -75,3 +75,44 @@ export function parseManifestLine(line: string): StoredRecord | null {
   const r = v as ManifestRecord;
   return { p: r.p, t: r.t, s: r.s, m: r.m, i: r.i, si: r.si, line };
 }
+
+const HEAD = Buffer.from('{"p":"');
+
+/**
+ * The path of a manifest line given as bytes, decoding only the path: the fixed layout
+ * without escapes by position, any other line through parseManifestLine; null for a line
+ * that is no record.
+ */
+export function manifestPathOf(line: Buffer): string | null {
+  if (line.length > HEAD.length && line.compare(HEAD, 0, HEAD.length, 0, HEAD.length) === 0) {
+    for (let q = HEAD.length; q < line.length; q++) {
+      const c = line[q];
+      if (c === 0x5c) break;
+      // The path's end, with the type's key after it: the fixed layout. Its last byte is the record's closing brace.
+      if (c === 0x22) {
+        if (line[q + 1] === 0x2c && line[q + 2] === 0x22 && line[q + 3] === 0x74 && line[line.length - 1] === 0x7d) return line.toString('utf8', HEAD.length, q);
+        break;
+      }
+    }
+  }
+  return parseManifestLine(line.toString('utf8'))?.p ?? null;
+}
+
+const SI = Buffer.from(',"si":"');
+
+/**
+ * The path and the source's dev:ino of a manifest line given as bytes (manifestPathOf),
+ * decoding only those two; null for a line that is no record.
+ */
+export function manifestLinkOf(line: Buffer): { p: string; si: string } | null {
+  const p = manifestPathOf(line);
+  if (p === null) return null;
+  const at = line.lastIndexOf(SI);
+  if (at !== -1 && line[line.length - 1] === 0x7d && line[line.length - 2] === 0x22) {
+    let plain = true;
+    for (let i = at + SI.length; i < line.length - 2; i++) if (line[i] === 0x22 || line[i] === 0x5c) plain = false;
+    if (plain) return { p, si: line.toString('utf8', at + SI.length, line.length - 2) };
+  }
+  const rec = parseManifestLine(line.toString('utf8'));
+  return rec ? { p: rec.p, si: rec.si } : null;
+}

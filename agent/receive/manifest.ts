@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { comparePaths } from '../../proto';
 import { LineReader } from '../fs/line-reader';
 import { isDecimalOf } from '../fs/stat-numbers';
-import { manifestLine, parseManifestLine, type ManifestRecord, type StoredRecord } from './manifest-line';
+import { manifestLine, manifestLinkOf, manifestPathOf, parseManifestLine, type ManifestRecord, type StoredRecord } from './manifest-line';
 
 export type { ManifestRecord, StoredRecord } from './manifest-line';
 
@@ -26,6 +26,11 @@ function filesOf(dir: string, root: string, names: string[]): string[] {
   return names.filter((n) => n.startsWith(root + '.') && n.endsWith('.jsonl')).map((n) => path.join(dir, n));
 }
 
+
+/** Write the first `n` bytes of `buf`, however many calls it takes. */
+function writeAll(fd: number, buf: Buffer, n: number): void {
+  for (let off = 0; off < n; ) off += fsSync.writeSync(fd, buf, off, n - off);
+}
 
 /**
  * A root's manifest is only what passes committed: no journal of an interrupted pass lies
@@ -51,6 +56,34 @@ interface Head {
   count: number;
   /** A line that is no record stopped this file. */
   torn: boolean;
+}
+
+/**
+ * Every record of a root's committed manifest as its path and source dev:ino, in each file's
+ * order (the main file, then the extra one), decoding only those two fields: for a look
+ * through the whole manifest that needs no more (the other names of hard-linked files).
+ */
+export function eachLink(dir: string, root: string, fn: (p: string, si: string) => unknown): void {
+  for (const name of [`${root}.${MANIFEST}.jsonl`, `${root}.${MANIFEST}.extra.jsonl`]) {
+    let lines: LineReader;
+    try {
+      lines = new LineReader(path.join(dir, name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    try {
+      for (let line = lines.nextBytes(); line !== null; line = lines.nextBytes()) {
+        if (!line.length) continue;
+        const rec = manifestLinkOf(line);
+        // A line that is no record ends its file, as for the reader.
+        if (!rec) break;
+        fn(rec.p, rec.si);
+      }
+    } finally {
+      lines.close();
+    }
+  }
 }
 
 /** Reads every manifest file of a root as one sorted stream, answering `at(path)` in walk order. */
@@ -434,30 +467,40 @@ export class ManifestWriter {
     // takes for a manifest until it is renamed into place.
     const merged = path.join(this.dir, `${this.root}.${this.id}.merged.tmp`);
     const out = fsSync.openSync(merged, 'w', 0o600);
-    const heads = [...committed, ...(fsSync.existsSync(m.path) ? [m.path] : [])].map((file, i) => ({ lines: new LineReader(file), rec: null as StoredRecord | null, ours: i >= committed.length }));
+    // Lines stay bytes, copied as read: only each line's path is decoded, to merge in walk
+    // order and to ask keepOld (a manifest holds a line per entry of the root).
+    const heads = [...committed, ...(fsSync.existsSync(m.path) ? [m.path] : [])].map((file, i) => ({ lines: new LineReader(file), line: null as Buffer | null, p: '', ours: i >= committed.length }));
     const next = (h: (typeof heads)[number]): void => {
       for (;;) {
-        let line = h.lines.next();
-        while (line === '') line = h.lines.next();
-        h.rec = line === null ? null : parseManifestLine(line);
-        if (!h.rec || h.ours || keepOld(h.rec.p)) return;
+        let line = h.lines.nextBytes();
+        while (line !== null && line.length === 0) line = h.lines.nextBytes();
+        const p = line === null ? null : manifestPathOf(line);
+        // A line that is no record ends its file, as for the reader.
+        h.line = p === null ? null : line;
+        if (p === null) return;
+        h.p = p;
+        if (h.ours || keepOld(p)) return;
       }
     };
     try {
       heads.forEach(next);
-      let buf: string[] = [];
+      let buf = Buffer.allocUnsafe(1 << 20);
+      let at = 0;
       for (;;) {
         let min: (typeof heads)[number] | null = null;
-        for (const h of heads) if (h.rec && (!min || comparePaths(h.rec.p, min.rec!.p) < 0)) min = h;
+        for (const h of heads) if (h.line && (!min || comparePaths(h.p, min.p) < 0)) min = h;
         if (!min) break;
-        buf.push(min.rec!.line);
-        if (buf.length >= 1024) {
-          fsSync.writeSync(out, buf.join('\n') + '\n');
-          buf = [];
+        const line = min.line!;
+        if (at + line.length + 1 > buf.length) {
+          writeAll(out, buf, at);
+          at = 0;
+          if (line.length + 1 > buf.length) buf = Buffer.allocUnsafe(2 * (line.length + 1));
         }
+        at += line.copy(buf, at);
+        buf[at++] = 10;
         next(min);
       }
-      if (buf.length) fsSync.writeSync(out, buf.join('\n') + '\n');
+      writeAll(out, buf, at);
       fsSync.fsyncSync(out);
     } finally {
       fsSync.closeSync(out);

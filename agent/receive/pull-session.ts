@@ -24,7 +24,7 @@ import {
 import type { ChangeJournal, JournalPosition } from '../journal/journal';
 import { loadIdentity, type Identity } from '../fs/identity';
 import { fingerprint, readJournalState, writeJournalState } from './journal-state';
-import { manifestClean, ManifestReader, type StoredRecord } from './manifest';
+import { eachLink, manifestClean } from './manifest';
 import { underRoot } from '../fs/walk-scope';
 import type { OwnerNames } from './pass';
 import { MAX_SCOPE_PATHS } from '../requests';
@@ -126,10 +126,10 @@ async function withLinkNames(list: AsyncGenerator<ListBatch__Output>, stateDir: 
     if (!req) throw wireError(`root ${r.name}: the sender answered for a scope this receiver did not ask for`);
     const scope = scopeFromWire(r.name, r.rel, r.scope);
     const inodes = new Set(r.links_outside);
-    if (!scope.empty) await eachRecord(stateDir, r.name, (rec) => scope.covers(rec.p) && rec.si && inodes.add(rec.si));
+    if (!scope.empty) eachLink(stateDir, r.name, (p, si) => si && scope.covers(p) && inodes.add(si));
     if (!inodes.size) continue;
     const before = req.changed.length;
-    await eachRecord(stateDir, r.name, (rec) => inodes.has(rec.si) && !scope.covers(rec.p) && req.changed.push({ path: rec.p, scope: 'entry', content: false }));
+    eachLink(stateDir, r.name, (p, si) => inodes.has(si) && !scope.covers(p) && req.changed.push({ path: p, scope: 'entry', content: false }));
     if (req.changed.length > before || r.links_outside.length) retry = true;
   }
   if (!retry) {
@@ -147,17 +147,6 @@ async function withLinkNames(list: AsyncGenerator<ListBatch__Output>, stateDir: 
     ask.reasons.set(q.root, `journal: ${q.changed.length} paths changed or linked, more than are listed one by one`);
   }
   return again();
-}
-
-/** Every record of a root's committed manifest, in walk order. */
-async function eachRecord(stateDir: string, root: string, fn: (rec: StoredRecord) => unknown): Promise<void> {
-  const reader = await ManifestReader.open(stateDir, root);
-  try {
-    reader.onSkip = fn;
-    reader.skipWhile(() => true);
-  } finally {
-    reader.close();
-  }
 }
 
 /**

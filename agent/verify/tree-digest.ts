@@ -16,7 +16,6 @@ import * as fsSync from 'node:fs';
 import { CmError, comparePaths, verifyLine, type RootName, type VerifyBatch } from '../../proto';
 import { DigestReader, DigestWriter, digestRecord } from './digest-records';
 import { OwnerNames, type Identity } from '../fs/identity';
-import { LineReader } from '../fs/line-reader';
 import type { ResolvedRoot } from '../fs/paths';
 import { devOf, gidOf, inoOf, mtimeUsOf, nlinkOf, permOf, sizeOf, uidOf } from '../fs/stat-numbers';
 import { nextTurn, walkBatches, type WalkEntry } from '../fs/walk';
@@ -188,8 +187,6 @@ export async function digestJournal(journal: ChangeJournal | null, off: string |
 const MAX_GROUP_PATHS = 250_000;
 /** Entries a quick verify looks at again at most before it walks the root in full instead. */
 const MAX_SCOPED_ENTRIES = 250_000;
-/** Lines per message of the answer in a digest that merges the cache. */
-const LINES_PER_BATCH = 256;
 
 /**
  * Yield the records of a root in walk order as their lines (proto/verify-record.ts), a batch
@@ -423,60 +420,120 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
     if (line) fresh.push({ rel: e.rel, line });
   }
   const sockets = [...state.sockets.filter((p) => !scope.covers(p)), ...maker.sockets];
-  const present = true;
   const rootHash = crypto.createHash('sha256');
   const cacheWriter = new VerifyCacheWriter(opts.records!.stateDir, root.name);
-  const cached = new LineReader(plan.cache.lines);
+  const fd = fsSync.openSync(plan.cache.lines, 'r');
   let entriesOut = 0;
   let keptFiles = 0;
   try {
-    let batch: string[] = [];
-    const out = (): Buffer => {
-      const bytes = Buffer.from(batch.join(''), 'utf8');
-      batch = [];
+    // The cache's lines stay bytes: runs of kept lines go out as slices of what was read,
+    // only each line's path is decoded (to merge and to ask the scope).
+    let parts: Buffer[] = [];
+    const flush = (): Buffer => {
+      const bytes = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+      parts = [];
       rootHash.update(bytes);
       cacheWriter.write(bytes);
       return bytes;
     };
     let i = 0;
-    for (let line = cached.next(); line !== null; line = cached.next()) {
-      if (!line) continue;
-      const at = pathOfLine(line);
-      if (!at) throw new Error(`the digest cache of ${root.name} has a line that is no record`);
-      while (i < fresh.length && comparePaths(fresh[i].rel, at.path) < 0) {
-        batch.push(fresh[i++].line);
-        entriesOut++;
+    let tail = Buffer.alloc(0);
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      const n = fsSync.readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      const data = tail.length ? Buffer.concat([tail, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      let run = 0;
+      let at = 0;
+      for (;;) {
+        const nl = data.indexOf(10, at);
+        if (nl === -1) break;
+        const line = parseCacheLine(data, at, nl);
+        if (!line) throw new Error(`the digest cache of ${root.name} has a line that is no record`);
+        let before = i;
+        while (i < fresh.length && comparePaths(fresh[i].rel, line.path) < 0) i++;
+        const covered = scope.covers(line.path);
+        if (i > before || covered) {
+          if (at > run) parts.push(data.subarray(run, at));
+          if (i > before) {
+            let text = '';
+            for (; before < i; before++) text += fresh[before].line;
+            parts.push(Buffer.from(text, 'utf8'));
+          }
+          run = covered ? nl + 1 : at;
+        }
+        if (!covered) {
+          entriesOut++;
+          if (line.ownDigest) keptFiles++;
+        }
+        at = nl + 1;
       }
-      if (scope.covers(at.path)) continue;
-      batch.push(line + '\n');
-      entriesOut++;
-      // A file with a digest of its own: no first path of a hard-link group at the end.
-      if (line.startsWith(',"file",', at.end) && line.endsWith(',""]')) keptFiles++;
-      if (batch.length >= LINES_PER_BATCH) {
-        yield out();
-        await nextTurn();
-        if (opts.signal?.aborted) throw cancelled();
+      if (at > run) parts.push(data.subarray(run, at));
+      tail = Buffer.from(data.subarray(at));
+      if (parts.length) {
+        const bytes = flush();
+        if (!opts.digestsOnly) yield bytes;
       }
+      await nextTurn();
+      if (opts.signal?.aborted) throw cancelled();
     }
-    while (i < fresh.length) {
-      batch.push(fresh[i++].line);
-      entriesOut++;
+    if (tail.length) throw new Error(`the digest cache of ${root.name} ends inside a line`);
+    if (i < fresh.length) {
+      let text = '';
+      for (; i < fresh.length; i++) text += fresh[i].line;
+      parts.push(Buffer.from(text, 'utf8'));
+      const bytes = flush();
+      if (!opts.digestsOnly) yield bytes;
     }
-    if (batch.length) yield out();
+    entriesOut += fresh.length;
     const sha256 = rootHash.digest('hex');
-    if (present) {
-      const groups = new Map(state.groups.filter(([, members]) => !members.some((p) => scope.covers(p))));
-      for (const [key, members] of maker.groups ?? []) groups.set(key, members);
-      if (maker.groups) {
-        cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: state.fingerprint, entries: entriesOut, files: keptFiles + maker.files, sha256, sockets, groups: [...groups] });
-        plan.journal.journal!.hold(HOLD, root.name, position);
-      }
+    const groups = new Map(state.groups.filter(([, members]) => !members.some((p) => scope.covers(p))));
+    for (const [key, members] of maker.groups ?? []) groups.set(key, members);
+    if (maker.groups) {
+      cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: state.fingerprint, entries: entriesOut, files: keptFiles + maker.files, sha256, sockets, groups: [...groups] });
+      plan.journal.journal!.hold(HOLD, root.name, position);
     }
-    yield { root: root.name, present, entries: present ? entriesOut : 0, sha256, socketsSkipped: present ? sockets.length : 0, fromRecords: keptFiles, read, walk: { scoped: true, paths: scope.size, reason: '' } };
+    yield { root: root.name, present: true, entries: entriesOut, sha256, socketsSkipped: sockets.length, fromRecords: keptFiles, read, walk: { scoped: true, paths: scope.size, reason: '' } };
   } finally {
-    cached.close();
+    fsSync.closeSync(fd);
     cacheWriter.close();
   }
+}
+
+const FILE_TYPE = Buffer.from(',"file",');
+const NO_LINK = Buffer.from(',""]');
+
+/**
+ * The path of the cache line in data[start, end) (proto/verify-record.ts: a JSON array, the
+ * path first), and whether it is a file with a digest of its own (not the other name of a
+ * hard-linked file, whose line ends in its group's first path). A path without escapes is
+ * decoded from its bytes; any other goes through JSON.parse.
+ */
+function parseCacheLine(data: Buffer, start: number, end: number): { path: string; ownDigest: boolean } | null {
+  if (data[start] !== 0x5b || data[start + 1] !== 0x22) return null;
+  let q = start + 2;
+  let plain = true;
+  for (; q < end; q++) {
+    const c = data[q];
+    if (c === 0x22) break;
+    if (c === 0x5c) {
+      plain = false;
+      break;
+    }
+  }
+  let path: string;
+  let after: number;
+  if (plain && q < end) {
+    path = data.toString('utf8', start + 2, q);
+    after = q + 1;
+  } else {
+    const at = pathOfLine(data.toString('utf8', start, end));
+    if (!at) return null;
+    path = at.path;
+    after = start + Buffer.byteLength(data.toString('utf8', start, end).slice(0, at.end));
+  }
+  const ownDigest = data.compare(FILE_TYPE, 0, FILE_TYPE.length, after, after + FILE_TYPE.length) === 0 && end - start >= NO_LINK.length && data.compare(NO_LINK, 0, NO_LINK.length, end - NO_LINK.length, end) === 0;
+  return { path, ownDigest };
 }
 
 /**
