@@ -306,6 +306,23 @@ describe('bounds and forgetting', () => {
     j.forget('mailboxes', start, end.seq);
     expect(full(j.changesSince('mailboxes', held))).toMatch(/forgotten/);
   });
+
+  it('records own writes only while a reader holds a position (ownEvents when-held), from the cookie of sync({ hold }) on', async () => {
+    const d = await startJournal({ mailboxes: mail }, path.join(tmp.dir, 'state-held'), { ownEvents: 'when-held' });
+    try {
+      const from = await d.sync();
+      await fs.writeFile(path.join(mail, 'u/cur', 'mine-unheld'), 'x');
+      await sh(': > u/cur/theirs-unheld', mail);
+      const held = await d.sync(undefined, { hold: 'verify' });
+      await fs.writeFile(path.join(mail, 'u/cur', 'mine-held'), 'x');
+      await d.sync();
+      // A pass asks without its own writes: the same answer as from a journal that kept them.
+      expect(brief(changes(d.changesSince('mailboxes', from)))).toEqual(['entry u/cur', 'entry u/cur/mine-held (own)', 'entry u/cur/theirs-unheld']);
+      expect(brief(changes(d.changesSince('mailboxes', held)))).toEqual(['entry u/cur (own)', 'entry u/cur/mine-held (own)']);
+    } finally {
+      await d.close();
+    }
+  });
 });
 
 describe('on the ordinary disk', () => {

@@ -54,6 +54,13 @@ export interface JournalOptions {
   ownPid?: number;
   /** How long sync() waits for its cookie; default 30 s. */
   syncTimeoutMs?: number;
+  /**
+   * Own events (of ownPid) of a root: recorded only while a reader holds a position in that
+   * root (`when-held`, the default), or always (`keep`). A pass accounts for its own writes
+   * by its manifest and asks without them; only a reader such as a digest cache counts them.
+   * Without a hold an initial copy's million writes are not held in memory.
+   */
+  ownEvents?: 'keep' | 'when-held';
 }
 
 /** For logs and Info. */
@@ -73,6 +80,8 @@ export interface JournalStatus {
 interface Pending {
   index: number;
   resolve: (seq: number) => void;
+  /** A reader to hold every root for at the cookie's position (sync's `hold`). */
+  hold?: string;
 }
 
 const MAX_PAST_EPOCHS = 16;
@@ -183,8 +192,9 @@ export class ChangeJournal {
       return;
     }
     const foreign = pid !== this.ownPid;
-    r.record(foreign, mask, rel, seq);
+    if (foreign || this.keepsOwn(r.name)) r.record(foreign, mask, rel, seq);
     for (const { inner, prefix } of r.nested) {
+      if (!foreign && !this.keepsOwn(inner.name)) continue;
       if (rel === prefix) {
         // The inner root itself: a directory root that came or went is the helper's L line
         // for a root outside every other; here it is ours to say.
@@ -218,8 +228,17 @@ export class ChangeJournal {
     }
   }
 
+  /** Whether own events of `root` are recorded now (ownEvents). */
+  private keepsOwn(root: RootName): boolean {
+    if (this.opts.ownEvents === 'keep') return true;
+    for (const h of this.holds.values()) if (h.epoch === this.epochId && h.seqs.has(root)) return true;
+    return false;
+  }
+
   private cookie(name: string, seq: number): void {
     const p = this.pending.get(name);
+    // Before any later event is recorded: own events after this position count for the reader.
+    if (p?.hold) for (const r of this.roots) this.hold(p.hold, r.name, { epoch: this.epochId, seq });
     const index = p ? p.index : Number(name.slice(name.lastIndexOf('-') + 1)) || 0;
     // Open losses close at the first cookie made after they were taken in: every drop the
     // kernel did not mark was before that cookie was queued.
@@ -275,9 +294,11 @@ export class ChangeJournal {
    * Bring the journal up to now and return the position: a cookie file is made in the
    * cookie dir and its event awaited (the kernel queues events in the syscall, in order).
    * Checks every root's mounts and directory then. If the helper is gone, starts a new
-   * epoch first. A timeout is a loss, not an error; only `signal` rejects.
+   * epoch first. A timeout is a loss, not an error; only `signal` rejects. With `hold`,
+   * that reader holds every root at the returned position from the moment the cookie came
+   * through (hold()), so that none of its own events after it is left out.
    */
-  async sync(signal?: AbortSignal): Promise<JournalPosition> {
+  async sync(signal?: AbortSignal, opts: { hold?: string } = {}): Promise<JournalPosition> {
     signal?.throwIfAborted();
     if (this.ended !== null && this.ended !== 'journal: closed') await this.restart();
     const epoch = this.epochId;
@@ -290,7 +311,7 @@ export class ChangeJournal {
     const timeoutMs = this.opts.syncTimeoutMs ?? 30_000;
     try {
       const seq = await new Promise<number>((resolve, reject) => {
-        this.pending.set(name, { index, resolve });
+        this.pending.set(name, { index, resolve, hold: opts.hold });
         timer = setTimeout(() => {
           this.pending.delete(name);
           this.lose(null, `journal: sync timed out after ${timeoutMs / 1000} s at ${clock()} (the helper did not report its cookie)`, true);

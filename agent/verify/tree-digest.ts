@@ -21,7 +21,7 @@ import { devOf, gidOf, inoOf, mtimeUsOf, nlinkOf, permOf, sizeOf, uidOf } from '
 import { nextTurn, walkBatches, type WalkEntry } from '../fs/walk';
 import { underRoot, WalkScope, type ScopedPath } from '../fs/walk-scope';
 import type { ChangeJournal, JournalPosition } from '../journal/journal';
-import { cacheFingerprint, dropVerifyCache, moveVerifyCache, pathOfLine, readVerifyCache, VerifyCacheWriter, type VerifyCacheState } from './verify-cache';
+import { cacheFingerprint, dropVerifyCache, moveVerifyCache, pathOfLine, readLinks, readVerifyCache, VerifyCacheWriter, type VerifyCacheState } from './verify-cache';
 
 export interface DigestOptions {
   identity: Identity;
@@ -89,9 +89,11 @@ async function hashLarge(abs: string, signal?: AbortSignal): Promise<string> {
 class LineMaker {
   /** Hard-link groups still open: forgotten once all their links are seen. */
   private readonly leaders = new Map<string, { path: string; sha: string; left: number }>();
-  /** Every hard-link group met: `dev:ino` and its paths in walk order (null: past the bound, not kept). */
-  groups: Map<string, string[]> | null = new Map();
-  private groupPaths = 0;
+  /** Every hard-linked file met, by `dev:ino` (for the digest cache's links). */
+  onLink: ((key: string, rel: string) => void) | null = null;
+  /** The `dev:ino` of every hard-linked file met (a scoped digest's groups). */
+  readonly linked = new Map<string, string[]>();
+  keepLinked = false;
   readonly sockets: string[] = [];
   entries = 0;
   /** Regular files whose digest was taken (not the other names of a hard-linked file). */
@@ -161,14 +163,11 @@ class LineMaker {
   }
 
   private remember(key: string, rel: string): void {
-    if (!this.groups) return;
-    if (++this.groupPaths > MAX_GROUP_PATHS) {
-      this.groups = null;
-      return;
-    }
-    const g = this.groups.get(key);
+    this.onLink?.(key, rel);
+    if (!this.keepLinked) return;
+    const g = this.linked.get(key);
     if (g) g.push(rel);
-    else this.groups.set(key, [rel]);
+    else this.linked.set(key, [rel]);
   }
 }
 
@@ -176,15 +175,16 @@ class LineMaker {
 export async function digestJournal(journal: ChangeJournal | null, off: string | undefined, signal: AbortSignal): Promise<DigestJournal> {
   if (!journal) return { journal: null, position: null, off: off ?? 'journal: off on this host' };
   try {
-    return { journal, position: await journal.sync(signal), off: '' };
+    // Held from the cookie on: own writes after it (a pass running meanwhile) count.
+    return { journal, position: await journal.sync(signal, { hold: HOLD }), off: '' };
   } catch (err) {
     if (signal.aborted) throw err;
     return { journal, position: null, off: `journal: this host's journal did not answer (${(err as Error).message})` };
   }
 }
 
-/** Hard-linked paths a digest cache keeps at most (some 40 MiB): past it, the root has no cache. */
-const MAX_GROUP_PATHS = 250_000;
+/** Hard-linked paths a quick verify holds at most (some 40 MiB): past it, it walks the root in full. */
+const MAX_LINK_PATHS = 250_000;
 /** Entries a quick verify looks at again at most before it walks the root in full instead. */
 const MAX_SCOPED_ENTRIES = 250_000;
 
@@ -208,7 +208,7 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
 }
 
 /** Why a digest walks in full, or what it takes from the cache. */
-type ScopedPlan = { reason: string } | { scope: WalkScope; paths: ScopedPath[]; cache: { state: VerifyCacheState; lines: string }; journal: DigestJournal; reason: string };
+type ScopedPlan = { reason: string } | { scope: WalkScope; paths: ScopedPath[]; cache: { state: VerifyCacheState; lines: string; links: string }; journal: DigestJournal; reason: string };
 
 function fingerprintOf(root: ResolvedRoot, opts: DigestOptions): string {
   return cacheFingerprint(opts.identity.digest, opts.owners[root.name], root.rel, root.runtimeParents ?? []);
@@ -238,7 +238,8 @@ function scopedPlan(root: ResolvedRoot, opts: DigestOptions, dj: DigestJournal):
  * do not add up to its link count is a full walk.
  */
 async function collectScope(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>): Promise<{ entries: WalkEntry[]; scope: WalkScope } | { reason: string }> {
-  const byKey = new Map(plan.cache.state.groups);
+  const byKey = readLinks(plan.cache.links, MAX_LINK_PATHS);
+  if (!byKey) return { reason: `journal: more than ${MAX_LINK_PATHS} hard-linked files to hold` };
   const paths = [...plan.paths];
   let scope = plan.scope;
   const added = new Set<string>();
@@ -252,7 +253,7 @@ async function collectScope(root: ResolvedRoot, opts: DigestOptions, plan: Extra
     }
     return more;
   };
-  for (const [, members] of plan.cache.state.groups) if (members.some((p) => scope.covers(p))) addGroup(members);
+  for (const members of byKey.values()) if (members.some((p) => scope.covers(p))) addGroup(members);
   for (let round = 0; round < 4; round++) {
     if (round > 0 || added.size) scope = new WalkScope(root.rel, paths);
     const entries: WalkEntry[] = [];
@@ -320,6 +321,7 @@ async function* fullDigest(root: ResolvedRoot, opts: DigestOptions, reason: stri
     else writer.append(digestRecord(e.rel, e.st, sha));
   };
   const maker = new LineMaker(root, opts, contentOf, linkRecord);
+  if (cacheWriter) maker.onLink = (key, rel) => cacheWriter.link(key, rel);
   try {
     for await (const batch of walkBatches(root)) {
       if (opts.signal?.aborted) throw cancelled();
@@ -341,8 +343,8 @@ async function* fullDigest(root: ResolvedRoot, opts: DigestOptions, reason: stri
     const sha256 = rootHash.digest('hex');
     // The walk saw every file of the root: its records replace the older ones.
     if (present) writer?.commit();
-    if (present && cacheWriter && maker.groups && position) {
-      cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: fingerprintOf(root, opts), entries: maker.entries, files: maker.files, sha256, sockets: maker.sockets, groups: [...maker.groups] });
+    if (present && cacheWriter && position) {
+      cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: fingerprintOf(root, opts), entries: maker.entries, files: maker.files, sha256, sockets: maker.sockets });
       opts.cache!.journal!.hold(HOLD, root.name, position);
     }
     yield { root: root.name, present, entries: maker.entries, sha256, socketsSkipped: maker.sockets.length, fromRecords: reader?.hits ?? 0, read, walk: { scoped: false, paths: 0, reason } };
@@ -356,9 +358,28 @@ async function* fullDigest(root: ResolvedRoot, opts: DigestOptions, reason: stri
 /** The journal's reader name for the digest caches' positions (ChangeJournal.hold). */
 const HOLD = 'verify';
 
-/** A regular file's SHA-256; small files are read whole and synchronously. */
+/** One buffer that small files are read into, again and again: no garbage per file. */
+const READ_BUF = Buffer.allocUnsafe(Number(SMALL_FILE));
+
+/** A small file's SHA-256, read synchronously into READ_BUF (to its end, whatever its size now). */
+function hashSmall(abs: string): string {
+  const fd = fsSync.openSync(abs, 'r');
+  try {
+    const h = crypto.createHash('sha256');
+    for (;;) {
+      const n = fsSync.readSync(fd, READ_BUF, 0, READ_BUF.length, null);
+      if (n === 0) break;
+      h.update(READ_BUF.subarray(0, n));
+    }
+    return h.digest('hex');
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+/** A regular file's SHA-256; small files are read synchronously. */
 async function hashFile(e: WalkEntry, signal?: AbortSignal): Promise<string> {
-  if (e.st.size <= SMALL_FILE) return crypto.createHash('sha256').update(fsSync.readFileSync(e.abs)).digest('hex');
+  if (e.st.size <= SMALL_FILE) return hashSmall(e.abs);
   try {
     return await hashLarge(e.abs, signal);
   } catch (err) {
@@ -413,6 +434,7 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
     read++;
     return hashFile(e, opts.signal);
   });
+  maker.keepLinked = true;
   const fresh: { rel: string; line: string }[] = [];
   for (const e of entries) {
     const line = await maker.line(e);
@@ -487,12 +509,11 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
     }
     entriesOut += fresh.length;
     const sha256 = rootHash.digest('hex');
-    const groups = new Map(state.groups.filter(([, members]) => !members.some((p) => scope.covers(p))));
-    for (const [key, members] of maker.groups ?? []) groups.set(key, members);
-    if (maker.groups) {
-      cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: state.fingerprint, entries: entriesOut, files: keptFiles + maker.files, sha256, sockets, groups: [...groups] });
-      plan.journal.journal!.hold(HOLD, root.name, position);
-    }
+    // The groups the scope touched were looked at whole: their links are the ones met now.
+    readLinks(plan.cache.links, Infinity, (key, p) => scope.covers(p) || cacheWriter.link(key, p));
+    for (const [key, members] of maker.linked) for (const p of members) cacheWriter.link(key, p);
+    cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: state.fingerprint, entries: entriesOut, files: keptFiles + maker.files, sha256, sockets });
+    plan.journal.journal!.hold(HOLD, root.name, position);
     yield { root: root.name, present: true, entries: entriesOut, sha256, socketsSkipped: sockets.length, fromRecords: keptFiles, read, walk: { scoped: true, paths: scope.size, reason: '' } };
   } finally {
     fsSync.closeSync(fd);

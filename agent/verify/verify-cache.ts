@@ -4,16 +4,19 @@
  * sent them, the journal position taken before that digest walked, and what the lines do
  * not show (the sockets left out, the hard-link groups by inode).
  *
- * Files: `<state>/verify-cache/<root>.lines` (the lines, in walk order) and
- * `<root>.json` (the rest, with the size and SHA-256 of the lines file). A new cache first
- * removes the old `.json`, then puts the new lines in place (fsync, rename), then its
- * `.json`: after a kill anywhere in between there is no cache, or one whose lines file does
- * not have the size it names, and the next quick verify walks in full.
+ * Files: `<state>/verify-cache/<root>.lines` (the lines, in walk order), `<root>.links`
+ * (one line per hard-linked file: its `dev:ino` and path, as a JSON array) and
+ * `<root>.json` (the rest, with the sizes of the other two). A new cache first removes the
+ * old `.json`, then puts the new files in place (fsync, rename), then its `.json`: after a
+ * kill anywhere in between there is no cache, or one whose files do not have the sizes it
+ * names, and the next quick verify walks in full. Only a quick verify that has changes to
+ * look at reads the links file; memory holds the links only then.
  */
 import { createHash } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import type { RootName } from '../../proto';
+import { LineReader } from '../fs/line-reader';
 
 const DIR = 'verify-cache';
 
@@ -33,14 +36,15 @@ export interface VerifyCacheState {
   bytes: number;
   /** Sockets, which have no line (the transfer leaves them out) but are counted. */
   sockets: string[];
-  /** Hard-link groups: `dev:ino` and every path of the group in the root, in walk order. */
-  groups: [string, string[]][];
+  /** Size of the links file, and the hard-linked paths in it. */
+  linkBytes: number;
+  links: number;
 }
 
 /** The cache's files of a root. */
-function filesOf(stateDir: string, root: string): { dir: string; lines: string; state: string } {
+function filesOf(stateDir: string, root: string): { dir: string; lines: string; links: string; state: string } {
   const dir = path.join(stateDir, DIR);
-  return { dir, lines: path.join(dir, `${root}.lines`), state: path.join(dir, `${root}.json`) };
+  return { dir, lines: path.join(dir, `${root}.lines`), links: path.join(dir, `${root}.links`), state: path.join(dir, `${root}.json`) };
 }
 
 /** What a root's lines depend on beside the tree: the owner names, the owner rule, where the root is. */
@@ -52,7 +56,7 @@ export function cacheFingerprint(identityDigest: string | undefined, owner: { us
 }
 
 /** The cached state of a root whose lines file is there with the size it names; null otherwise. */
-export function readVerifyCache(stateDir: string, root: RootName): { state: VerifyCacheState; lines: string } | null {
+export function readVerifyCache(stateDir: string, root: RootName): { state: VerifyCacheState; lines: string; links: string } | null {
   const f = filesOf(stateDir, root);
   try {
     const s = JSON.parse(fsSync.readFileSync(f.state, 'utf8')) as VerifyCacheState;
@@ -68,10 +72,10 @@ export function readVerifyCache(stateDir: string, root: RootName): { state: Veri
       Number.isSafeInteger(s.bytes) &&
       Array.isArray(s.sockets) &&
       s.sockets.every((x) => typeof x === 'string') &&
-      Array.isArray(s.groups) &&
-      s.groups.every((g) => Array.isArray(g) && typeof g[0] === 'string' && Array.isArray(g[1]) && g[1].every((x) => typeof x === 'string'));
-    if (!ok || fsSync.statSync(f.lines).size !== s.bytes) return null;
-    return { state: s, lines: f.lines };
+      Number.isSafeInteger(s.linkBytes) &&
+      Number.isSafeInteger(s.links);
+    if (!ok || fsSync.statSync(f.lines).size !== s.bytes || fsSync.statSync(f.links).size !== s.linkBytes) return null;
+    return { state: s, lines: f.lines, links: f.links };
   } catch {
     return null;
   }
@@ -104,13 +108,38 @@ function writeState(f: ReturnType<typeof filesOf>, state: VerifyCacheState): voi
 export class VerifyCacheWriter {
   private readonly f: ReturnType<typeof filesOf>;
   private readonly tmp: string;
+  private readonly tmpLinks: string;
   private fd: number | null = null;
+  private linksFd: number | null = null;
+  private linkBuf: string[] = [];
   private readonly hash = createHash('sha256');
   private bytes = 0;
+  private linkBytes = 0;
+  private links = 0;
 
   constructor(stateDir: string, root: RootName) {
     this.f = filesOf(stateDir, root);
     this.tmp = `${this.f.lines}.tmp-${process.pid}`;
+    this.tmpLinks = `${this.f.links}.tmp-${process.pid}`;
+  }
+
+  /** A hard-linked file: its `dev:ino` and path (in walk order, or any order). */
+  link(key: string, p: string): void {
+    this.linkBuf.push(JSON.stringify([key, p]));
+    this.links++;
+    if (this.linkBuf.length >= 1024) this.flushLinks();
+  }
+
+  private flushLinks(): void {
+    if (this.linksFd === null) {
+      fsSync.mkdirSync(this.f.dir, { recursive: true, mode: 0o700 });
+      this.linksFd = fsSync.openSync(this.tmpLinks, 'w', 0o600);
+    }
+    if (!this.linkBuf.length) return;
+    const text = Buffer.from(this.linkBuf.join('\n') + '\n', 'utf8');
+    this.linkBuf = [];
+    for (let off = 0; off < text.length; ) off += fsSync.writeSync(this.linksFd, text, off);
+    this.linkBytes += text.length;
   }
 
   /** Append lines (each ending in a newline), as the digest sends them. */
@@ -126,14 +155,19 @@ export class VerifyCacheWriter {
   }
 
   /** Make the written lines the root's cache, described by `state` (its bytes filled in here). */
-  commit(state: Omit<VerifyCacheState, 'bytes' | 'v'>): void {
+  commit(state: Omit<VerifyCacheState, 'bytes' | 'v' | 'linkBytes' | 'links'>): void {
     if (this.fd === null) this.write(Buffer.alloc(0));
-    fsSync.fsyncSync(this.fd!);
-    fsSync.closeSync(this.fd!);
+    this.flushLinks();
+    for (const fd of [this.fd!, this.linksFd!]) {
+      fsSync.fsyncSync(fd);
+      fsSync.closeSync(fd);
+    }
     this.fd = null;
+    this.linksFd = null;
     fsSync.rmSync(this.f.state, { force: true });
     fsSync.renameSync(this.tmp, this.f.lines);
-    writeState(this.f, { v: 1, ...state, bytes: this.bytes });
+    fsSync.renameSync(this.tmpLinks, this.f.links);
+    writeState(this.f, { v: 1, ...state, bytes: this.bytes, linkBytes: this.linkBytes, links: this.links });
     const d = fsSync.openSync(this.f.dir, 'r');
     try {
       fsSync.fsyncSync(d);
@@ -144,10 +178,16 @@ export class VerifyCacheWriter {
 
   /** Drop what was written (a digest that stopped). */
   close(): void {
-    if (this.fd === null) return;
-    fsSync.closeSync(this.fd);
+    for (const [fd, file] of [
+      [this.fd, this.tmp],
+      [this.linksFd, this.tmpLinks],
+    ] as const) {
+      if (fd === null) continue;
+      fsSync.closeSync(fd);
+      fsSync.rmSync(file, { force: true });
+    }
     this.fd = null;
-    fsSync.rmSync(this.tmp, { force: true });
+    this.linksFd = null;
   }
 }
 
@@ -169,4 +209,35 @@ export function pathOfLine(line: string): { path: string; end: number } | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The hard-link groups of a cache's links file, by `dev:ino`, each with its paths; null when
+ * it holds more than `max` paths (a quick verify then walks in full) or a line is no link.
+ */
+export function readLinks(file: string, max: number, each?: (key: string, p: string) => void): Map<string, string[]> | null {
+  const groups = new Map<string, string[]>();
+  let n = 0;
+  const lines = new LineReader(file);
+  try {
+    for (let line = lines.next(); line !== null; line = lines.next()) {
+      if (!line) continue;
+      if (++n > max) return null;
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        return null;
+      }
+      if (!Array.isArray(v) || typeof v[0] !== 'string' || typeof v[1] !== 'string') return null;
+      const [key, p] = v as [string, string];
+      each?.(key, p);
+      const g = groups.get(key);
+      if (g) g.push(p);
+      else groups.set(key, [p]);
+    }
+  } finally {
+    lines.close();
+  }
+  return groups;
 }

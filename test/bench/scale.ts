@@ -3,7 +3,9 @@
  * messages) between two agents on loopback, and report each agent's peak RSS (VmHWM) and
  * the time of each step. Then, with nothing changed, `--runs` rounds (default 3) of a final
  * pass against `rsync -aH --delete` over ssh of the same roots (to a copy of its own, made
- * untimed first), alternating, with each agent's CPU per entry. Not part of `npm test`: it
+ * untimed first), alternating, with each agent's CPU per entry; each final pass followed by
+ * a timed `verify --quick` (after an untimed one that leaves the agents their digests, as
+ * `run` does at step 3), so that the outage's part, pass plus verify, is measured too. Not part of `npm test`: it
  * takes many minutes and gigabytes. It needs root, `rsync` and `openssh-server`.
  *
  * The tree is generated once into --dir (default /var/tmp/cmmigrate-scale) and reused.
@@ -135,9 +137,16 @@ async function unchangedRounds(runs: number, plan: string, oldRoot: string, rsyn
     await fs.mkdir(rsyncRoot, { recursive: true });
     const first = await timed('rsync -aH over ssh (untimed copy for the rounds)', () => runShell(rsyncSsh(config, SSH_DIRECT, oldRoot, roots, rsyncRoot, false), 4 * 3600_000));
     if (first.code !== 0) throw new Error(`rsync failed: ${first.stderr}`);
+    // As `run` does at step 3: both agents keep their digests, so that each round's quick
+    // verify looks only at what the change journals say changed (issue 25).
+    const prime = await timed('verify --quick (untimed: the digests the rounds start from)', () => cmmigrate(['verify', '--plan', plan, '--quick', '--json'], { timeoutMs: 4 * 3600_000 }));
+    if (prime.code !== 0) throw new Error(`verify --quick failed: ${prime.stderr}${prime.stdout}`);
     const ours: number[] = [];
+    const quick: number[] = [];
+    const walks: unknown[] = [];
     const theirs: number[] = [];
     const cpu: { old: number; new: number }[] = [];
+    const verifyCpu: { old: number; new: number }[] = [];
     let entries = 0;
     for (let i = 0; i < runs; i++) {
       const c0 = await Promise.all(agents.map((a) => cpuSeconds(a.child.pid!)));
@@ -148,11 +157,18 @@ async function unchangedRounds(runs: number, plan: string, oldRoot: string, rsyn
       if (Number(out.files) > 0 || Number(out.deleted) > 0 || Number(out.renamed) > 0) throw new Error(`a pass with nothing changed moved something: ${r.stdout}`);
       entries = passEntries(out);
       ours.push(Number(out.seconds));
+      const t0 = Date.now();
+      const v = await cmmigrate(['verify', '--plan', plan, '--quick', '--json'], { timeoutMs: 4 * 3600_000 });
+      quick.push((Date.now() - t0) / 1000);
+      if (v.code !== 0) throw new Error(`verify --quick failed: ${v.stderr}${v.stdout}`);
+      walks.push({ pass: out.walks, verify: (JSON.parse(v.stdout) as { roots: { root: string; walk: unknown }[] }).roots.map((x) => ({ root: x.root, walk: x.walk })) });
+      const c2 = await Promise.all(agents.map((a) => cpuSeconds(a.child.pid!)));
       cpu.push({ old: c1[0] - c0[0], new: c1[1] - c0[1] });
+      verifyCpu.push({ old: c2[0] - c1[0], new: c2[1] - c1[1] });
       const rs = await runShell(rsyncSsh(config, SSH_DIRECT, oldRoot, roots, rsyncRoot, true), 4 * 3600_000);
       if (rs.code !== 0) throw new Error(`rsync --delete failed: ${rs.stderr}`);
       theirs.push(rs.seconds);
-      console.log(`round ${i + 1}/${runs}: cmmigrate final ${ours[i].toFixed(1)} s (agents' CPU ${cpu[i].old.toFixed(1)} / ${cpu[i].new.toFixed(1)} s), rsync -aH --delete ${rs.seconds.toFixed(1)} s`);
+      console.log(`round ${i + 1}/${runs}: cmmigrate final ${ours[i].toFixed(2)} s (agents' CPU ${cpu[i].old.toFixed(2)} / ${cpu[i].new.toFixed(2)} s), verify --quick ${quick[i].toFixed(2)} s (agents' CPU ${verifyCpu[i].old.toFixed(2)} / ${verifyCpu[i].new.toFixed(2)} s), rsync -aH --delete ${rs.seconds.toFixed(1)} s`);
     }
     const perEntry = (s: number): number => Math.round((s / entries) * 1e7) / 10;
     const summary = {
@@ -160,9 +176,14 @@ async function unchangedRounds(runs: number, plan: string, oldRoot: string, rsyn
       cmmigrate_seconds: ours,
       rsync_seconds: theirs.map((x) => Math.round(x * 100) / 100),
       ratio_of_medians: Math.round((median(ours) / median(theirs)) * 100) / 100,
+      quick_verify_seconds: quick.map((x) => Math.round(x * 1000) / 1000),
+      // The outage's share of cmmigrate: the final pass and the quick verify after it.
+      final_and_quick_verify_ratio: Math.round((median(ours.map((x, i) => x + quick[i])) / median(theirs)) * 1000) / 1000,
+      verify_agent_cpu_seconds: verifyCpu.map((c) => ({ old: Math.round(c.old * 100) / 100, new: Math.round(c.new * 100) / 100 })),
+      walks: walks[walks.length - 1],
       agent_cpu_us_per_entry: { old: median(cpu.map((c) => perEntry(c.old))), new: median(cpu.map((c) => perEntry(c.new))) },
     };
-    console.log(`nothing changed, ${entries} entries: cmmigrate ${median(ours).toFixed(1)} s, rsync ${median(theirs).toFixed(1)} s (medians of ${runs}): ${summary.ratio_of_medians}× rsync; agents' CPU per entry ${summary.agent_cpu_us_per_entry.old} / ${summary.agent_cpu_us_per_entry.new} µs (old / new)`);
+    console.log(`nothing changed, ${entries} entries: cmmigrate ${median(ours).toFixed(2)} s, rsync ${median(theirs).toFixed(1)} s (medians of ${runs}): ${summary.ratio_of_medians}× rsync; with the quick verify ${summary.final_and_quick_verify_ratio}×; agents' CPU per entry ${summary.agent_cpu_us_per_entry.old} / ${summary.agent_cpu_us_per_entry.new} µs (old / new)`);
     return summary;
   } finally {
     await sshd.stop();

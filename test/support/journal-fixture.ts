@@ -38,6 +38,8 @@ export async function startJournal(roots: Record<string, string>, state: string,
     roots: Object.entries(roots).map(([name, abs]) => ({ name: name as RootName, abs })),
     cookieDir: state,
     log: quietLog,
+    // These tests are the agent: their own writes are what they look at.
+    ownEvents: 'keep',
     ...opts,
   });
 }
