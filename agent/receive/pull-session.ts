@@ -152,15 +152,12 @@ async function withLinkNames(list: AsyncGenerator<ListBatch__Output>, stateDir: 
 /**
  * After a pass that settled everything it saw: commit, per root it listed, where the
  * sender's journal and this host's stood, for the next pass to start from. A pass that
- * left anything for later (a vanished entry, held deletes) commits
+ * left anything for later (a vanished entry, held deletes, owners defaulted) commits
  * nothing, and the next pass walks in full.
  */
 async function commitJournal(env: PullSessionEnv, ask: JournalAsk, announced: Map<string, { present: boolean; position: { epoch: string; seq: string } | null; identity: string }>, summary: PassSummary, identity: Identity, owners: Partial<Record<RootName, OwnerNames>>, roots: ResolvedRoot[], signal: AbortSignal): Promise<void> {
   if (!env.journal || !ask.start) return;
-  // Owners defaulted (users the new host lacks, before step 2) need no walk of their own:
-  // the users that step 2 makes change the new host's identity digest, which is in the
-  // fingerprint, so the pass after them walks in full and gives those entries their owners.
-  if (summary.vanished > 0 || summary.deletes_skipped) return;
+  if (summary.vanished > 0 || summary.deletes_skipped || summary.owners_defaulted.length > 0) return;
   let end: JournalPosition;
   try {
     end = await env.journal.sync(signal);

@@ -140,8 +140,7 @@ const disableMail: Step = {
     const ran = journal.hasMark('3', 'cmdeploy');
     if (!ran && !ctx.opts.noCatchUp) {
       // Step 1's passes ran before step 2 made the relay's users: their entries went in as
-      // root. The users changed the new host's identity, so this pass walks in full and gives
-      // them their owners, mail still on, and the final pass looks only at what changed after.
+      // root, and a journal's position is committed only by a pass that left nothing for later.
       ctx.out.info("  a last catch-up pass, mail still on: the relay's users exist on the new host now");
       await pass(ctx, '3', 'initial', 'catch-up');
     }
