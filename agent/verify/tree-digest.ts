@@ -237,7 +237,7 @@ function scopedPlan(root: ResolvedRoot, opts: DigestOptions, dj: DigestJournal):
  * other names of what it held, the inode those of a link made since; a group whose names
  * do not add up to its link count is a full walk.
  */
-async function collectScope(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>): Promise<{ entries: WalkEntry[]; scope: WalkScope } | { reason: string }> {
+async function collectScope(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>): Promise<{ entries: WalkEntry[]; scope: WalkScope; links: Map<string, string[]> } | { reason: string }> {
   const byKey = readLinks(plan.cache.links, MAX_LINK_PATHS);
   if (!byKey) return { reason: `journal: more than ${MAX_LINK_PATHS} hard-linked files to hold` };
   const paths = [...plan.paths];
@@ -281,7 +281,7 @@ async function collectScope(root: ResolvedRoot, opts: DigestOptions, plan: Extra
     for (const [key, s] of seen) {
       if (s.n !== s.nlink) return { reason: `journal: a hard-linked file (inode ${key}) has ${s.nlink} names, ${s.n} of them known` };
     }
-    return { entries, scope };
+    return { entries, scope, links: byKey };
   }
   return { reason: 'journal: hard-link groups kept growing while the scope was looked at' };
 }
@@ -396,23 +396,10 @@ async function hashFile(e: WalkEntry, signal?: AbortSignal): Promise<string> {
 async function* unchangedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>): AsyncGenerator<Buffer | RootResult> {
   const { state } = plan.cache;
   if (!opts.digestsOnly) {
-    const fd = fsSync.openSync(plan.cache.lines, 'r');
-    try {
-      let tail = Buffer.alloc(0);
-      for (;;) {
-        const chunk = Buffer.allocUnsafe(1 << 20);
-        const n = fsSync.readSync(fd, chunk, 0, chunk.length, null);
-        if (n === 0) break;
-        // Whole lines only, as every batch of the answer.
-        const data = tail.length ? Buffer.concat([tail, chunk.subarray(0, n)]) : chunk.subarray(0, n);
-        const end = data.lastIndexOf(10) + 1;
-        tail = Buffer.from(data.subarray(end));
-        if (end) yield data.subarray(0, end);
-        await nextTurn();
-        if (opts.signal?.aborted) throw cancelled();
-      }
-    } finally {
-      fsSync.closeSync(fd);
+    for (const block of lineBlocks(plan.cache.lines, root.name)) {
+      yield block;
+      await nextTurn();
+      if (opts.signal?.aborted) throw cancelled();
     }
   }
   const position = plan.journal.position!;
@@ -425,7 +412,7 @@ async function* unchangedDigest(root: ResolvedRoot, opts: DigestOptions, plan: E
  * The root's lines from the cache, but for what the scope covers, which comes from the
  * entries walked now, merged in walk order; the merged lines become the new cache.
  */
-async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>, scoped: { entries: WalkEntry[]; scope: WalkScope }): AsyncGenerator<Buffer | RootResult> {
+async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extract<ScopedPlan, { scope: WalkScope }>, scoped: { entries: WalkEntry[]; scope: WalkScope; links: Map<string, string[]> }): AsyncGenerator<Buffer | RootResult> {
   const { scope, entries } = scoped;
   const { state } = plan.cache;
   const position = plan.journal.position!;
@@ -444,7 +431,6 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
   const sockets = [...state.sockets.filter((p) => !scope.covers(p)), ...maker.sockets];
   const rootHash = crypto.createHash('sha256');
   const cacheWriter = new VerifyCacheWriter(opts.records!.stateDir, root.name);
-  const fd = fsSync.openSync(plan.cache.lines, 'r');
   let entriesOut = 0;
   let keptFiles = 0;
   try {
@@ -459,12 +445,7 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
       return bytes;
     };
     let i = 0;
-    let tail = Buffer.alloc(0);
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(1 << 20);
-      const n = fsSync.readSync(fd, chunk, 0, chunk.length, null);
-      if (n === 0) break;
-      const data = tail.length ? Buffer.concat([tail, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+    for (const data of lineBlocks(plan.cache.lines, root.name)) {
       let run = 0;
       let at = 0;
       for (;;) {
@@ -491,7 +472,6 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
         at = nl + 1;
       }
       if (at > run) parts.push(data.subarray(run, at));
-      tail = Buffer.from(data.subarray(at));
       if (parts.length) {
         const bytes = flush();
         if (!opts.digestsOnly) yield bytes;
@@ -499,7 +479,6 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
       await nextTurn();
       if (opts.signal?.aborted) throw cancelled();
     }
-    if (tail.length) throw new Error(`the digest cache of ${root.name} ends inside a line`);
     if (i < fresh.length) {
       let text = '';
       for (; i < fresh.length; i++) text += fresh[i].line;
@@ -510,14 +489,36 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
     entriesOut += fresh.length;
     const sha256 = rootHash.digest('hex');
     // The groups the scope touched were looked at whole: their links are the ones met now.
-    readLinks(plan.cache.links, Infinity, (key, p) => scope.covers(p) || cacheWriter.link(key, p));
+    for (const [key, members] of scoped.links) for (const p of members) if (!scope.covers(p)) cacheWriter.link(key, p);
     for (const [key, members] of maker.linked) for (const p of members) cacheWriter.link(key, p);
     cacheWriter.commit({ epoch: position.epoch, seq: position.seq, fingerprint: state.fingerprint, entries: entriesOut, files: keptFiles + maker.files, sha256, sockets });
     plan.journal.journal!.hold(HOLD, root.name, position);
     yield { root: root.name, present: true, entries: entriesOut, sha256, socketsSkipped: sockets.length, fromRecords: keptFiles, read, walk: { scoped: true, paths: scope.size, reason: '' } };
   } finally {
-    fsSync.closeSync(fd);
     cacheWriter.close();
+  }
+}
+
+/**
+ * A cache's lines file as blocks of whole lines (about 1 MiB each), every one a buffer of
+ * its own; a file that ends inside a line is no cache.
+ */
+function* lineBlocks(file: string, root: string): Generator<Buffer> {
+  const fd = fsSync.openSync(file, 'r');
+  try {
+    let tail = Buffer.alloc(0);
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      const n = fsSync.readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      const data = tail.length ? Buffer.concat([tail, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      const end = data.lastIndexOf(10) + 1;
+      tail = Buffer.from(data.subarray(end));
+      if (end) yield data.subarray(0, end);
+    }
+    if (tail.length) throw new Error(`the digest cache of ${root} ends inside a line`);
+  } finally {
+    fsSync.closeSync(fd);
   }
 }
 

@@ -215,7 +215,7 @@ export function pathOfLine(line: string): { path: string; end: number } | null {
  * The hard-link groups of a cache's links file, by `dev:ino`, each with its paths; null when
  * it holds more than `max` paths (a quick verify then walks in full) or a line is no link.
  */
-export function readLinks(file: string, max: number, each?: (key: string, p: string) => void): Map<string, string[]> | null {
+export function readLinks(file: string, max: number): Map<string, string[]> | null {
   const groups = new Map<string, string[]>();
   let n = 0;
   const lines = new LineReader(file);
@@ -231,7 +231,6 @@ export function readLinks(file: string, max: number, each?: (key: string, p: str
       }
       if (!Array.isArray(v) || typeof v[0] !== 'string' || typeof v[1] !== 'string') return null;
       const [key, p] = v as [string, string];
-      each?.(key, p);
       const g = groups.get(key);
       if (g) g.push(p);
       else groups.set(key, [p]);
