@@ -188,6 +188,27 @@ describe('a quick verify from the change journals', () => {
     await sync();
   });
 
+  it('walks in full, and says why, when a digest cache is damaged: its size kept, a line made no record', async () => {
+    await sync();
+    expect((await verify('--quick')).ok).toBe(true);
+    const cache = path.join(roots.new, 'var/lib/cmmigrate/verify-cache/mailboxes.lines');
+    const text = fs.readFileSync(cache);
+    const second = text.indexOf(10) + 1;
+    text.fill(0x7a, second, second + 8);
+    fs.writeFileSync(cache, text);
+    // A change to look at (and none to find): a file written to and put back as it was.
+    const victim = findFile(path.join(roots.new, 'home/vmail/mail'));
+    const before = fs.statSync(victim, { bigint: true });
+    fs.appendFileSync(victim, 'x');
+    fs.truncateSync(victim, Number(before.size));
+    fs.utimesSync(victim, seconds(before.atimeNs), seconds(before.mtimeNs));
+    const v = await verify('--quick');
+    expect(v.ok, JSON.stringify(v.first)).toBe(true);
+    expect(mail(v).walk.new).toMatchObject({ scoped: false, reason: expect.stringMatching(/digest cache of mailboxes has a line that is no record/) });
+    // The full walk left a sound cache: the next one is scoped again.
+    expect(mail(await verify('--quick')).walk.new.scoped).toBe(true);
+  });
+
   it('gives each host the digests a full verify gives, after random changes on either host, two quick verifies in a row', async () => {
     await verify('--quick');
     const uids: [number, number] = [5000, 5002];

@@ -201,7 +201,19 @@ export async function* digestRoot(root: ResolvedRoot, opts: DigestOptions): Asyn
   if ('scope' in plan && plan.paths.length === 0) return yield* unchangedDigest(root, opts, plan);
   if ('scope' in plan) {
     const scoped = await collectScope(root, opts, plan);
-    if ('entries' in scoped) return yield* mergedDigest(root, opts, plan, scoped);
+    if ('entries' in scoped) {
+      try {
+        return yield* mergedDigest(root, opts, plan, scoped);
+      } catch (err) {
+        // A damaged cache: without lines asked for, nothing went out yet, and a full walk
+        // answers instead; with lines, the next verify walks (the cache is gone).
+        if (!(err instanceof DamagedCache)) throw err;
+        dropVerifyCache(opts.records!.stateDir, root.name);
+        if (!opts.digestsOnly) throw new Error(`${err.message}; it was removed: run the verify again, which walks ${root.name} in full`);
+        plan.reason = `journal: ${err.message}`;
+        return yield* fullDigest(root, opts, plan.reason);
+      }
+    }
     plan.reason = scoped.reason;
   }
   yield* fullDigest(root, opts, 'reason' in plan ? plan.reason : '');
@@ -452,7 +464,7 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
         const nl = data.indexOf(10, at);
         if (nl === -1) break;
         const line = parseCacheLine(data, at, nl);
-        if (!line) throw new Error(`the digest cache of ${root.name} has a line that is no record`);
+        if (!line) throw new DamagedCache(`the digest cache of ${root.name} has a line that is no record`);
         let before = i;
         while (i < fresh.length && comparePaths(fresh[i].rel, line.path) < 0) i++;
         const covered = scope.covers(line.path);
@@ -499,6 +511,9 @@ async function* mergedDigest(root: ResolvedRoot, opts: DigestOptions, plan: Extr
   }
 }
 
+/** A digest cache whose lines file is not what its digest wrote. */
+class DamagedCache extends Error {}
+
 /**
  * A cache's lines file as blocks of whole lines (about 1 MiB each), every one a buffer of
  * its own; a file that ends inside a line is no cache.
@@ -516,7 +531,7 @@ function* lineBlocks(file: string, root: string): Generator<Buffer> {
       tail = Buffer.from(data.subarray(end));
       if (end) yield data.subarray(0, end);
     }
-    if (tail.length) throw new Error(`the digest cache of ${root} ends inside a line`);
+    if (tail.length) throw new DamagedCache(`the digest cache of ${root} ends inside a line`);
   } finally {
     fsSync.closeSync(fd);
   }
