@@ -59,6 +59,14 @@ describe('a walk scope', () => {
     expect(last).toBe(`${ROOT}/d/c@x`);
     const under = new WalkScope(ROOT, [{ path: `${ROOT}/z`, scope: 'children' }, { path: `${ROOT}/z/sub/y`, scope: 'entry' }]);
     expect(under.last).toBe(`${ROOT}/z`);
+    expect(under.lastCoversBelow).toBe(true);
+    // An entry's bound covers nothing below it; an empty scope only the root itself.
+    const entry = new WalkScope(ROOT, [{ path: `${ROOT}/d`, scope: 'entry' }]);
+    expect([entry.last, entry.lastCoversBelow]).toEqual([`${ROOT}/d`, false]);
+    expect(entry.covers(`${ROOT}/d/x`)).toBe(false);
+    const empty = new WalkScope(ROOT, []);
+    expect([empty.last, empty.lastCoversBelow]).toEqual([ROOT, false]);
+    expect(empty.covers(`${ROOT}/x`)).toBe(false);
   });
 
   it('says where data was written, also below a covering subtree', () => {

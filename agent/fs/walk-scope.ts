@@ -179,6 +179,18 @@ export class WalkScope {
     return rel;
   }
 
+  /**
+   * Whether paths below `last` are covered: only when it is read (children, subtree). An
+   * empty scope's bound is the root itself, with nothing below it covered.
+   */
+  get lastCoversBelow(): boolean {
+    let node = this.top;
+    while (node.kind !== 'children' && node.kind !== 'subtree' && node.kids && node.kids.size) {
+      node = node.kids.get([...node.kids.keys()].sort(compareNames).pop()!)!;
+    }
+    return node.kind === 'children' || node.kind === 'subtree';
+  }
+
   /** The scoped paths, in walk order, merged (for the wire and for logs). */
   paths(): ScopedPath[] {
     const out: ScopedPath[] = [];

@@ -496,7 +496,8 @@ export class RootMerge {
     if (unchanged) {
       // Nothing else changed: the manifest stays only if no record the scope covers was left out.
       const last = scope.last;
-      this.ours.skipWhile((p) => comparePaths(p, last) <= 0 || isUnder(p, last));
+      const below = scope.lastCoversBelow;
+      this.ours.skipWhile((p) => comparePaths(p, last) <= 0 || (below && isUnder(p, last)));
       unchanged = this.droppedCovered === 0;
     }
     this.ours.onSkip = null;

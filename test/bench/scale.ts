@@ -77,6 +77,8 @@ async function main(): Promise<void> {
   const tls = path.join(dir, '.cmmigrate', 'tls');
   // --debug: the agents log their memory every 2 s (written to <dir>/old.log, new.log).
   const logArgs = process.argv.includes('--debug') ? ['--log-level', 'debug'] : [];
+  // --no-journal: both agents without their change journals (what the journal costs in memory).
+  if (process.argv.includes('--no-journal')) logArgs.push('--no-journal');
   const agents: AgentProcess[] = [
     await startAgentProcess({ listen: `127.0.0.2:${po}`, root: oldRoot, tlsDir: path.join(tls, 'old'), extra: logArgs }),
     await startAgentProcess({ listen: `127.0.0.3:${pn}`, root: newRoot, tlsDir: path.join(tls, 'new'), extra: logArgs }),
